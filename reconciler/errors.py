@@ -1,0 +1,74 @@
+"""The one error hierarchy of reconciler, and the exit codes it maps to.
+
+Every message is a whole sentence a user can act on. The CLI catches these
+once and turns them into an exit code; nothing else prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, in the spirit of Terraform and sysexits.h."""
+
+    OK = 0
+    UNEXPECTED = 1
+    CHANGES_PENDING = 2  # only for `plan --detailed-exitcode`
+    INCOMPLETE = 3  # apply finished, but some steps failed or were skipped for safety
+    STALE_PLAN = 4  # a saved plan no longer matches the host
+    USAGE = 64  # EX_USAGE
+    INVALID_MANIFEST = 65  # EX_DATAERR
+    DAEMON_UNAVAILABLE = 69  # EX_UNAVAILABLE
+    TEMPORARY_FAILURE = 75  # EX_TEMPFAIL: lock held, registry rate limit
+
+
+class ReconcilerError(Exception):
+    """Base of every error reconciler reports to a user."""
+
+    exit_code: ExitCode = ExitCode.UNEXPECTED
+
+
+class UsageError(ReconcilerError):
+    exit_code = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in a manifest, located as precisely as the YAML allows."""
+
+    file: str
+    path: str  # YAML path such as ``images[2].tags[0]``; empty for the document
+    line: int  # 1-based; 0 when unknown
+    column: int  # 1-based; 0 when unknown
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ManifestError(ReconcilerError):
+    """The manifest cannot be used; carries every problem found, not just the first."""
+
+    exit_code = ExitCode.INVALID_MANIFEST
+
+    def __init__(self, diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        count = len(self.diagnostics)
+        noun = "problem" if count == 1 else "problems"
+        lines = [str(d) for d in self.diagnostics]
+        super().__init__("\n".join([*lines, f"{count} {noun} found; nothing was changed."]))
+
+
+class DaemonUnavailable(ReconcilerError):
+    """The Docker daemon could not be reached or stopped answering."""
+
+    exit_code = ExitCode.DAEMON_UNAVAILABLE
+
+
+class DaemonError(ReconcilerError):
+    """The daemon answered with an error we cannot attribute to a single step."""
+
+    exit_code = ExitCode.UNEXPECTED
