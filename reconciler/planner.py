@@ -1,0 +1,302 @@
+"""Plan the steps that take a host from its inventory to a manifest.
+
+A pure function of (manifest, inventory): no daemon, no files, no clock. The
+same inputs give the same plan, whatever order the daemon listed things in.
+
+Docker semantics the plan follows:
+- A tag is only a reference. Dropping one of several tags of an image is an
+  ``untag``; dropping the last one is a ``remove`` (the image goes with it).
+- An image that any container uses, running or stopped, is never removed: its
+  steps are planned as blocked, with the container named, and left alone.
+- An image that holds a declared digest pin is never removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from reconciler.inventory import ImageRecord, Inventory
+from reconciler.manifest import ImageSpec, Manifest, PullPolicy
+from reconciler.plan import Action, Plan, Step
+from reconciler.reference import Reference, parse_reference
+
+
+@dataclass(frozen=True)
+class _Claims:
+    """Every reference the manifest wants kept, as canonical strings."""
+
+    tags: frozenset[str]  # declared tags and aliases
+    digests: frozenset[str]  # declared digest pins (name@digest)
+
+
+def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
+    """Return the plan that makes ``inventory`` match ``manifest``."""
+    claims = _claims_of(manifest)
+    ensure = [step for spec in manifest.present() for step in _ensure_present(spec, inventory)]
+    moved_away = _tags_moved_away(ensure, inventory)
+    drops = _drop_steps(manifest, inventory, claims, moved_away)
+    untagged = _absent_untagged_steps(manifest, inventory, claims)
+    dangling = _dangling_steps(manifest, inventory, claims, moved_away) if manifest.prune.dangling else []
+    steps = sorted({*ensure, *drops, *untagged, *dangling}, key=Step.sort_key)
+    return Plan(
+        steps=tuple(steps),
+        manifest_path=manifest.path,
+        manifest_digest=manifest.digest,
+        host=inventory.host,
+    )
+
+
+def _claims_of(manifest: Manifest) -> _Claims:
+    tags: set[str] = set()
+    digests: set[str] = set()
+    for spec in manifest.present():
+        tags.update(ref.canonical() for ref in spec.tag_references())
+        tags.update(ref.canonical() for ref in spec.aliases)
+        if spec.digest:
+            digests.add(spec.repository.with_digest(spec.digest).canonical())
+    return _Claims(frozenset(tags), frozenset(digests))
+
+
+# --- what must be present -------------------------------------------------
+
+
+def _ensure_present(spec: ImageSpec, inventory: Inventory) -> Iterator[Step]:
+    """Pull and tag steps that make every declared tag, pin and alias of ``spec`` true."""
+    primary_image: ImageRecord | None = None
+    primary_settled = True  # False when the primary reference will be (re)pulled or moved
+    for index, ref in enumerate(spec.tag_references()):
+        if index == 0 and spec.digest:
+            steps = list(_ensure_pinned_tag(spec, ref, inventory))
+        else:
+            steps = list(_ensure_tag(spec, ref, inventory))
+        yield from steps
+        if index == 0:
+            primary_image = inventory.image_by_tag.get(ref.canonical())
+            primary_settled = not steps
+    if not spec.tags and spec.digest:
+        pinned = spec.repository.with_digest(spec.digest)
+        primary_image = inventory.image_by_digest.get(pinned.canonical())
+        if primary_image is None:
+            primary_settled = False
+            yield _pull_step(spec, pinned, "the pinned digest is not on the host")
+    yield from _ensure_aliases(spec, primary_image if primary_settled else None, inventory)
+
+
+def _ensure_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) -> Iterator[Step]:
+    local = inventory.image_by_tag.get(ref.canonical())
+    if local is None:
+        yield _pull_step(spec, ref, "the tag is not on the host")
+        return
+    if spec.pull is not PullPolicy.ALWAYS:
+        return
+    remote = inventory.remote_digests.get(ref.canonical())
+    local_digests = {d.digest for d in local.digests if d.name == ref.name}
+    if remote is None:
+        yield _pull_step(spec, ref, "pull: always, and the registry's digest could not be read", local)
+    elif remote not in local_digests:
+        yield _pull_step(spec, ref, f"pull: always, and the registry moved the tag to {_short(remote)}", local)
+
+
+def _ensure_pinned_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) -> Iterator[Step]:
+    """The first tag of a pinned image must point at exactly the pinned content."""
+    assert spec.digest is not None
+    pinned = spec.repository.with_digest(spec.digest)
+    pinned_image = inventory.image_by_digest.get(pinned.canonical())
+    local = inventory.image_by_tag.get(ref.canonical())
+    if local is not None and pinned_image is not None and local.id == pinned_image.id:
+        return
+    if pinned_image is None:
+        yield _pull_step(spec, pinned, "the pinned digest is not on the host")
+    if local is None:
+        reason = f"{ref.familiar()} must point at the pinned digest {_short(spec.digest)}"
+    else:
+        reason = f"{ref.familiar()} points at {_short(local.id)}, not at the pinned digest {_short(spec.digest)}"
+    yield Step(
+        action=Action.TAG,
+        ref=ref.familiar(),
+        source=pinned.familiar(),
+        image_id=pinned_image.id if pinned_image else None,
+        reason=reason,
+        bytes=0,
+    )
+
+
+def _ensure_aliases(spec: ImageSpec, primary: ImageRecord | None, inventory: Inventory) -> Iterator[Step]:
+    if not spec.aliases:
+        return
+    source = _primary_reference(spec)
+    for alias in spec.aliases:
+        local = inventory.image_by_tag.get(alias.canonical())
+        if primary is not None and local is not None and local.id == primary.id:
+            continue
+        if local is None:
+            reason = f"alias of {source.familiar()}; not on the host"
+        else:
+            reason = f"alias of {source.familiar()}; now points at {_short(local.id)}"
+        yield Step(
+            action=Action.TAG,
+            ref=alias.familiar(),
+            source=source.familiar(),
+            image_id=primary.id if primary else None,
+            reason=reason,
+            bytes=0,
+        )
+
+
+def _primary_reference(spec: ImageSpec) -> Reference:
+    """The reference whose image aliases point at: the pin when there is one, else the first tag."""
+    if spec.digest:
+        return spec.repository.with_digest(spec.digest)
+    return spec.repository.with_tag(spec.tags[0])
+
+
+def _pull_step(spec: ImageSpec, ref: Reference, reason: str, local: ImageRecord | None = None) -> Step:
+    if spec.pull is PullPolicy.NEVER:
+        return Step(
+            action=Action.PULL,
+            ref=ref.familiar(),
+            reason=reason,
+            platform=spec.platform,
+            blocked="pull: never is set, so the missing image cannot be fetched",
+        )
+    return Step(
+        action=Action.PULL,
+        ref=ref.familiar(),
+        reason=reason,
+        image_id=local.id if local else None,
+        platform=spec.platform,
+        expected_digest=ref.digest,
+    )
+
+
+def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, set[str]]:
+    """Image id -> canonical tags that pull or tag steps will point elsewhere."""
+    moved: dict[str, set[str]] = {}
+    for step in steps:
+        if step.blocked or step.action not in (Action.PULL, Action.TAG):
+            continue
+        ref = _parse_known(step.ref)
+        if ref.digest:
+            continue
+        old = inventory.image_by_tag.get(ref.canonical())
+        if step.action is Action.PULL and ref.canonical() not in inventory.remote_digests:
+            continue  # a re-pull whose registry digest is unknown may well leave the tag in place
+        if old is not None and (step.action is Action.PULL or old.id != step.image_id):
+            moved.setdefault(old.id, set()).add(ref.canonical())
+    return moved
+
+
+# --- what must go -----------------------------------------------------------
+
+
+def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: _Claims) -> dict[str, set[str]]:
+    """Image id -> canonical tags the manifest wants gone (absent repositories, unlisted tags)."""
+    absent = {spec.repository.name for spec in manifest.absent()}
+    pruned = {spec.repository.name for spec in manifest.present()} if manifest.prune.unlisted_tags else set()
+    drops: dict[str, set[str]] = {}
+    for image in inventory.images:
+        for tag in image.tags:
+            if tag.canonical() in claims.tags:
+                continue
+            if tag.name in absent or tag.name in pruned:
+                drops.setdefault(image.id, set()).add(tag.canonical())
+    return drops
+
+
+def _drop_steps(
+    manifest: Manifest, inventory: Inventory, claims: _Claims, moved_away: dict[str, set[str]]
+) -> list[Step]:
+    absent = {spec.repository.name for spec in manifest.absent()}
+    steps: list[Step] = []
+    for image_id, dropped in sorted(_tags_to_drop(manifest, inventory, claims).items()):
+        image = inventory.image_by_id[image_id]
+        if _holds_pin(image, claims):
+            continue  # its last tag going would take the pinned digest reference with it
+        remaining = {t.canonical() for t in image.tags} - dropped - moved_away.get(image_id, set())
+        refs = sorted(_parse_known(c).familiar() for c in dropped)
+        why = {r: _drop_reason(_parse_known(r), absent) for r in refs}
+        if remaining:
+            steps.extend(_untag(image, ref, why[ref]) for ref in refs)
+            continue
+        blocked = _in_use(image, inventory)
+        steps.extend(_untag(image, ref, why[ref], blocked) for ref in refs[:-1])
+        steps.append(_remove(image, refs[-1], f"{why[refs[-1]]}; it is the image's last tag", blocked))
+    return steps
+
+
+def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: _Claims) -> list[Step]:
+    """Images of an absent repository that carry no tag, only digest references (pulled by digest)."""
+    absent = {spec.repository.name for spec in manifest.absent()}
+    steps: list[Step] = []
+    for image in inventory.images:
+        if image.tags or _holds_pin(image, claims):
+            continue
+        mine = sorted(d.familiar() for d in image.digests if d.name in absent)
+        if mine:
+            reason = f"{_parse_known(mine[0]).familiar_name} is declared absent"
+            steps.append(_remove(image, mine[0], reason, _in_use(image, inventory)))
+    return steps
+
+
+def _dangling_steps(
+    manifest: Manifest, inventory: Inventory, claims: _Claims, moved_away: dict[str, set[str]]
+) -> list[Step]:
+    """Remove images with no tag (now, or once this plan moved their tags elsewhere) and no container."""
+    steps: list[Step] = []
+    for image in inventory.images:
+        left = {t.canonical() for t in image.tags} - moved_away.get(image.id, set())
+        if left or _holds_pin(image, claims) or inventory.users_of(image.id):
+            continue
+        ref = min((d.familiar() for d in image.digests), default=image.id)
+        if image.tags:
+            reason = "dangling once this plan points its tags at newer images"
+            steps.append(_remove(image, ref, reason, None))
+        else:
+            steps.append(_remove(image, ref, "dangling: no tag and no container", None))
+    return steps
+
+
+def _drop_reason(ref: Reference, absent: set[str]) -> str:
+    if ref.name in absent:
+        return f"{ref.familiar_name} is declared absent"
+    return f"not listed for {ref.familiar_name} (prune.unlisted_tags)"
+
+
+def _untag(image: ImageRecord, ref: str, reason: str, blocked: str | None = None) -> Step:
+    return Step(action=Action.UNTAG, ref=ref, image_id=image.id, reason=reason, bytes=0, blocked=blocked)
+
+
+def _remove(image: ImageRecord, ref: str, reason: str, blocked: str | None) -> Step:
+    """Delete ``ref``, the last reference the image carries by the time the step runs."""
+    return Step(
+        action=Action.REMOVE,
+        ref=ref,
+        image_id=image.id,
+        reason=reason,
+        bytes=image.unique_size,
+        blocked=blocked,
+    )
+
+
+def _in_use(image: ImageRecord, inventory: Inventory) -> str | None:
+    users = inventory.users_of(image.id)
+    if not users:
+        return None
+    names = ", ".join(f"{c.name} ({c.short_id})" for c in users)
+    noun = "container" if len(users) == 1 else "containers"
+    return f"in use by {noun} {names}; an image a container uses is never removed"
+
+
+def _holds_pin(image: ImageRecord, claims: _Claims) -> bool:
+    return any(d.canonical() in claims.digests for d in image.digests)
+
+
+def _parse_known(text: str) -> Reference:
+    """Parse a reference the planner itself produced (always valid)."""
+    return parse_reference(text)
+
+
+def _short(digest_or_id: str) -> str:
+    algo, _, hexpart = digest_or_id.partition(":")
+    return f"{algo}:{hexpart[:12]}" if hexpart else digest_or_id[:12]
