@@ -1,0 +1,59 @@
+"""Connecting to a Docker daemon, and turning its transport failures into our errors.
+
+docker-py reports a dead socket or a restarted daemon as ``requests``
+exceptions, not as ``DockerException``; both are mapped here so that nothing
+outside the daemon modules sees either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import docker
+import requests
+
+from reconciler.errors import DaemonUnavailable
+
+DEFAULT_TIMEOUT = 60  # seconds for one API call; pulls set their own deadline
+TRANSPORT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+def resolve_host(host: str | None) -> str:
+    """The daemon address: the one given, else DOCKER_HOST, else the local socket."""
+    return host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> docker.APIClient:
+    """Open a low-level client and check the daemon answers; raises DaemonUnavailable."""
+    address = resolve_host(host)
+    with unavailable_as_error(address):
+        api = docker.APIClient(base_url=address, version="auto", timeout=timeout)
+        api.ping()
+        return api
+
+
+@contextmanager
+def unavailable_as_error(address: str) -> Iterator[None]:
+    """Map connection-level failures (not API answers) to DaemonUnavailable."""
+    try:
+        yield
+    except TRANSPORT_ERRORS as exc:
+        raise DaemonUnavailable(_unreachable(address, exc)) from exc
+    except docker.errors.DockerException as exc:
+        if isinstance(exc, docker.errors.APIError):
+            raise
+        raise DaemonUnavailable(_unreachable(address, exc)) from exc
+
+
+def _unreachable(address: str, exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"Cannot reach the Docker daemon at {address} ({detail}). "
+        "Check that it runs and that you may use its socket, or pick another with --host or DOCKER_HOST."
+    )

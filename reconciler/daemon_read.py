@@ -1,0 +1,102 @@
+"""Read the daemon into an :class:`Inventory`, with a fixed number of API calls.
+
+Two list calls cover the common path, whatever the number of images (docker-py's
+high-level ``images.list()`` would inspect every image). Only what the plan
+truly needs costs more: one disk-usage call when something will be removed, and
+one registry lookup per ``pull: always`` tag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import docker
+
+from reconciler.daemon import unavailable_as_error
+from reconciler.inventory import ContainerRecord, ImageRecord, Inventory
+from reconciler.manifest import Manifest, PullPolicy
+from reconciler.reference import Reference, ReferenceError, parse_reference
+
+_NONE_REFS = {"<none>:<none>", "<none>@<none>"}
+
+
+def read_inventory(api: docker.APIClient, manifest: Manifest | None = None) -> Inventory:
+    """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``."""
+    address = str(api.base_url)
+    with unavailable_as_error(address):
+        images = tuple(image_from_api(raw) for raw in api.images(all=False))
+        containers = tuple(container_from_api(raw) for raw in api.containers(all=True))
+        remote = read_remote_digests(api, manifest) if manifest else {}
+    return Inventory(images=images, containers=containers, remote_digests=remote, host=address)
+
+
+def with_shared_sizes(api: docker.APIClient, inventory: Inventory) -> Inventory:
+    """Add each image's shared size (one ``/system/df`` call), so unique sizes are known."""
+    with unavailable_as_error(str(api.base_url)):
+        usage = api.df()
+    shared = {raw["Id"]: int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
+    images = tuple(
+        dataclasses.replace(image, shared_size=shared[image.id]) if image.id in shared else image
+        for image in inventory.images
+    )
+    return dataclasses.replace(inventory, images=images)
+
+
+def read_remote_digests(api: docker.APIClient, manifest: Manifest) -> dict[str, str]:
+    """Registry digest of every ``pull: always`` tag, asked without pulling.
+
+    A tag whose registry cannot be asked is left out; the planner then re-pulls it,
+    which is what ``pull: always`` promises anyway.
+    """
+    digests: dict[str, str] = {}
+    for spec in manifest.present():
+        if spec.pull is not PullPolicy.ALWAYS:
+            continue
+        for ref in spec.tag_references():
+            try:
+                answer = api.inspect_distribution(ref.canonical())
+            except docker.errors.APIError:
+                continue
+            digest = (answer.get("Descriptor") or {}).get("digest")
+            if digest:
+                digests[ref.canonical()] = str(digest)
+    return digests
+
+
+def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
+    """One entry of ``GET /images/json`` as an ImageRecord (untagged forms normalised)."""
+    shared = raw.get("SharedSize")
+    return ImageRecord(
+        id=str(raw["Id"]),
+        tags=_parse_refs(raw.get("RepoTags")),
+        digests=_parse_refs(raw.get("RepoDigests")),
+        created=int(raw.get("Created") or 0),
+        size=int(raw.get("Size") or 0),
+        shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
+    )
+
+
+def container_from_api(raw: Mapping[str, Any]) -> ContainerRecord:
+    names = raw.get("Names") or ()
+    name = str(names[0]).lstrip("/") if names else str(raw["Id"])[:12]
+    return ContainerRecord(
+        id=str(raw["Id"]),
+        name=name,
+        image_id=str(raw.get("ImageID") or ""),
+        state=str(raw.get("State") or ""),
+    )
+
+
+def _parse_refs(values: Iterable[str] | None) -> tuple[Reference, ...]:
+    """RepoTags/RepoDigests may be null, empty or ``<none>:<none>`` for untagged images."""
+    refs = []
+    for text in values or ():
+        if text in _NONE_REFS:
+            continue
+        try:
+            refs.append(parse_reference(text))
+        except ReferenceError:
+            continue  # the daemon never hands out invalid references; ignore rather than crash
+    return tuple(sorted(refs, key=lambda r: r.canonical()))
