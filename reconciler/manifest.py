@@ -6,18 +6,18 @@ Plain frozen data. Built by :mod:`reconciler.loader`; read by the planner.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from reconciler.reference import Reference
 
 
-class PullPolicy(str, Enum):
+class PullPolicy(StrEnum):
     IF_MISSING = "if-missing"  # pull only when the tag is not on the host
     ALWAYS = "always"  # re-pull when the registry's digest for the tag moved
     NEVER = "never"  # never contact a registry; a missing tag is a problem
 
 
-class ImageState(str, Enum):
+class ImageState(StrEnum):
     PRESENT = "present"
     ABSENT = "absent"  # every local tag of the repository goes
 

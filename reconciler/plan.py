@@ -8,10 +8,10 @@ decides only by the other fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     PULL = "pull"
     TAG = "tag"
     UNTAG = "untag"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from reconciler.plan import Action, Step
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"  # not run, for safety: blocked, changed since the plan, or depends on a failure
     FAILED = "failed"

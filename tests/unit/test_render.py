@@ -1,0 +1,65 @@
+"""Rendering of plans and reports: plain data in, text and JSON out."""
+
+from __future__ import annotations
+
+import json
+
+from reconciler import render
+from reconciler.plan import Action, Plan, Step
+from reconciler.report import Outcome, Report, StepResult
+
+PULL = Step(action=Action.PULL, ref="nginx:latest", reason="the tag is not on the host")
+REMOVE = Step(
+    action=Action.REMOVE, ref="old:1", image_id="sha256:" + "ab" * 32, reason="old is declared absent", bytes=2_500_000
+)
+BLOCKED = Step(
+    action=Action.REMOVE, ref="busy:1", image_id="sha256:" + "cd" * 32, reason="r", bytes=10, blocked="in use by web"
+)
+
+
+def test_empty_plan_says_the_host_matches() -> None:
+    assert render.plan_text(Plan(manifest_path="images.yaml")) == "No changes. The host matches images.yaml."
+
+
+def test_plan_text_reads_like_a_diff_with_totals() -> None:
+    text = render.plan_text(Plan(steps=(PULL, REMOVE, BLOCKED), manifest_path="images.yaml", host="h"))
+    assert "+ pull  [/] nginx:latest" in text
+    assert "- remove[/] old:1 (abababababab, frees 2.5 MB)" in text
+    assert "! blocked remove" in text and "in use by web" in text
+    assert text.endswith(
+        "Plan: 1 to pull, 1 to remove, 1 blocked. To download: 1 image, size known once pulled. To free: 2.5 MB."
+    )
+
+
+def test_plan_json_has_the_documented_fields() -> None:
+    data = json.loads(render.plan_json(Plan(steps=(PULL, REMOVE), manifest_path="m.yaml")))
+    assert [s["action"] for s in data["steps"]] == ["pull", "remove"]
+    assert {"action", "ref", "image_id", "reason", "bytes"} <= set(data["steps"][0])
+    assert data["summary"]["bytes_to_free"] == 2_500_000
+    assert data["summary"]["pull"] == 1 and data["summary"]["remove"] == 1
+
+
+def test_report_summary_counts_outcomes_and_freed_bytes() -> None:
+    report = Report(
+        results=(
+            StepResult(PULL, Outcome.DONE, "pulled"),
+            StepResult(REMOVE, Outcome.DONE, "removed", bytes=2_500_000),
+            StepResult(BLOCKED, Outcome.SKIPPED, "in use by web"),
+        )
+    )
+    assert not report.complete
+    assert render.report_summary_text(report).startswith(
+        "Apply incomplete: 2 done, 1 skipped, 0 failed. Freed 2.5 MB."
+    )
+    assert json.loads(render.report_json(report))["summary"]["skipped"] == 1
+
+
+def test_human_bytes_uses_decimal_units_like_docker() -> None:
+    assert [render.human_bytes(n) for n in (0, 999, 1000, 1_234_567, 5 * 10**12)] == [
+        "0 B",
+        "999 B",
+        "1 kB",
+        "1.23 MB",
+        "5 TB",
+    ]
+    assert render.human_bytes(None) == "unknown"
