@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import docker
 import requests
@@ -29,13 +30,21 @@ def resolve_host(host: str | None) -> str:
     return host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> docker.APIClient:
+@dataclass(frozen=True)
+class Daemon:
+    """A connected daemon: its address as the user knows it, and the low-level client."""
+
+    address: str
+    api: docker.APIClient
+
+
+def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> Daemon:
     """Open a low-level client and check the daemon answers; raises DaemonUnavailable."""
     address = resolve_host(host)
     with unavailable_as_error(address):
         api = docker.APIClient(base_url=address, version="auto", timeout=timeout)
         api.ping()
-        return api
+        return Daemon(address=address, api=api)
 
 
 @contextmanager

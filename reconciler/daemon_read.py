@@ -14,7 +14,7 @@ from typing import Any
 
 import docker
 
-from reconciler.daemon import unavailable_as_error
+from reconciler.daemon import Daemon, unavailable_as_error
 from reconciler.inventory import ContainerRecord, ImageRecord, Inventory
 from reconciler.manifest import Manifest, PullPolicy
 from reconciler.reference import Reference, ReferenceError, parse_reference
@@ -22,9 +22,9 @@ from reconciler.reference import Reference, ReferenceError, parse_reference
 _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
 
 
-def read_inventory(api: docker.APIClient, manifest: Manifest | None = None) -> Inventory:
+def read_inventory(daemon: Daemon, manifest: Manifest | None = None) -> Inventory:
     """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``."""
-    address = str(api.base_url)
+    api, address = daemon.api, daemon.address
     with unavailable_as_error(address):
         images = tuple(image_from_api(raw) for raw in api.images(all=False))
         containers = tuple(container_from_api(raw) for raw in api.containers(all=True))
@@ -32,10 +32,10 @@ def read_inventory(api: docker.APIClient, manifest: Manifest | None = None) -> I
     return Inventory(images=images, containers=containers, remote_digests=remote, host=address)
 
 
-def with_shared_sizes(api: docker.APIClient, inventory: Inventory) -> Inventory:
+def with_shared_sizes(daemon: Daemon, inventory: Inventory) -> Inventory:
     """Add each image's shared size (one ``/system/df`` call), so unique sizes are known."""
-    with unavailable_as_error(str(api.base_url)):
-        usage = api.df()
+    with unavailable_as_error(daemon.address):
+        usage = daemon.api.df()
     shared = {raw["Id"]: int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
     images = tuple(
         dataclasses.replace(image, shared_size=shared[image.id]) if image.id in shared else image
