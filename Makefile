@@ -54,7 +54,7 @@ demo: venv sandbox seed
 	$(BIN)/reconcile plan $(DEMO_MANIFEST)
 
 lint: venv
-	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: venv sandbox seed lint
