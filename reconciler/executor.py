@@ -59,7 +59,7 @@ class Executor:
 
     def _run(self, step: Step, failed_refs: set[str]) -> StepResult:
         if step.blocked:
-            return StepResult(step, Outcome.SKIPPED, step.blocked)
+            return self._blocked(step)
         if step.source and _key(step.source) in failed_refs:
             return StepResult(step, Outcome.SKIPPED, f"{step.source} was not fetched, so nothing was tagged")
         handler = {
@@ -78,6 +78,19 @@ class Executor:
             return StepResult(step, Outcome.FAILED, _api_message(exc))
         except TRANSPORT_ERRORS as exc:
             return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}")
+
+    def _blocked(self, step: Step) -> StepResult:
+        """A blocked step is not run; a blocked removal may still untag if the image is kept anyway."""
+        if step.action is Action.REMOVE and step.image_id:
+            try:
+                image = self._inspect(step.image_id)
+                untagged = self._untag_if_kept(step, image) if image else None
+            except (StepSkipped, docker.errors.APIError, *TRANSPORT_ERRORS):
+                untagged = None
+            if untagged:
+                return untagged
+        assert step.blocked is not None
+        return StepResult(step, Outcome.SKIPPED, step.blocked)
 
     # --- pull and tag ---------------------------------------------------------
 
@@ -160,6 +173,9 @@ class Executor:
         image = self._inspect(step.image_id)
         if image is None:
             return StepResult(step, Outcome.DONE, "already gone")
+        untagged = self._untag_if_kept(step, image)
+        if untagged:
+            return untagged
         self._check_removable(step, image)
         deleted = self._delete(step.ref)
         if step.image_id not in deleted:
@@ -167,6 +183,19 @@ class Executor:
         if step.image_id not in deleted:
             raise StepFailed(f"untagged {step.ref}, but the daemon kept image {_short(step.image_id)}")
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
+
+    def _untag_if_kept(self, step: Step, image: Mapping[str, Any]) -> StepResult | None:
+        """Drop just the reference when the image gained another tag since the plan.
+
+        A pull in this very run can land on the image a removal targets; the reference
+        still goes, but deleting it now only untags and the image stays, as Docker does.
+        """
+        kept_by = _tags(image) - {_key(step.ref)}
+        if not kept_by or _key(step.ref) not in _tags(image):
+            return None
+        self._delete(step.ref)
+        names = ", ".join(sorted(parse_reference(k).familiar() for k in kept_by))
+        return StepResult(step, Outcome.DONE, f"untagged; the image stays, as it now also carries {names}", bytes=0)
 
     def _check_removable(self, step: Step, image: Mapping[str, Any]) -> None:
         """Refuse a removal when the image changed since the plan: new tags or new containers."""

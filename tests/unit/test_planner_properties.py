@@ -1,0 +1,154 @@
+"""Planner properties over random hosts: convergence, safety, determinism.
+
+A small model of Docker's image semantics applies a plan to the inventory it came
+from (pull from a model registry, tag, untag, remove), so that "plan, apply, plan
+again" can be checked without a daemon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.inventory import ImageRecord, Inventory
+from reconciler.manifest import ImageState, Manifest, PullPolicy
+from reconciler.plan import Action, Plan
+from reconciler.planner import plan_changes
+from reconciler.reference import parse_reference
+
+from .planning_data import container, digest, image_id, inventory, manifest, spec
+
+REPOS = ("reg.local/a", "reg.local/b", "reg.local/c", "reg.local/d")
+TAGS = ("1", "2", "latest")
+# The model registry: every repo:tag exists there; `latest` is the same content as `2`.
+REGISTRY = {f"{r}:{t}": f"{r}:{'2' if t == 'latest' else t}" for r in REPOS for t in TAGS}
+
+
+def registry_image(ref: str) -> ImageRecord:
+    """The image a pull of ``ref`` (name:tag) yields in the model."""
+    name = ref.rsplit(":", 1)[0]
+    content = REGISTRY[ref]
+    return ImageRecord(
+        id=image_id(content),
+        tags=(parse_reference(ref),),
+        digests=(parse_reference(f"{name}@{digest(content)}"),),
+        size=100,
+        shared_size=0,
+    )
+
+
+@st.composite
+def hosts(draw: st.DrawFn) -> Inventory:
+    """Local images: registry images with random subsets of their tags, plus dangling ones."""
+    images: dict[str, ImageRecord] = {}
+    for ref in draw(st.lists(st.sampled_from(sorted(REGISTRY)), unique=True, max_size=8)):
+        pulled = registry_image(ref)
+        have = images.get(pulled.id, dataclasses.replace(pulled, tags=()))
+        images[pulled.id] = dataclasses.replace(have, tags=(*have.tags, *pulled.tags))
+    extra_tags = draw(st.lists(st.sampled_from([f"{r}:old" for r in REPOS]), unique=True, max_size=3))
+    for i, ref in enumerate(extra_tags):
+        record = registry_image(f"{ref.rsplit(':', 1)[0]}:1")
+        images[f"x{i}"] = dataclasses.replace(record, id=image_id(f"extra{i}"), tags=(parse_reference(ref),))
+    for i in range(draw(st.integers(0, 2))):
+        images[f"d{i}"] = ImageRecord(id=image_id(f"dangling{i}"), size=50, shared_size=0)
+    records = tuple(images.values())
+    users = draw(st.lists(st.sampled_from(records), unique_by=lambda r: r.id, max_size=2)) if records else []
+    containers = tuple(dataclasses.replace(container(f"c{i}", "x"), image_id=r.id) for i, r in enumerate(users))
+    return inventory(*records, containers=containers)
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> Manifest:
+    repos = list(REPOS)
+    draw(st.randoms(use_true_random=False)).shuffle(repos)
+    present_count = draw(st.integers(0, 3))
+    specs = []
+    for repo in repos[:present_count]:
+        tags = draw(st.lists(st.sampled_from(TAGS), unique=True, min_size=1, max_size=2))
+        alias = (f"reg.local/alias-{repo[-1]}:x",) if draw(st.booleans()) else ()
+        specs.append(spec(repo, *tags, aliases=alias, pull=PullPolicy.IF_MISSING))
+    specs += [spec(repo, state=ImageState.ABSENT) for repo in repos[present_count:] if draw(st.booleans())]
+    return manifest(*specs, unlisted_tags=draw(st.booleans()), dangling=draw(st.booleans()))
+
+
+def key(ref: str) -> str:
+    """Canonical form of a reference, or the image id a step names instead."""
+    return ref if ref.startswith("sha256:") else parse_reference(ref).canonical()
+
+
+def simulate(plan: Plan, host: Inventory) -> Inventory:
+    """Apply the steps the way the executor and the daemon would."""
+    images = {image.id: image for image in host.images}
+
+    def holder(ref: str) -> str | None:
+        wanted = key(ref)
+        return next((i.id for i in images.values() for t in (*i.tags, *i.digests) if t.canonical() == wanted), None)
+
+    def point(ref: str, target: str) -> None:
+        moved = key(ref)
+        for image_key, record in list(images.items()):
+            images[image_key] = dataclasses.replace(record, tags=tuple(t for t in record.tags if t.canonical() != moved))
+        record = images[target]
+        images[target] = dataclasses.replace(record, tags=(*record.tags, parse_reference(ref)))
+
+    for step in plan.steps:
+        if step.blocked and step.action is not Action.REMOVE:
+            continue
+        if step.action is Action.PULL:
+            pulled = registry_image(step.ref)
+            images.setdefault(pulled.id, dataclasses.replace(pulled, tags=()))
+            point(step.ref, pulled.id)
+        elif step.action is Action.TAG:
+            source = holder(step.source or "")
+            assert source is not None, f"tag from {step.source}, which is not on the host"
+            point(step.ref, source)
+        elif step.action is Action.UNTAG:
+            record = images[step.image_id or ""]
+            dropped = key(step.ref)
+            remaining = tuple(t for t in record.tags if t.canonical() != dropped)
+            assert remaining, f"untag of {step.ref} would remove the image"
+            images[record.id] = dataclasses.replace(record, tags=remaining)
+        elif step.action is Action.REMOVE:
+            record = images[step.image_id or ""]
+            others = tuple(t for t in record.tags if t.canonical() != key(step.ref))
+            if others and len(others) < len(record.tags):
+                images[record.id] = dataclasses.replace(record, tags=others)  # the daemon only untags
+            elif step.blocked:
+                continue
+            else:
+                assert not others, f"remove of {step.ref} while the image still has {others}"
+                del images[record.id]
+    return dataclasses.replace(host, images=tuple(images.values()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(manifests(), hosts())
+def test_plan_apply_plan_again_is_empty(m: Manifest, host: Inventory) -> None:
+    after = simulate(plan_changes(m, host), host)
+    again = plan_changes(m, after)
+    assert again.runnable == (), [(s.action.value, s.ref, s.reason) for s in again.runnable]
+
+
+@settings(max_examples=300, deadline=None)
+@given(manifests(), hosts())
+def test_never_removes_an_image_in_use_or_declared(m: Manifest, host: Inventory) -> None:
+    plan = plan_changes(m, host)
+    in_use = {c.image_id for c in host.containers}
+    declared = {ref.canonical() for s in m.present() for ref in (*s.tag_references(), *s.aliases)}
+    for step in plan.runnable:
+        if step.action in (Action.UNTAG, Action.REMOVE):
+            assert key(step.ref) not in declared
+        if step.action is Action.REMOVE:
+            assert step.image_id not in in_use
+
+
+@settings(max_examples=200, deadline=None)
+@given(manifests(), hosts(), st.randoms(use_true_random=False))
+def test_plan_is_the_same_whatever_the_listing_order(m: Manifest, host: Inventory, rng: random.Random) -> None:
+    images = list(host.images)
+    rng.shuffle(images)
+    shuffled = dataclasses.replace(host, images=tuple(images), containers=tuple(reversed(host.containers)))
+    assert plan_changes(m, shuffled) == plan_changes(m, host)
