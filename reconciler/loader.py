@@ -14,15 +14,29 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator, ValidationError
 
 from reconciler.errors import Diagnostic, ManifestError
-from reconciler.manifest import ImageSpec, ImageState, Manifest, PruneSpec, PullPolicy, Source
+from reconciler.manifest import (
+    DiskBudget,
+    ImageSpec,
+    ImageState,
+    Manifest,
+    Order,
+    PruneSpec,
+    PullPolicy,
+    RetentionSpec,
+    Rule,
+    Selector,
+    Source,
+    TagFilter,
+    Unmatched,
+)
 from reconciler.reference import (
     Reference,
     ReferenceError,
@@ -32,6 +46,7 @@ from reconciler.reference import (
     parse_repository,
 )
 from reconciler.schema import load_schema
+from reconciler.units import UnitError, parse_duration, parse_percent, parse_size
 from reconciler.yaml_source import (
     MAX_BYTES,
     Plain,
@@ -94,10 +109,18 @@ def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) ->
     flawed = {index for d in diagnostics if (index := _entry_index(d.path)) is not None}
     images, found = _Semantics(document).check(data.get("images"), flawed)
     diagnostics += found
+    retention_flawed = any(d.path.startswith("retention") for d in diagnostics)
+    retention = _RetentionBuilder(document)
+    retention_spec = None if retention_flawed else retention.build(data.get("retention"))
+    diagnostics += retention.diagnostics
     if diagnostics:
         raise ManifestError(_in_line_order(diagnostics))
     return Manifest(
-        images=images, prune=_prune(data.get("prune")), path=document.filename, digest=digest
+        images=images,
+        prune=_prune(data.get("prune")),
+        retention=retention_spec,
+        path=document.filename,
+        digest=digest,
     )
 
 
@@ -246,6 +269,9 @@ def _render_type(
 
 
 def _type_hint(document: SourceDocument, path: YamlPath, wanted: list[str], value: Any) -> str:
+    unit = _UNIT_EXAMPLES.get(str(path[-1])) if path and path[0] == "retention" else None
+    if unit is not None and isinstance(value, int) and not isinstance(value, bool):
+        return f"; add a unit, such as {_source_text(document, path, value)}{unit}"
     if "string" in wanted and isinstance(value, int):
         return f'; quote it: "{_source_text(document, path, value)}"'
     if "array" in wanted and isinstance(value, str):
@@ -306,11 +332,14 @@ def _render_pattern(
     document: SourceDocument, error: ValidationError, path: YamlPath
 ) -> Iterator[Diagnostic]:
     value = _instance(error)
+    unit_parser = _UNIT_PARSERS.get(str(path[-1])) if path and path[0] == "retention" else None
     if path and path[-1] == "platform":
         message = (
             f"'{value}' is not a platform; write os/arch or os/arch/variant in lower case,"
             " such as linux/amd64 or linux/arm64/v8."
         )
+    elif unit_parser is not None:
+        message = _unit_problem(unit_parser, str(value)) or f"{value!r} is out of range."
     else:
         message = f"'{value}' does not match the pattern {_keyword_value(error)}."
     yield document.diagnostic(path, message)
@@ -588,3 +617,167 @@ def _text(value: Plain) -> str | None:
 
 def _texts(value: Plain) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+# --- retention ------------------------------------------------------------------
+
+_UNIT_PARSERS: dict[str, Callable[[str], float]] = {
+    "min_age": parse_duration,
+    "keep_within": parse_duration,
+    "older_than": parse_duration,
+    "max_total": parse_size,
+    "high": parse_percent,
+    "low": parse_percent,
+}
+
+_Measure = TypeVar("_Measure", int, float)
+
+# The unit a bare number most likely lacks, for the hint.
+_UNIT_EXAMPLES = {"min_age": "h", "keep_within": "d", "older_than": "d", "max_total": "GB"}
+_UNIT_EXAMPLES |= {"high": "%", "low": "%"}
+
+
+def _unit_problem(parser: Callable[[str], float], text: str) -> str | None:
+    try:
+        parser(text)
+    except UnitError as exc:
+        return str(exc)
+    return None
+
+
+class _RetentionBuilder:
+    """Build the ``retention:`` section the schema accepted; check what it cannot say."""
+
+    def __init__(self, document: SourceDocument) -> None:
+        self.document = document
+        self.diagnostics: list[Diagnostic] = []
+
+    def _report(self, path: YamlPath, message: str, *, at_key: bool = False) -> None:
+        self.diagnostics.append(self.document.diagnostic(path, message, at_key=at_key))
+
+    def build(self, raw: Plain) -> RetentionSpec | None:
+        if not isinstance(raw, dict):
+            return None
+        path: YamlPath = ("retention",)
+        protect = _texts(raw.get("protect"))
+        for index, pattern in enumerate(protect):
+            self._check_glob((*path, "protect", index), pattern, tag_allowed=True)
+        rules = raw.get("rules")
+        built = [
+            self._rule((*path, "rules", index), item)
+            for index, item in enumerate(rules if isinstance(rules, list) else [])
+            if isinstance(item, dict)
+        ]
+        self._check_rule_names(built)
+        percent = raw.get("max_removal_percent", 50)
+        return RetentionSpec(
+            min_age=_default(self._duration((*path, "min_age"), raw.get("min_age")), 3600),
+            protect=tuple(protect),
+            unmatched=Unmatched(_text(raw.get("unmatched")) or Unmatched.KEEP.value),
+            max_removal_percent=float(percent) if isinstance(percent, int | float) else 50.0,
+            disk=self._disk((*path, "disk"), raw.get("disk")),
+            rules=tuple(rule for _, rule in built),
+        )
+
+    def _rule(self, path: YamlPath, raw: dict[str, Plain]) -> tuple[YamlPath, Rule]:
+        return path, Rule(
+            name=_text(raw.get("name")) or "",
+            select=self._selector((*path, "select"), raw.get("select")),
+            keep_last=_count(raw.get("keep_last")),
+            order=Order(_text(raw.get("order")) or Order.CREATED.value),
+            keep_within=self._duration((*path, "keep_within"), raw.get("keep_within")),
+            keep_tags=self._regex((*path, "keep_tags"), raw.get("keep_tags")),
+            keep_previous=_count(raw.get("keep_previous")),
+            older_than=self._duration((*path, "older_than"), raw.get("older_than")),
+        )
+
+    def _selector(self, path: YamlPath, raw: Plain) -> Selector:
+        if not isinstance(raw, dict):
+            return Selector()
+        repositories = _texts(raw.get("repositories"))
+        for index, glob in enumerate(repositories):
+            self._check_glob((*path, "repositories", index), glob, tag_allowed=False)
+        tags = raw.get("tags")
+        tags = tags if isinstance(tags, dict) else {}
+        untagged = raw.get("untagged") is True
+        if untagged and "tags" in raw:
+            message = "tags has no meaning with untagged: true, which selects images without a tag; remove one of them."
+            self._report((*path, "tags"), message, at_key=True)
+        return Selector(
+            repositories=tuple(repositories),
+            tags=TagFilter(
+                include=self._regex((*path, "tags", "include"), tags.get("include")),
+                exclude=self._regex((*path, "tags", "exclude"), tags.get("exclude")),
+            ),
+            untagged=untagged,
+        )
+
+    def _disk(self, path: YamlPath, raw: Plain) -> DiskBudget | None:
+        if not isinstance(raw, dict):
+            return None
+        max_total = _text(raw.get("max_total"))
+        high, low = _text(raw.get("high")), _text(raw.get("low"))
+        budget = DiskBudget(
+            max_total=self._measure((*path, "max_total"), max_total, parse_size),
+            high=self._measure((*path, "high"), high, parse_percent),
+            low=self._measure((*path, "low"), low, parse_percent),
+        )
+        if budget.high is not None and budget.low is not None and budget.low > budget.high:
+            message = (
+                f"low ({low}) must not be above high ({high}): eviction runs from high down to low."
+            )
+            self._report((*path, "low"), message)
+        return budget
+
+    def _measure(
+        self, path: YamlPath, text: str | None, parser: Callable[[str], _Measure]
+    ) -> _Measure | None:
+        # The schema checked the form; a parser still bounds values (101%) the pattern lets through.
+        if text is None:
+            return None
+        try:
+            return parser(text)
+        except UnitError as exc:
+            self._report(path, str(exc))
+            return None
+
+    def _duration(self, path: YamlPath, value: Plain) -> int | None:
+        return self._measure(path, _text(value), parse_duration)
+
+    def _regex(self, path: YamlPath, value: Plain) -> str | None:
+        text = _text(value)
+        if text is None:
+            return None
+        try:
+            re.compile(text)
+        except re.error as exc:
+            self._report(path, f"{text!r} is not a valid regular expression: {exc}.")
+        return text
+
+    def _check_glob(self, path: YamlPath, glob: str, *, tag_allowed: bool) -> None:
+        last = glob.rpartition("/")[2]
+        if "@" in glob:
+            self._report(path, f"{glob!r} has a digest; patterns match repository names and tags.")
+        elif ":" in last and not tag_allowed:
+            message = f"{glob!r} has a tag; select tags with tags: {{include: ...}} instead."
+            self._report(path, message)
+        elif any(part.strip() != part or not part for part in glob.split("/")):
+            message = f"{glob!r} has an empty or blank path segment; write name/name."
+            self._report(path, message)
+
+    def _check_rule_names(self, built: Sequence[tuple[YamlPath, Rule]]) -> None:
+        first: dict[str, YamlPath] = {}
+        for path, rule in built:
+            earlier = first.setdefault(rule.name, path)
+            if earlier != path:
+                line = self.document.position((*earlier, "name"))[0]
+                message = f"rule name {rule.name!r} is already used by {format_path(earlier)} (line {line}); names must be unique."
+                self._report((*path, "name"), message)
+
+
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _count(value: Plain) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -63,10 +63,78 @@ class PruneSpec:
     dangling: bool = False  # remove images with no tag that no container uses
 
 
+class Order(StrEnum):
+    """How ``keep_last`` ranks the images of a repository, newest first."""
+
+    CREATED = "created"  # by image creation (build) time
+    SEMVER = "semver"  # by the highest version among the image's tags; releases before pre-releases
+
+
+class Unmatched(StrEnum):
+    KEEP = "keep"  # a tag or untagged image no rule selects stays
+    REMOVE = "remove"  # ... goes, unless a protection holds it
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    """Regexes matched against the whole tag (fullmatch); None matches every tag."""
+
+    include: str | None = None
+    exclude: str | None = None
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What a rule selects: tags (``untagged`` false) or untagged images (``untagged`` true).
+
+    ``repositories`` are globs; empty selects every repository.
+    """
+
+    repositories: tuple[str, ...] = ()
+    tags: TagFilter = TagFilter()
+    untagged: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of ``retention.rules``; durations in seconds. See :mod:`reconciler.retention`."""
+
+    name: str
+    select: Selector = Selector()
+    keep_last: int | None = None
+    order: Order = Order.CREATED
+    keep_within: int | None = None
+    keep_tags: str | None = None
+    keep_previous: int | None = None
+    older_than: int | None = None
+
+
+@dataclass(frozen=True)
+class DiskBudget:
+    """Evict when images exceed ``max_total`` bytes or the disk is over ``high`` percent."""
+
+    max_total: int | None = None
+    high: float | None = None
+    low: float | None = None  # evict down to this percent; given together with high
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    """The ``retention:`` section. Defaults are those of an empty section."""
+
+    min_age: int = 3600  # seconds: younger images are never removed
+    protect: tuple[str, ...] = ()
+    unmatched: Unmatched = Unmatched.KEEP
+    max_removal_percent: float = 50.0
+    disk: DiskBudget | None = None
+    rules: tuple[Rule, ...] = ()
+
+
 @dataclass(frozen=True)
 class Manifest:
     images: tuple[ImageSpec, ...] = ()
     prune: PruneSpec = PruneSpec()
+    retention: RetentionSpec | None = None
     path: str = "<memory>"
     digest: str = ""  # sha256 of the manifest file's bytes, to detect a changed file
 

@@ -1,0 +1,115 @@
+"""Time ``evaluate_retention`` on many synthetic images under a few rules.
+
+Plain data only, no daemon: N images spread over repositories of 20 images each,
+two tags per image (a build tag and, for one in ten, a version), one in twenty
+untagged, some used by containers or declared. Prints the median wall time of
+``--repeat`` runs and what the verdicts were. Figures only: nothing is asserted.
+
+    .venv/bin/python bench/retention_bench.py [--images 100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+from dataclasses import replace
+
+from reconciler.inventory import ContainerRecord, ImageRecord
+from reconciler.manifest import DiskBudget, Order, RetentionSpec, Rule, Selector, TagFilter
+from reconciler.reference import parse_reference
+from reconciler.retention import DiskUsage, RetentionResult, evaluate_retention
+
+NOW = 2_000_000_000.0
+DAY = 86_400
+PER_REPOSITORY = 20
+
+SPEC = RetentionSpec(
+    protect=("localhost:5000/base/*", "**/*:release-*"),
+    max_removal_percent=100,
+    rules=(
+        Rule(
+            "ci-builds",
+            Selector(("localhost:5000/ci/**",), TagFilter(include=".*", exclude="^release-.*")),
+            keep_last=5,
+            keep_within=14 * DAY,
+            keep_tags=r"v?[0-9]+\.[0-9]+\.[0-9]+",
+            keep_previous=1,
+            older_than=30 * DAY,
+        ),
+        Rule("releases", Selector(("localhost:5000/apps/*",)), keep_last=3, order=Order.SEMVER),
+        Rule("dangling", Selector(untagged=True), older_than=DAY),
+    ),
+)
+
+
+def synthetic_images(count: int) -> tuple[ImageRecord, ...]:
+    images = []
+    for number in range(count):
+        group = "ci/team" if number % 3 else "apps"
+        repository = f"localhost:5000/{group}/svc-{number // PER_REPOSITORY:05d}"
+        tags = [f"{repository}:build-{number}"]
+        if number % 10 == 0:
+            tags.append(f"{repository}:{number % 7}.{number % 13}.{number % 5}")
+        if number % 20 == 19:
+            tags = []
+        digests = (parse_reference(f"{repository}@sha256:{number:064x}"),)
+        images.append(
+            ImageRecord(
+                id=f"sha256:{number:064x}",
+                tags=tuple(parse_reference(t) for t in tags),
+                digests=digests,
+                created=int(NOW - (number * 7919 % (90 * DAY))),
+                size=50_000_000 + number % 1000,
+                shared_size=40_000_000,
+            )
+        )
+    return tuple(images)
+
+
+def run(images: tuple[ImageRecord, ...]) -> tuple[float, RetentionResult]:
+    containers = tuple(
+        ContainerRecord(f"{n:064x}", f"c{n}", image.id) for n, image in enumerate(images[::500])
+    )
+    declared = {ref.canonical() for image in images[::250] for ref in image.tags}
+    previous = {
+        ref.canonical(): (images[i - 1].id,)
+        for i, image in enumerate(images[1::100], 1)
+        for ref in image.tags
+    }
+    total = sum(image.size - (image.shared_size or 0) for image in images)
+    disk = DiskUsage(filesystem_size=total * 10 // 9, filesystem_used=total, images_size=total)
+    # Images may take 40% of their bytes: the rules free part of that, eviction the rest.
+    spec = replace(SPEC, disk=DiskBudget(max_total=total * 2 // 5))
+    start = time.perf_counter()
+    result = evaluate_retention(
+        spec, images, containers, declared, NOW, previous=previous, disk=disk
+    )
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    options = parser.parse_args()
+    images = synthetic_images(options.images)
+    timings = []
+    for _ in range(options.repeat):
+        seconds, result = run(images)
+        timings.append(seconds)
+    outcomes = Counter(v.outcome.value for v in result.verdicts)
+    rungs = Counter(v.decisions[-1].rung.value for v in result.verdicts)
+    print(f"evaluate_retention on {options.images:,} images, {len(SPEC.rules)} rules, disk budget:")
+    print(
+        f"  median {statistics.median(timings):.3f} s over {options.repeat} runs (min {min(timings):.3f} s)"
+    )
+    print(f"  {statistics.median(timings) / options.images * 1e6:.1f} us per image")
+    print(f"  outcomes: {dict(sorted(outcomes.items()))}")
+    print(f"  deciding rungs: {dict(sorted(rungs.items()))}")
+    print(f"  freed {result.freed_bytes:,} bytes; refused: {result.refused}")
+
+
+if __name__ == "__main__":
+    main()
