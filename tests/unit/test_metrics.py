@@ -1,0 +1,112 @@
+"""Prometheus text-format metrics of a run: format, values, last success kept, atomic file."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from reconciler.metrics import (
+    LAST_SUCCESS,
+    MetricsRun,
+    metrics_text,
+    parse_metrics,
+    read_last_success,
+    run_metrics,
+    update_metrics_file,
+    write_atomically,
+)
+from reconciler.plan import Action, Step
+from reconciler.report import Outcome, Report, StepResult
+
+PULL = Step(action=Action.PULL, ref="nginx:latest", reason="missing")
+REMOVE = Step(action=Action.REMOVE, ref="old:1", image_id="sha256:" + "ab" * 32, reason="absent", bytes=5000)
+DONE = Report(results=(
+    StepResult(PULL, Outcome.DONE, "pulled", bytes=7000),
+    StepResult(REMOVE, Outcome.DONE, "removed", bytes=5000),
+))
+FAILED = Report(results=(StepResult(PULL, Outcome.FAILED, "registry down"),))
+
+# One sample line of the exposition format: name, optional labels, a float.
+SAMPLE_LINE = re.compile(r'[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? -?[0-9.e+]+')
+
+
+def test_every_line_is_help_type_or_a_sample_and_each_family_is_declared() -> None:
+    text = metrics_text(run_metrics(DONE, finished=1_700_000_000.5, duration=2.25, previous_success=None))
+    assert text.endswith("\n")
+    families = set()
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            families.add(line.split()[2])
+            continue
+        assert SAMPLE_LINE.fullmatch(line), line
+        assert line.split("{")[0].split()[0] in families, f"{line} has no HELP/TYPE before it"
+    assert families == {
+        "reconcile_steps_total", "reconcile_bytes_freed", "reconcile_bytes_pulled",
+        "reconcile_run_duration_seconds", "reconcile_last_run_timestamp_seconds", LAST_SUCCESS,
+    }
+
+
+def test_values_of_a_successful_run() -> None:
+    samples = parse_metrics(metrics_text(run_metrics(DONE, finished=1000.0, duration=2.25, previous_success=5.0)))
+    assert samples[("reconcile_steps_total", (("action", "pull"), ("outcome", "done")))] == 1
+    assert samples[("reconcile_steps_total", (("action", "remove"), ("outcome", "done")))] == 1
+    assert samples[("reconcile_steps_total", (("action", "tag"), ("outcome", "failed")))] == 0
+    assert samples[("reconcile_bytes_freed", ())] == 5000
+    assert samples[("reconcile_bytes_pulled", ())] == 7000
+    assert samples[("reconcile_run_duration_seconds", ())] == 2.25
+    assert samples[("reconcile_last_run_timestamp_seconds", ())] == 1000.0
+    assert samples[(LAST_SUCCESS, ())] == 1000.0
+
+
+def test_a_run_that_did_not_succeed_keeps_the_last_success() -> None:
+    failed = parse_metrics(metrics_text(run_metrics(FAILED, finished=2000.0, duration=1, previous_success=1000.0)))
+    assert failed[(LAST_SUCCESS, ())] == 1000.0
+    assert failed[("reconcile_last_run_timestamp_seconds", ())] == 2000.0
+    assert failed[("reconcile_steps_total", (("action", "pull"), ("outcome", "failed")))] == 1
+    aborted = parse_metrics(metrics_text(run_metrics(None, finished=2000.0, duration=1, previous_success=None)))
+    assert (LAST_SUCCESS, ()) not in aborted  # no success ever: no sample, rather than a fake 0
+
+
+def test_the_file_round_trip_keeps_the_last_success(tmp_path: Path) -> None:
+    path = tmp_path / "reconcile.prom"
+    assert read_last_success(path) is None
+    update_metrics_file(path, DONE, duration=1.0, now=1000.0)
+    update_metrics_file(path, FAILED, duration=1.0, now=2000.0)
+    update_metrics_file(path, None, duration=1.0, now=3000.0)
+    samples = parse_metrics(path.read_text())
+    assert samples[(LAST_SUCCESS, ())] == 1000.0
+    assert samples[("reconcile_last_run_timestamp_seconds", ())] == 3000.0
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reconcile.prom"]  # no temporary left
+
+
+def test_metrics_run_times_the_run(tmp_path: Path) -> None:
+    ticks = iter([10.0, 13.5])
+    run = MetricsRun(tmp_path / "m.prom", monotonic=lambda: next(ticks), wall_clock=lambda: 500.0)
+    run.finished(DONE)
+    run.write()
+    samples = parse_metrics((tmp_path / "m.prom").read_text())
+    assert samples[("reconcile_run_duration_seconds", ())] == 3.5
+    assert samples[(LAST_SUCCESS, ())] == 500.0
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.prom"
+    path.write_text("old\n")
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.prom"]
+
+
+def test_parse_refuses_garbage() -> None:
+    with pytest.raises(ValueError, match="line 2"):
+        parse_metrics("# HELP x y\nnot a sample line at all\n")
