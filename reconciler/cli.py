@@ -6,10 +6,13 @@ here, once, and printed as its sentence.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 import docker
@@ -17,16 +20,34 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconciler import __version__, render
-from reconciler.daemon import Daemon, connect
+from reconciler.daemon import DEFAULT_TIMEOUT, Daemon, connect, resolve_host
 from reconciler.daemon_read import read_inventory, with_shared_sizes
-from reconciler.errors import DaemonError, ExitCode, ReconcilerError
-from reconciler.executor import DEFAULT_PULL_TIMEOUT, Executor
+from reconciler.errors import DaemonError, ExitCode, ManifestError, ReconcilerError
+from reconciler.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT, Executor
+from reconciler.exporter import export_manifest
+from reconciler.history import (
+    HistoryQuery,
+    RunRecorder,
+    parse_since,
+    query_history,
+    records_json,
+    records_plain,
+    records_table,
+    utc_now,
+)
 from reconciler.loader import load_manifest
+from reconciler.lock import daemon_lock
 from reconciler.manifest import Manifest
+from reconciler.metrics import MetricsRun
 from reconciler.plan import Action, Plan
+from reconciler.plan_file import check_applicable, now, save_plan, saved_plan_at, write_or_explain
 from reconciler.planner import plan_changes
-from reconciler.report import StepResult
+from reconciler.progress import pull_display
+from reconciler.puller import Puller
+from reconciler.registry_auth import RegistryAuth, load_registry_auth
+from reconciler.report import Outcome, Report, StepResult
 from reconciler.schema import schema_text
+from reconciler.state_dir import STATE_DIR_ENV, default_state_dir, ensure_state_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,9 +56,12 @@ Exit codes:
   0   success; the host matches (or the manifest is valid)
   2   plan --detailed-exitcode: changes are pending
   3   apply finished, but some steps failed or were skipped for safety
+  4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
   64  usage error
   65  invalid manifest
   69  Docker daemon unreachable
+  75  apply: another apply holds this daemon's lock (see --lock-timeout),
+      or only registry rate limits (HTTP 429) kept pulls from finishing
   1   anything unexpected
 """
 
@@ -62,6 +86,22 @@ def output_option(func: F) -> F:
     )(func)
 
 
+def quiet_option(func: F) -> F:
+    return click.option(
+        "--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary."
+    )(func)
+
+
+def state_dir_option(func: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=STATE_DIR_ENV,
+        help="Where locks and the run history live "
+        "(default: $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler).",
+    )(func)
+
+
 manifest_argument = click.argument(
     "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
@@ -75,8 +115,18 @@ def cli() -> None:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @manifest_argument
-def validate(manifest_file: Path) -> None:
+@output_option
+def validate(manifest_file: Path, output: str) -> None:
     """Check FILE against the schema and Docker's rules; report every problem."""
+    if output == "json":
+        try:
+            manifest = load_manifest(manifest_file)
+        except ManifestError as exc:
+            diagnostics = [dataclasses.asdict(d) for d in exc.diagnostics]
+            _echo_json({"valid": False, "file": str(manifest_file), "diagnostics": diagnostics})
+            sys.exit(exc.exit_code)
+        _echo_json({"valid": True, "file": str(manifest_file), "images": len(manifest.images)})
+        return
     manifest = load_manifest(manifest_file)
     count = len(manifest.images)
     _out().print(f"{manifest_file} is valid: {count} image entr{'y' if count == 1 else 'ies'}.")
@@ -86,13 +136,34 @@ def validate(manifest_file: Path) -> None:
 @manifest_argument
 @host_option
 @output_option
+@quiet_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
-def plan(manifest_file: Path, host: str | None, output: str, detailed_exitcode: bool) -> None:
+@click.option(
+    "--out",
+    "out_file",
+    metavar="PLAN",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan to PLAN (JSON), for `reconcile apply PLAN`.",
+)
+def plan(
+    manifest_file: Path,
+    host: str | None,
+    output: str,
+    quiet: bool,
+    detailed_exitcode: bool,
+    out_file: Path | None = None,
+) -> None:
     """Show what apply would change on the host, without changing anything."""
     manifest = load_manifest(manifest_file)
     current = make_plan(manifest, connect(host))
+    if out_file is not None:
+        save_plan(out_file, current, now())
+        name = escape(str(out_file))
+        _err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
     if output == "json":
         click.echo(render.plan_json(current))
+    elif quiet and current.has_changes:
+        _out().print(render.plan_summary_text(current), highlight=False)
     else:
         _out().print(render.plan_text(current), highlight=False)
     if detailed_exitcode and current.has_changes:
@@ -108,13 +179,59 @@ def plan(manifest_file: Path, host: str | None, output: str, detailed_exitcode: 
     type=click.FloatRange(min=1),
     default=DEFAULT_PULL_TIMEOUT,
     show_default=True,
-    help="Seconds one pull may take before it is cancelled.",
+    help="Seconds one pull may take, retries included, before it is given up.",
 )
-def apply(manifest_file: Path, host: str | None, output: str, pull_timeout: float) -> None:
-    """Change the host until it matches FILE: pull, tag, untag, remove."""
-    manifest = load_manifest(manifest_file)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1, max=32),
+    default=DEFAULT_PARALLELISM,
+    show_default=True,
+    help="Pulls run at once.",
+)
+@quiet_option
+@state_dir_option
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another apply on the same daemon to finish (0: fail at once, exit 75).",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write Prometheus text-format metrics of this run to this file, atomically.",
+)
+def apply(
+    manifest_file: Path,
+    host: str | None,
+    output: str,
+    pull_timeout: float,
+    parallelism: int,
+    quiet: bool,
+    state_dir: Path | None,
+    lock_timeout: float,
+    metrics_file: Path | None,
+) -> None:
+    """Change the host until it matches FILE: pull, tag, untag, remove.
+
+    FILE is a manifest, or a plan saved by `plan --out`: that plan runs as saved, and
+    steps whose host state changed since are refused as stale.
+    """
+    metrics = _track_metrics(metrics_file)
+    saved = saved_plan_at(manifest_file)
+    if saved:
+        check_applicable(saved, resolve_host(host))
+    manifest = None if saved else load_manifest(manifest_file)
+    auth = load_registry_auth(os.environ)
     daemon = connect(host)
-    current = make_plan(manifest, daemon)
+    recorder = _lock_and_record(state_dir, daemon.address, lock_timeout, manifest_file)
+    if manifest is None:
+        assert saved is not None
+        current = saved.plan  # exactly as saved: nothing is recomputed
+    else:
+        current = make_plan(manifest, daemon, auth)
     console = _out()
     text = output == "text"
     if not current.has_changes:
@@ -122,45 +239,162 @@ def apply(manifest_file: Path, host: str | None, output: str, pull_timeout: floa
             console.print(render.plan_text(current), highlight=False)
         else:
             click.echo(render.report_json(Executor(daemon.api).apply(current)))
+        metrics.finished(Report(host=current.host, manifest_path=current.manifest_path))
         return
-    if text:
+    if text and not quiet:
         console.print(render.plan_text(current), highlight=False)
         console.print("\nApplying:", highlight=False)
 
+    # Pull progress goes to stderr, and only with text output: -o json prints nothing but the JSON.
+    display = pull_display(_err()) if text and not quiet else None
+
     def show(result: StepResult) -> None:
-        if text:
+        if display:
+            display.stop()  # results come once every pull has ended; the live display must not garble them
+        recorder.record(result)
+        if text and (not quiet or result.outcome is not Outcome.DONE):
             console.print(render.result_line(result), highlight=False)
 
-    report = Executor(daemon.api, pull_timeout=pull_timeout).apply(current, on_result=show)
+    executor = Executor(
+        daemon.api,
+        pull_timeout=pull_timeout,
+        puller=Puller(deadline=pull_timeout, auth=auth, on_event=display),
+        parallelism=parallelism,
+        new_client=lambda: docker.APIClient(
+            base_url=daemon.address, version=daemon.api.api_version, timeout=DEFAULT_TIMEOUT
+        ),
+        refuse_stale=saved is not None,
+    )
+    report = executor.apply(current, on_result=show)
+    metrics.finished(report)
+    if display:
+        display.stop()
     if text:
-        console.print("\n" + render.report_summary_text(report), highlight=False)
+        console.print(("" if quiet else "\n") + render.report_summary_text(report), highlight=False)
     else:
         click.echo(render.report_json(report))
-    if not report.complete:
-        sys.exit(ExitCode.INCOMPLETE)
+    code = apply_exit_code(report)
+    if code is not ExitCode.OK:
+        sys.exit(code)
+
+
+def apply_exit_code(report: Report) -> ExitCode:
+    """0 when every step was done; 4 when a saved plan's step was stale (it wins: plan again
+    first); 75 when only registry rate limits stood in the way; else 3."""
+    if report.stale:
+        return ExitCode.STALE_PLAN
+    not_done = [r for r in report.results if r.outcome is not Outcome.DONE]
+    if not not_done:
+        return ExitCode.OK
+    if all(r.rate_limited for r in not_done):
+        return ExitCode.TEMPORARY_FAILURE
+    return ExitCode.INCOMPLETE
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of images.yaml (for editors and CI linting)."""
+@output_option
+def schema(output: str) -> None:
+    """Print the JSON Schema of images.yaml (for editors and CI linting); JSON with either -o."""
     click.echo(schema_text(), nl=False)
 
 
-def make_plan(manifest: Manifest, daemon: Daemon) -> Plan:
-    """Read the host and plan; read disk usage only when something will be removed."""
-    inventory = read_inventory(daemon, manifest)
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--image", metavar="REF", help="Only this image: a reference (no tag: every tag) or an id prefix.")
+@click.option("--since", metavar="DURATION", help="Only steps this recent: 90m, 12h, 7d, 2w.")
+@click.option("--host", "-H", metavar="URL", help="Only steps on this daemon (default: every daemon).")
+@output_option
+@state_dir_option
+def history(image: str | None, since: str | None, host: str | None, output: str, state_dir: Path | None) -> None:
+    """Show the recorded steps of past applies: what removed an image, and why."""
+    query = HistoryQuery(image=image, since=parse_since(since, utc_now()) if since else None, host=host)
+    records = query_history(state_dir or default_state_dir(), query)
+    console = _out()
+    if output == "json":
+        click.echo(records_json(records))
+    elif console.is_terminal and records:
+        console.print(records_table(records))
+    else:
+        click.echo(records_plain(records))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@host_option
+@click.option(
+    "--output",
+    "-o",
+    "out_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (atomically) instead of stdout.",
+)
+def export(host: str | None, out_file: Path | None) -> None:
+    """Write the host's images as an images.yaml that plans to no changes."""
+    daemon = connect(host)
+    text = export_manifest(read_inventory(daemon), now())
+    if out_file is None:
+        click.echo(text, nl=False)
+    else:
+        write_or_explain(out_file, text, "the manifest")
+
+
+def make_plan(manifest: Manifest, daemon: Daemon, auth: RegistryAuth | None = None) -> Plan:
+    """Read the host and plan; read disk usage only when something will be removed.
+
+    Registry credentials (for ``pull: always`` digest lookups) come from the environment
+    and the Docker config unless ``auth`` is given.
+    """
+    inventory = read_inventory(daemon, manifest, auth or load_registry_auth(os.environ))
     current = plan_changes(manifest, inventory)
     if any(s.action is Action.REMOVE and s.bytes is None for s in current.steps):
         current = plan_changes(manifest, with_shared_sizes(daemon, inventory))
     return current
 
 
+def _track_metrics(path: Path | None) -> MetricsRun:
+    """Time this apply; its metrics file is written when the command ends, however it ends."""
+    run = MetricsRun(path)
+    if path is None:
+        return run
+
+    def write() -> None:
+        try:
+            run.write()
+        except OSError as exc:
+            _warn(f"The metrics file {path} could not be written: {exc.strerror or exc}.")
+
+    click.get_current_context().call_on_close(write)
+    return run
+
+
+def _lock_and_record(state_dir: Path | None, address: str, lock_timeout: float, manifest_file: Path) -> RunRecorder:
+    """Take the daemon's lock until the command ends; the history is written just before it is released."""
+    ctx = click.get_current_context()
+    state = ensure_state_dir(state_dir or default_state_dir())
+    ctx.with_resource(daemon_lock(state, address, lock_timeout))
+    recorder = RunRecorder(state, address, os.path.abspath(manifest_file), warn=_warn)
+    ctx.call_on_close(recorder.close)
+    return recorder
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, color_system=_color_system())
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=_color_system())
+
+
+def _color_system() -> Literal["auto"] | None:
+    # rich drops only colours for NO_COLOR and still sends bold; None sends no escape codes at all.
+    return None if os.environ.get("NO_COLOR") else "auto"
+
+
+def _warn(message: str) -> None:
+    _err().print(f"[yellow]Warning:[/] {escape(message)}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,17 +18,18 @@ from reconciler.daemon import Daemon, unavailable_as_error
 from reconciler.inventory import ContainerRecord, ImageRecord, Inventory
 from reconciler.manifest import Manifest, PullPolicy
 from reconciler.reference import Reference, ReferenceError, parse_reference
+from reconciler.registry_auth import RegistryAuth
 
 _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
 
 
-def read_inventory(daemon: Daemon, manifest: Manifest | None = None) -> Inventory:
+def read_inventory(daemon: Daemon, manifest: Manifest | None = None, auth: RegistryAuth | None = None) -> Inventory:
     """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``."""
     api, address = daemon.api, daemon.address
     with unavailable_as_error(address):
         images = tuple(image_from_api(raw) for raw in api.images(all=False))
         containers = tuple(container_from_api(raw) for raw in api.containers(all=True))
-        remote = read_remote_digests(api, manifest) if manifest else {}
+        remote = read_remote_digests(api, manifest, auth) if manifest else {}
     return Inventory(images=images, containers=containers, remote_digests=remote, host=address)
 
 
@@ -44,8 +45,12 @@ def with_shared_sizes(daemon: Daemon, inventory: Inventory) -> Inventory:
     return dataclasses.replace(inventory, images=images)
 
 
-def read_remote_digests(api: docker.APIClient, manifest: Manifest) -> dict[str, str]:
+def read_remote_digests(
+    api: docker.APIClient, manifest: Manifest, auth: RegistryAuth | None = None
+) -> dict[str, str]:
     """Registry digest of every ``pull: always`` tag, asked without pulling.
+
+    ``auth`` supplies the credentials; without it docker-py reads the Docker config.
 
     A tag whose registry cannot be asked is left out; the planner then re-pulls it,
     which is what ``pull: always`` promises anyway.
@@ -56,7 +61,8 @@ def read_remote_digests(api: docker.APIClient, manifest: Manifest) -> dict[str, 
             continue
         for ref in spec.tag_references():
             try:
-                answer = api.inspect_distribution(ref.canonical())
+                auth_config = auth.for_registry(ref.domain) if auth else None
+                answer = api.inspect_distribution(ref.canonical(), auth_config=auth_config)
             except docker.errors.APIError:
                 continue
             digest = (answer.get("Descriptor") or {}).get("digest")

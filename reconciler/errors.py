@@ -34,6 +34,18 @@ class UsageError(ReconcilerError):
     exit_code = ExitCode.USAGE
 
 
+class PlanFileError(ReconcilerError):
+    """A saved plan file cannot be read: corrupt, edited, or of an unknown format version."""
+
+    exit_code = ExitCode.INVALID_MANIFEST  # EX_DATAERR, as for a manifest that cannot be used
+
+
+class StalePlanError(ReconcilerError):
+    """A saved plan as a whole no longer fits: another daemon, or its manifest changed."""
+
+    exit_code = ExitCode.STALE_PLAN
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem in a manifest, located as precisely as the YAML allows."""
@@ -70,5 +82,23 @@ class DaemonUnavailable(ReconcilerError):
 
 class DaemonError(ReconcilerError):
     """The daemon answered with an error we cannot attribute to a single step."""
+
+    exit_code = ExitCode.UNEXPECTED
+
+
+class StateDirError(ReconcilerError):
+    """The state directory (locks, run history) cannot be created or used."""
+
+    exit_code = ExitCode.UNEXPECTED
+
+
+class LockHeld(ReconcilerError):
+    """Another apply holds the lock of this daemon; trying again later may succeed."""
+
+    exit_code = ExitCode.TEMPORARY_FAILURE
+
+
+class HistoryError(ReconcilerError):
+    """The run history cannot be read or written."""
 
     exit_code = ExitCode.UNEXPECTED

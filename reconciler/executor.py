@@ -6,29 +6,30 @@ Safety rules, each from a way Docker tooling has hurt people:
 - Before every destructive step the image is read again: a tag that moved, an
   image that gained a tag or a container since the plan is skipped and said so.
 - A pull is streamed and any error in the stream fails it (docker-py's
-  high-level pull can hand back the old image instead), under a deadline.
+  high-level pull can hand back the old image instead), under a deadline;
+  :mod:`reconciler.puller` does it, retrying transient registry failures.
 - One step failing does not stop the others; steps that depend on it are skipped.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
-import requests
 
 from reconciler.daemon import TRANSPORT_ERRORS
 from reconciler.plan import Action, Plan, Step
-from reconciler.reference import Reference, parse_reference
+from reconciler.puller import Puller, PullFailed, Verdict
+from reconciler.reference import parse_reference
 from reconciler.report import Outcome, Report, StepResult
 
-DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull
+DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
+DEFAULT_PARALLELISM = 4  # pulls at once
 
 StepCallback = Callable[[StepResult], None]
+ClientFactory = Callable[[], docker.APIClient]
 
 
 class StepFailed(Exception):
@@ -39,37 +40,94 @@ class StepSkipped(Exception):
     """A step was not run for safety; the message says why."""
 
 
+class StepStale(Exception):
+    """A saved plan's step expected another host state; the message says what changed."""
+
+
 class Executor:
-    def __init__(self, api: docker.APIClient, pull_timeout: float = DEFAULT_PULL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        api: docker.APIClient,
+        pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+        *,
+        puller: Puller | None = None,
+        parallelism: int = 1,
+        new_client: ClientFactory | None = None,
+        refuse_stale: bool = False,
+    ) -> None:
+        """``new_client`` opens one client per pull thread (requests sessions are not
+        thread-safe); without it pulls run one at a time on ``api``."""
         self.api = api
         self.pull_timeout = pull_timeout
+        self.puller = puller or Puller(deadline=pull_timeout)
+        self.parallelism = max(1, parallelism) if new_client else 1
+        self.new_client = new_client
+        # Saved plans: check what each step expects of the host first; refuse it as stale if changed.
+        self.refuse_stale = refuse_stale
 
     def apply(self, plan: Plan, on_result: StepCallback | None = None) -> Report:
-        """Run every step of ``plan`` in order and report each outcome."""
-        failed_refs: set[str] = set()
+        """Run every step of ``plan`` and report each outcome, in plan order.
+
+        Runnable pulls go first, ``parallelism`` at a time; tags, untags and removes
+        then run one by one in order.
+        """
+        stale = self._stale_pulls(plan) if self.refuse_stale else {}
+        pulled = self._run_pulls([s for s in plan.steps if s.action is Action.PULL and not s.blocked and s not in stale])
+        # Reference of each pull or tag that did not happen -> True when only a rate limit stopped it.
+        failed_refs: dict[str, bool] = {}
         results = []
         for step in plan.steps:
-            result = self._run(step, failed_refs)
+            result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
-                failed_refs.add(_key(step.ref))
+                failed_refs[_key(step.ref)] = result.rate_limited
             results.append(result)
             if on_result:
                 on_result(result)
         return Report(results=tuple(results), host=plan.host, manifest_path=plan.manifest_path)
 
-    def _run(self, step: Step, failed_refs: set[str]) -> StepResult:
+    def _run_pulls(self, steps: list[Step]) -> dict[Step, StepResult]:
+        if self.parallelism == 1 or len(steps) <= 1 or self.new_client is None:
+            return {step: self._run(step, {}) for step in steps}
+        new_client = self.new_client
+
+        def pull_on_own_client(step: Step) -> StepResult:
+            api = new_client()
+            try:
+                return self._guarded(step, lambda: self._pull(step, api))
+            finally:
+                api.close()
+
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool:
+            return dict(zip(steps, pool.map(pull_on_own_client, steps), strict=True))
+
+    def _run(self, step: Step, failed_refs: Mapping[str, bool]) -> StepResult:
         if step.blocked:
             return self._blocked(step)
         if step.source and _key(step.source) in failed_refs:
-            return StepResult(step, Outcome.SKIPPED, f"{step.source} was not fetched, so nothing was tagged")
+            return StepResult(
+                step,
+                Outcome.SKIPPED,
+                f"{step.source} was not fetched, so nothing was tagged",
+                rate_limited=failed_refs[_key(step.source)],
+            )
         handler = {
-            Action.PULL: self._pull,
+            Action.PULL: lambda s: self._pull(s, self.api),
             Action.TAG: self._tag,
             Action.UNTAG: self._untag,
             Action.REMOVE: self._remove,
         }[step.action]
+        if self.refuse_stale and step.action is not Action.PULL:  # pulls were checked before they started
+            return self._guarded(step, lambda: self._fresh(step, handler))
+        return self._guarded(step, lambda: handler(step))
+
+    def _guarded(self, step: Step, run: Callable[[], StepResult]) -> StepResult:
+        """Run one step; every way it can fail becomes its StepResult."""
         try:
-            return handler(step)
+            return run()
+        except PullFailed as exc:
+            return StepResult(step, Outcome.FAILED, str(exc), rate_limited=exc.verdict is Verdict.RATE_LIMITED)
+        except StepStale as exc:
+            return StepResult(step, Outcome.STALE, str(exc))
         except StepSkipped as exc:
             return StepResult(step, Outcome.SKIPPED, str(exc))
         except StepFailed as exc:
@@ -94,53 +152,19 @@ class Executor:
 
     # --- pull and tag ---------------------------------------------------------
 
-    def _pull(self, step: Step) -> StepResult:
+    def _pull(self, step: Step, api: docker.APIClient) -> StepResult:
         ref = parse_reference(step.ref)
-        for _chunk in self._pull_stream(ref, step.platform):
-            pass
-        image = self._inspect(ref.familiar())
+        self.puller.pull(api, ref, step.platform)
+        try:
+            image: Mapping[str, Any] | None = api.inspect_image(ref.familiar())
+        except docker.errors.ImageNotFound:
+            image = None
         if image is None:
             raise StepFailed(f"the daemon reported the pull of {step.ref} as done, but has no such image")
         if step.expected_digest and not _has_digest(image, ref.name, step.expected_digest):
             raise StepFailed(f"{step.ref} was pulled but its content is not {step.expected_digest}")
         detail = "pulled" if image["Id"] != step.image_id else "pulled; the image did not change"
         return StepResult(step, Outcome.DONE, detail, image_id=image["Id"], bytes=int(image.get("Size") or 0))
-
-    def _pull_stream(self, ref: Reference, platform: str | None) -> Iterator[Mapping[str, Any]]:
-        """Stream ``POST /images/create``; raise on any error chunk or when the deadline passes."""
-        api = self.api
-        params: dict[str, str] = {"fromImage": ref.name, "tag": ref.digest or ref.tag or "latest"}
-        if platform:
-            params["platform"] = platform
-        headers = {}
-        auth_header = docker.auth.get_config_header(api, ref.domain)
-        if auth_header:
-            headers["X-Registry-Auth"] = auth_header
-        response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
-        # No read timeout on the stream: a watchdog closes it at the deadline instead.
-        watchdog = threading.Timer(self.pull_timeout, response.close)
-        watchdog.daemon = True
-        started = time.monotonic()
-        watchdog.start()
-        try:
-            api._raise_for_status(response)
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                chunk = json.loads(line)
-                error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
-                if error:
-                    raise StepFailed(f"pull of {ref.familiar()} failed: {_pull_error(str(error))}")
-                yield chunk
-        except (requests.exceptions.RequestException, AttributeError, ValueError) as exc:
-            if time.monotonic() - started >= self.pull_timeout:
-                raise StepFailed(f"pull of {ref.familiar()} did not finish within {self.pull_timeout:g}s") from exc
-            if isinstance(exc, docker.errors.APIError):
-                raise StepFailed(f"pull of {ref.familiar()} failed: {_pull_error(_api_message(exc))}") from exc
-            raise
-        finally:
-            watchdog.cancel()
-            response.close()
 
     def _tag(self, step: Step) -> StepResult:
         assert step.source is not None
@@ -238,6 +262,77 @@ class Executor:
         except docker.errors.ImageNotFound:
             return None
 
+    # --- saved plans: refuse what went stale ----------------------------------
+
+    def _stale_pulls(self, plan: Plan) -> dict[Step, StepResult]:
+        """Check every runnable pull before any starts (pulls run first, several at once)."""
+        found = {}
+        for step in plan.steps:
+            if step.action is not Action.PULL or step.blocked:
+                continue
+            try:
+                self._check_fresh(step)
+            except StepStale as exc:
+                found[step] = StepResult(step, Outcome.STALE, str(exc))
+            except (docker.errors.APIError, *TRANSPORT_ERRORS) as exc:
+                found[step] = StepResult(step, Outcome.FAILED, f"could not read the host before pulling: {exc}")
+        return found
+
+    def _fresh(self, step: Step, handler: Callable[[Step], StepResult]) -> StepResult:
+        self._check_fresh(step)
+        return handler(step)
+
+    def _check_fresh(self, step: Step) -> None:
+        """Raise StepStale unless the host is still as the step expects (Step.image_id)."""
+        if step.action is Action.PULL:
+            self._expect_points_at(step.ref, step.image_id)
+        elif step.action is Action.TAG:
+            if step.source and step.image_id:  # None: an earlier pull of this plan fetches the source
+                self._expect_points_at(step.source, step.image_id)
+        elif step.action is Action.UNTAG:
+            image = self._inspect(step.ref)
+            if image is not None:  # gone already: the untag itself reports that
+                self._expect_points_at(step.ref, step.image_id, image)
+                if not _tags(image) - {_key(step.ref)}:
+                    raise StepStale(f"{step.ref} is now the image's last tag: untagging would remove the image{_AGAIN}")
+        else:
+            self._check_fresh_removal(step)
+
+    def _check_fresh_removal(self, step: Step) -> None:
+        assert step.image_id is not None
+        image = self._inspect(step.image_id)
+        if image is None:
+            return  # gone already: the removal itself reports that
+        if not step.ref.startswith("sha256:"):
+            current = self._inspect(step.ref)
+            if current is not None:
+                self._expect_points_at(step.ref, step.image_id, current)
+        extra = _tags(image) - {_key(step.ref)}
+        if extra:
+            names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
+            raise StepStale(f"the image gained the tag {names} since the plan{_AGAIN}")
+        users = self.api.containers(all=True, filters={"ancestor": step.image_id})
+        names = ", ".join(
+            sorted(str((c.get("Names") or ["?"])[0]).lstrip("/") for c in users if c.get("ImageID") == step.image_id)
+        )
+        if names:
+            raise StepStale(f"the image is now used by container {names}, so it is kept{_AGAIN}")
+
+    def _expect_points_at(self, ref: str, expected: str | None, found: Mapping[str, Any] | None = None) -> None:
+        current = found if found is not None else self._inspect(ref)
+        current_id = str(current["Id"]) if current is not None else None
+        if current_id == expected:
+            return
+        if current_id is None:
+            assert expected is not None
+            raise StepStale(f"{ref} is no longer on the host; the plan expected image {_short(expected)}{_AGAIN}")
+        if expected is None:
+            raise StepStale(f"{ref} is now on the host (image {_short(current_id)}); the plan expected none{_AGAIN}")
+        raise StepStale(f"{ref} now points at {_short(current_id)}, not at the planned {_short(expected)}{_AGAIN}")
+
+
+_AGAIN = "; run `reconcile plan` again"
+
 
 def _key(text: str) -> str:
     return parse_reference(text).canonical() if not text.startswith("sha256:") else text
@@ -257,13 +352,6 @@ def _has_digest(image: Mapping[str, Any], name: str, digest: str) -> bool:
 
 def _api_message(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc).strip()
-
-
-def _pull_error(message: str) -> str:
-    lowered = message.lower()
-    if "pull access denied" in lowered or "repository does not exist" in lowered or "not found" in lowered:
-        return f"{message} (the registry may also say this when access is denied; nothing was removed)"
-    return message
 
 
 def _short(image_id: str) -> str:

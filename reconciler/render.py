@@ -14,7 +14,12 @@ NO_CHANGES = "No changes. The host matches {manifest}."
 
 _SIGN = {Action.PULL: "+", Action.TAG: "+", Action.UNTAG: "-", Action.REMOVE: "-"}
 _STYLE = {Action.PULL: "green", Action.TAG: "green", Action.UNTAG: "yellow", Action.REMOVE: "red"}
-_OUTCOME_STYLE = {Outcome.DONE: "green", Outcome.SKIPPED: "yellow", Outcome.FAILED: "red bold"}
+_OUTCOME_STYLE = {
+    Outcome.DONE: "green",
+    Outcome.SKIPPED: "yellow",
+    Outcome.FAILED: "red bold",
+    Outcome.STALE: "magenta",
+}
 
 
 def human_bytes(count: int | None) -> str:
@@ -120,9 +125,13 @@ def report_summary_text(report: Report) -> str:
     failed = len(report.with_outcome(Outcome.FAILED))
     verdict = "Apply complete" if report.complete else "Apply incomplete"
     freed = f" Freed {human_bytes(report.bytes_freed)}." if report.bytes_freed else ""
-    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed.{freed}"
+    stale = len(report.with_outcome(Outcome.STALE))
+    refused = f", {stale} stale" if stale else ""
+    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}"
     if not report.complete:
         text += " Skipped and failed steps are listed above; nothing else was touched."
+    if stale:
+        text += " The host changed since the plan was made: run `reconcile plan` again."
     return text
 
 

@@ -12,6 +12,7 @@ class Outcome(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"  # not run, for safety: blocked, changed since the plan, or depends on a failure
     FAILED = "failed"
+    STALE = "stale"  # not run: a saved plan expected another host state; plan again
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class StepResult:
     image_id: str | None = None  # the image the step ended on (pull, tag)
     deleted: tuple[str, ...] = ()  # image ids the daemon deleted (parents included)
     bytes: int | None = None  # pull: image size; remove: unique bytes predicted freed
+    rate_limited: bool = False  # not done only because a registry rate-limited a pull (429)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Report:
     def complete(self) -> bool:
         """True when every step was done."""
         return all(r.outcome is Outcome.DONE for r in self.results)
+
+    @property
+    def stale(self) -> bool:
+        """True when a step of a saved plan was refused because the host changed since."""
+        return any(r.outcome is Outcome.STALE for r in self.results)
 
     @property
     def bytes_freed(self) -> int:

@@ -181,12 +181,14 @@ def api(sandbox: Sandbox) -> Iterator[APIClient]:
 
 
 @pytest.fixture
-def run_cli(sandbox: Sandbox) -> CliRun:
+def run_cli(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> CliRun:
     """``run_cli(*args, env=None, cwd=None, input=None, timeout=300)`` runs the CLI
     (``python -m reconciler``) as a user would, against the sandbox daemon.
 
-    ``REGISTRY`` is set to the sandbox registry unless ``env`` says otherwise.
+    ``REGISTRY`` is set to the sandbox registry and ``RECONCILE_STATE_DIR`` to a directory of
+    this test's own (history, lock), unless ``env`` says otherwise.
     """
+    state_dir = tmp_path_factory.mktemp("state")
 
     def run(
         *args: str | os.PathLike[str],
@@ -195,7 +197,7 @@ def run_cli(sandbox: Sandbox) -> CliRun:
         input: str | None = None,
         timeout: float = 300,
     ) -> CliResult:
-        child_env = _child_env(sandbox, {"REGISTRY": sandbox.registry})
+        child_env = _child_env(sandbox, {"REGISTRY": sandbox.registry, "RECONCILE_STATE_DIR": str(state_dir)})
         # The checkout under test, wherever the test runs.
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p

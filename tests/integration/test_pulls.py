@@ -1,0 +1,219 @@
+"""Pulls as a pipeline needs them: authenticated, retried, failing clearly, in parallel.
+
+Against the sandbox's registries: the open one, the password-protected one
+(`scripts/sandbox` exports RECONCILE_SANDBOX_AUTH_*), and a small proxy in front of
+the open one that fails or slows requests on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker import APIClient
+from docker.errors import NotFound
+
+from tests.integration.conftest import CliResult, CliRun, DockerRun, ImageFactory
+from tests.integration.registry_proxy import RegistryProxy, closed_port
+
+ManifestWriter = Callable[..., Path]
+
+
+def image_id(api: APIClient, ref: str) -> str | None:
+    try:
+        return str(api.inspect_image(ref)["Id"])
+    except NotFound:
+        return None
+
+
+def outcomes(result: CliResult) -> dict[tuple[str, str], dict[str, Any]]:
+    report = json.loads(result.stdout)
+    return {(s["action"], s["ref"]): s for s in report["steps"]}
+
+
+@pytest.fixture
+def auth_registry() -> tuple[str, str, str]:
+    names = ("RECONCILE_SANDBOX_AUTH_REGISTRY", "RECONCILE_SANDBOX_AUTH_USER", "RECONCILE_SANDBOX_AUTH_PASSWORD")
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        pytest.skip(f"the sandbox's password-protected registry is not set up ({', '.join(missing)} missing)")
+    return os.environ[names[0]], os.environ[names[1]], os.environ[names[2]]
+
+
+@pytest.fixture
+def forget_refs(api: APIClient) -> Iterator[list[str]]:
+    """References outside the test namespace that the test made; removed before image_factory's cleanup."""
+    refs: list[str] = []
+    yield refs
+    for ref in refs:
+        with contextlib.suppress(NotFound):
+            api.remove_image(ref)
+
+
+def test_password_protected_registry(
+    run_cli: CliRun,
+    docker: DockerRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    tmp_path: Path,
+    auth_registry: tuple[str, str, str],
+    forget_refs: list[str],
+) -> None:
+    registry, user, password = auth_registry
+    local = image_factory("private:1.0", push=False, keep_local=True)
+    private = f"{registry}/{local.split('/', 1)[1]}"
+    login_config = tmp_path / "login-config"
+    login_config.mkdir()
+    as_user = {"DOCKER_CONFIG": str(login_config)}
+    # What `docker login` writes when no credential helper is configured.
+    (login_config / "config.json").write_text(
+        json.dumps({"auths": {registry: {"auth": _basic(user, password)}}}), encoding="utf-8"
+    )
+    docker("tag", local, private)
+    forget_refs.append(private)
+    docker("push", private, env=as_user)
+    docker("image", "rm", private)
+    manifest = tmp_manifest(
+        f"""\
+        version: 1
+        images:
+          - name: {private.rsplit(":", 1)[0]}
+            tags: ["1.0"]
+            pull: always
+        """
+    )
+    state = tmp_path / "state"
+    anonymous = {
+        "DOCKER_CONFIG": str(tmp_path / "empty-config"),
+        "RECONCILE_STATE_DIR": str(state),
+        "XDG_STATE_HOME": str(state),
+    }
+
+    refused = run_cli("apply", manifest, env=anonymous)
+    assert refused.code == 3, refused.stdout + refused.stderr
+    assert "RECONCILE_REGISTRY_USER" in refused.stdout, refused.stdout
+    assert image_id(api, private) is None
+
+    with_env = {**anonymous, "RECONCILE_REGISTRY_USER": user, "RECONCILE_REGISTRY_PASSWORD": password}
+    applied = run_cli("apply", manifest, "-o", "json", env=with_env)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert outcomes(applied)[("pull", private)]["outcome"] == "done"
+    # pull: always asks the registry for the digest, with the same credentials: nothing left to do.
+    again = run_cli("plan", manifest, "--detailed-exitcode", env=with_env)
+    assert again.code == 0, again.stdout + again.stderr
+    outputs = [refused, applied, again]
+    if "--out" in run_cli("plan", "--help").stdout:
+        outputs.append(run_cli("plan", manifest, "--out", tmp_path / "saved.plan", env=with_env))
+
+    docker("image", "rm", private)
+    by_config = run_cli("apply", manifest, env={**anonymous, "DOCKER_CONFIG": str(login_config)})
+    assert by_config.code == 0, by_config.stdout + by_config.stderr
+    assert image_id(api, private) is not None
+    outputs.append(by_config)
+
+    for result in outputs:
+        assert password not in result.stdout + result.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and login_config not in path.parents:
+            assert password.encode() not in path.read_bytes(), f"the password was written to {path.name}"
+
+
+def _basic(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_registry_answering_503_twice_is_retried_until_the_pull_succeeds(
+    run_cli: CliRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    sandbox_registry: str,
+    forget_refs: list[str],
+) -> None:
+    ref = image_factory("flaky:1.0")
+    with RegistryProxy(sandbox_registry, fail_manifests=2) as proxy:
+        proxied = ref.replace(sandbox_registry, proxy.address, 1)
+        forget_refs.append(proxied)
+        manifest = tmp_manifest(
+            f"""\
+            version: 1
+            images:
+              - name: {proxied.rsplit(":", 1)[0]}
+                tags: ["1.0"]
+            """
+        )
+        applied = run_cli("apply", manifest, "--pull-timeout", "60")
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert proxy.failures_served == 2
+    assert f"retrying {proxied}" in applied.stderr, applied.stderr
+    assert "503" in applied.stderr
+    assert f"pulled {proxied}" in applied.stderr
+    assert image_id(api, proxied) is not None
+
+
+def test_registry_that_is_down_fails_clearly_and_removes_nothing(
+    run_cli: CliRun,
+    docker: DockerRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+) -> None:
+    # The alias now points at an old image; the manifest wants it moved to an image that cannot be fetched.
+    old = image_factory("live:latest", push=False, keep_local=True)
+    old_id = image_id(api, old)
+    unreachable = f"127.0.0.1:{closed_port()}/{old.split('/', 1)[1].split('/', 1)[0]}/app"
+    manifest = tmp_manifest(
+        f"""\
+        version: 1
+        images:
+          - name: {unreachable}
+            tags: ["2.0"]
+            aliases: ["{old}"]
+        """
+    )
+    applied = run_cli("apply", manifest, "-o", "json", "--pull-timeout", "60")
+    assert applied.code == 3, applied.stdout + applied.stderr
+    steps = outcomes(applied)
+    pull = steps[("pull", f"{unreachable}:2.0")]
+    assert pull["outcome"] == "failed"
+    assert "connection refused" in pull["detail"]
+    assert all(s["outcome"] != "done" for (action, _), s in steps.items() if action != "pull")
+    assert image_id(api, old) == old_id
+    assert applied.stderr == ""
+
+
+def test_several_pulls_run_in_parallel_and_all_succeed(
+    run_cli: CliRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    sandbox_registry: str,
+    forget_refs: list[str],
+) -> None:
+    refs = [image_factory(f"p{i}:1.0", size_kb=32) for i in range(6)]
+    # A slow registry makes overlapping requests visible.
+    with RegistryProxy(sandbox_registry, delay=0.2) as proxy:
+        proxied = [ref.replace(sandbox_registry, proxy.address, 1) for ref in refs]
+        forget_refs.extend(proxied)
+        entries = "".join(f'  - name: {ref.rsplit(":", 1)[0]}\n    tags: ["1.0"]\n' for ref in proxied)
+        manifest = tmp_manifest(f"version: 1\nimages:\n{entries}")
+        applied = run_cli("apply", manifest, "-o", "json", "--parallelism", "4")
+    assert applied.code == 0, applied.stdout + applied.stderr
+    steps = outcomes(applied)
+    assert [ref for (action, ref) in steps if action == "pull"] == sorted(proxied)  # still in plan order
+    assert all(steps[("pull", ref)]["outcome"] == "done" for ref in proxied)
+    assert all(image_id(api, ref) is not None for ref in proxied)
+    assert proxy.peak_in_flight >= 2
+    assert applied.stderr == ""  # -o json: no progress lines
+
+
+@pytest.fixture
+def sandbox_registry() -> str:
+    return os.environ["RECONCILE_SANDBOX_REGISTRY"]
