@@ -21,7 +21,12 @@ from rich.markup import escape
 
 from reconciler import __version__, render
 from reconciler.daemon import DEFAULT_TIMEOUT, Daemon, connect, resolve_host
-from reconciler.daemon_read import read_inventory, with_shared_sizes
+from reconciler.daemon_read import (
+    read_freed_bytes,
+    read_inventory,
+    read_layers_size,
+    with_shared_sizes,
+)
 from reconciler.errors import DaemonError, ExitCode, ManifestError, ReconcilerError
 from reconciler.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT, Executor
 from reconciler.exporter import export_manifest
@@ -35,6 +40,7 @@ from reconciler.history import (
     records_table,
     utc_now,
 )
+from reconciler.layers import removed_images, with_freed_bytes
 from reconciler.loader import load_manifest
 from reconciler.lock import daemon_lock
 from reconciler.manifest import Manifest
@@ -265,7 +271,11 @@ def apply(
         ),
         refuse_stale=saved is not None,
     )
+    measure = bool(removed_images(current))
+    layers_before = read_layers_size(daemon) if measure else 0
     report = executor.apply(current, on_result=show)
+    if measure:
+        report = dataclasses.replace(report, measured_freed=layers_before - read_layers_size(daemon))
     metrics.finished(report)
     if display:
         display.stop()
@@ -346,7 +356,13 @@ def make_plan(manifest: Manifest, daemon: Daemon, auth: RegistryAuth | None = No
     inventory = read_inventory(daemon, manifest, auth or load_registry_auth(os.environ))
     current = plan_changes(manifest, inventory)
     if any(s.action is Action.REMOVE and s.bytes is None for s in current.steps):
-        current = plan_changes(manifest, with_shared_sizes(daemon, inventory))
+        inventory = with_shared_sizes(daemon, inventory)
+        current = plan_changes(manifest, inventory)
+    removed = removed_images(current)
+    if removed:
+        freed = read_freed_bytes(daemon, inventory, removed)
+        if freed is not None:
+            current = with_freed_bytes(current, freed)
     return current
 
 

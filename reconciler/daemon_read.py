@@ -9,13 +9,14 @@ one registry lookup per ``pull: always`` tag.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import docker
 
 from reconciler.daemon import Daemon, unavailable_as_error
 from reconciler.inventory import ContainerRecord, ImageRecord, Inventory
+from reconciler.layers import HistoryEntry, ImageLayers, chain_ids, freed_by_image, image_layers
 from reconciler.manifest import Manifest, PullPolicy
 from reconciler.reference import Reference, ReferenceError, parse_reference
 from reconciler.registry_auth import RegistryAuth
@@ -81,6 +82,7 @@ def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
         created=int(raw.get("Created") or 0),
         size=int(raw.get("Size") or 0),
         shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
+        parent_id=str(raw.get("ParentId") or ""),
     )
 
 
@@ -106,3 +108,49 @@ def _parse_refs(values: Iterable[str] | None) -> tuple[Reference, ...]:
         except ReferenceError:
             continue  # the daemon never hands out invalid references; ignore rather than crash
     return tuple(sorted(refs, key=lambda r: r.canonical()))
+
+
+def read_freed_bytes(daemon: Daemon, inventory: Inventory, removed: Sequence[str]) -> dict[str, int] | None:
+    """Exact bytes each removed image frees (see :mod:`reconciler.layers`); None if unknowable.
+
+    Needs the shared sizes (:func:`with_shared_sizes`). When no removed image shares a
+    layer, each frees its whole size and no call is made; otherwise the removed images
+    and the kept images that share layers are inspected, and the removed ones' histories read.
+    """
+    by_id = inventory.image_by_id
+    if all(by_id[i].shared_size == 0 for i in removed):
+        return {image_id: by_id[image_id].size for image_id in removed}
+    gone = set(removed)
+    sharing = [i.id for i in inventory.images if i.id not in gone and (i.shared_size is None or i.shared_size > 0)]
+    layers = {}
+    with unavailable_as_error(daemon.address):
+        for image_id in removed:
+            found = _read_image_layers(daemon.api, image_id)
+            if found is None:
+                return None
+            layers[image_id] = found
+        kept = {chain for image_id in sharing for chain in _read_chain_ids(daemon.api, image_id)}
+    return freed_by_image(removed, layers, kept)
+
+
+def _read_image_layers(api: docker.APIClient, image_id: str) -> ImageLayers | None:
+    try:
+        diff_ids = api.inspect_image(image_id)["RootFS"].get("Layers") or ()
+        history = api.history(image_id)
+    except docker.errors.NotFound:
+        return None  # gone since the listing: the plan's removal will say so
+    entries = [HistoryEntry(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in history]
+    return image_layers(image_id, diff_ids, entries[::-1])
+
+
+def _read_chain_ids(api: docker.APIClient, image_id: str) -> tuple[str, ...]:
+    try:
+        return chain_ids(api.inspect_image(image_id)["RootFS"].get("Layers") or ())
+    except docker.errors.NotFound:
+        return ()  # removed since the listing: it keeps no layer
+
+
+def read_layers_size(daemon: Daemon) -> int:
+    """Bytes all image layers take on the daemon's disk, as ``docker system df`` counts them."""
+    with unavailable_as_error(daemon.address):
+        return int(daemon.api.df().get("LayersSize") or 0)

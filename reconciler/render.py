@@ -124,7 +124,7 @@ def report_summary_text(report: Report) -> str:
     skipped = len(report.with_outcome(Outcome.SKIPPED))
     failed = len(report.with_outcome(Outcome.FAILED))
     verdict = "Apply complete" if report.complete else "Apply incomplete"
-    freed = f" Freed {human_bytes(report.bytes_freed)}." if report.bytes_freed else ""
+    freed = _freed_text(report)
     stale = len(report.with_outcome(Outcome.STALE))
     refused = f", {stale} stale" if stale else ""
     text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}"
@@ -133,6 +133,13 @@ def report_summary_text(report: Report) -> str:
     if stale:
         text += " The host changed since the plan was made: run `reconcile plan` again."
     return text
+
+
+def _freed_text(report: Report) -> str:
+    """The predicted freed space, and what the daemon's disk usage really lost when measured."""
+    if report.measured_freed is None:
+        return f" Freed {human_bytes(report.bytes_freed)}." if report.bytes_freed else ""
+    return f" Freed {human_bytes(report.measured_freed)} (predicted {human_bytes(report.bytes_freed)})."
 
 
 def report_json(report: Report) -> str:
@@ -158,6 +165,7 @@ def report_summary(report: Report) -> dict[str, Any]:
         **{o.value: len(report.with_outcome(o)) for o in Outcome},
         "images_deleted": len(report.images_deleted),
         "bytes_freed": report.bytes_freed,
+        "bytes_freed_measured": report.measured_freed,
     }
 
 

@@ -31,6 +31,7 @@ class Report:
     results: tuple[StepResult, ...] = ()
     host: str = ""
     manifest_path: str = ""
+    measured_freed: int | None = None  # layer bytes the daemon's disk usage lost over the run
 
     def with_outcome(self, outcome: Outcome) -> tuple[StepResult, ...]:
         return tuple(r for r in self.results if r.outcome is outcome)
