@@ -205,6 +205,11 @@ class Executor:
         if step.image_id not in deleted:
             deleted += self._delete_leftover_digests(step)
         if step.image_id not in deleted:
+            left = self._inspect(step.image_id)
+            if left is not None and not _tags(left) and not left.get("RepoDigests"):
+                # Docker keeps an untagged image that other images are built on; it goes with the last of them.
+                detail = "untagged; the image stays as the base of other images and goes with the last of them"
+                return StepResult(step, Outcome.DONE, detail, deleted=deleted, bytes=0)
             raise StepFailed(f"untagged {step.ref}, but the daemon kept image {_short(step.image_id)}")
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
 

@@ -22,6 +22,7 @@ class ImageRecord:
     created: int = 0  # build time, seconds since the epoch
     size: int = 0  # total size, shared layers included
     shared_size: int | None = None  # bytes of layers other images use too; None if not read
+    parent_id: str = ""  # the image this one was built on locally (classic builder); "" if none
 
     @property
     def unique_size(self) -> int | None:
@@ -80,6 +81,15 @@ class Inventory:
         for container in self.containers:
             users.setdefault(container.image_id, []).append(container)
         return {image_id: tuple(sorted(found, key=lambda c: c.name)) for image_id, found in users.items()}
+
+    def depth_of(self, image_id: str) -> int:
+        """How many listed images this one is built on: children sort after their parents."""
+        depth, seen = 0, {image_id}
+        parent = self.image_by_id[image_id].parent_id if image_id in self.image_by_id else ""
+        while parent in self.image_by_id and parent not in seen:
+            depth, seen = depth + 1, seen | {parent}
+            parent = self.image_by_id[parent].parent_id
+        return depth
 
     def users_of(self, image_id: str) -> tuple[ContainerRecord, ...]:
         return self.containers_by_image.get(image_id, ())

@@ -38,13 +38,20 @@ def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     drops = _drop_steps(manifest, inventory, claims, moved_away)
     untagged = _absent_untagged_steps(manifest, inventory, claims)
     dangling = _dangling_steps(manifest, inventory, claims, moved_away) if manifest.prune.dangling else []
-    steps = sorted({*ensure, *drops, *untagged, *dangling}, key=Step.sort_key)
+    steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: _run_order(step, inventory))
     return Plan(
         steps=tuple(steps),
         manifest_path=manifest.path,
         manifest_digest=manifest.digest,
         host=inventory.host,
     )
+
+
+def _run_order(step: Step, inventory: Inventory) -> tuple[int, int, str, str]:
+    """Steps in action order; removals of images built on others first, so a parent goes last."""
+    action, ref, image_id = step.sort_key()
+    depth = inventory.depth_of(image_id) if step.action is Action.REMOVE and image_id else 0
+    return (action, -depth, ref, image_id)
 
 
 def _claims_of(manifest: Manifest) -> _Claims:

@@ -223,3 +223,14 @@ def test_remove_bytes_unknown_without_shared_sizes() -> None:
     plan = plan_changes(m, inventory(image("b", "old:1", shared=None)))
     assert plan.steps[0].bytes is None
     assert not plan.bytes_to_free_known
+
+
+def test_images_built_on_others_are_removed_before_their_parents() -> None:
+    import dataclasses
+
+    base = image("base", "reg.local/x/a:1")
+    child = dataclasses.replace(image("child", "reg.local/x/b:1"), parent_id=base.id)
+    grandchild = dataclasses.replace(image("grand", "reg.local/x/c:1"), parent_id=child.id)
+    m = manifest(*(spec(f"reg.local/x/{n}", state=ImageState.ABSENT) for n in "abc"))
+    plan = plan_changes(m, inventory(base, child, grandchild))
+    assert [s.ref for s in plan.steps] == ["reg.local/x/c:1", "reg.local/x/b:1", "reg.local/x/a:1"]
