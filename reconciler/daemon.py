@@ -42,8 +42,8 @@ def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> Daemon:
     """Open a low-level client and check the daemon answers; raises DaemonUnavailable."""
     address = resolve_host(host)
     with unavailable_as_error(address):
+        # "auto" asks the daemon for its API version: that call is also the reachability check.
         api = docker.APIClient(base_url=address, version="auto", timeout=timeout)
-        api.ping()
         return Daemon(address=address, api=api)
 
 
