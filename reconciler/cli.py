@@ -54,6 +54,7 @@ from reconciler.registry_auth import RegistryAuth, load_registry_auth
 from reconciler.report import Outcome, Report, StepResult
 from reconciler.schema import schema_text
 from reconciler.state_dir import STATE_DIR_ENV, default_state_dir, ensure_state_dir
+from reconciler.yaml_source import read_yaml
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -329,18 +330,20 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @host_option
+@output_option
 @click.option(
-    "--output",
-    "-o",
+    "--out",
     "out_file",
     metavar="FILE",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE (atomically) instead of stdout.",
 )
-def export(host: str | None, out_file: Path | None) -> None:
-    """Write the host's images as an images.yaml that plans to no changes."""
+def export(host: str | None, output: str, out_file: Path | None) -> None:
+    """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
     daemon = connect(host)
     text = export_manifest(read_inventory(daemon), now())
+    if output == "json":
+        text = json.dumps(read_yaml(text, "export").data, indent=2) + "\n"
     if out_file is None:
         click.echo(text, nl=False)
     else:

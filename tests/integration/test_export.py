@@ -44,13 +44,16 @@ def test_export_then_plan_gives_no_changes(
     docker("pull", digest_ref)  # on the host by digest only, with no tag
 
     exported = tmp_path / "exported.yaml"
-    result = run_cli("export", "-o", exported)
+    result = run_cli("export", "--out", exported)
     assert result.code == 0, result.stdout + result.stderr
     text = exported.read_text()
     assert text.startswith("# Images on ")
     assert f'  - name: "{namespace}/lib"\n    tags: ["010", "1.10", "on"]\n' in text
     assert f'  - name: "{namespace}/pin"\n    digest: "{digest_ref.split("@", 1)[1]}"\n' in text
     assert f"{namespace}/untagged" not in text
+    as_json = run_cli("export", "-o", "json")
+    assert as_json.code == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["version"] == 1
     to_stdout = run_cli("export")
     assert to_stdout.code == 0 and to_stdout.stdout.startswith("# Images on ")
     assert f'  - name: "{namespace}/lib"\n    tags: ["010", "1.10", "on"]\n' in to_stdout.stdout
