@@ -8,15 +8,13 @@ that did not succeed: it is read back from the file being replaced.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.atomic_file import write_atomically
 from reconciler.plan import Action
 from reconciler.report import Outcome, Report
 
@@ -125,34 +123,10 @@ def read_last_success(path: Path) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old file or the new, never a mix."""
-    directory = path.parent
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; the collector runs as another user
-        os.replace(temporary, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(temporary)
-        raise
-    # The rename itself is durable only once the directory is synced.
-    with suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def update_metrics_file(path: Path, report: Report | None, *, duration: float, now: float) -> None:
     """Write this run's metrics to ``path``, keeping the last success of earlier runs. Raises OSError."""
     metrics = run_metrics(report, finished=now, duration=duration, previous_success=read_last_success(path))
-    write_atomically(path, metrics_text(metrics))
+    write_atomically(path, metrics_text(metrics), mode=0o644)  # the collector runs as another user
 
 
 class MetricsRun:

@@ -24,12 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.atomic_file import write_atomically
 from reconciler.errors import PlanFileError, StalePlanError, UsageError
 from reconciler.plan import Action, Plan, Step
 
@@ -95,27 +95,11 @@ def save_plan(path: str | os.PathLike[str], plan: Plan, created: datetime) -> No
 
 
 def write_or_explain(path: str | os.PathLike[str], text: str, what: str) -> None:
-    """:func:`write_text_atomically`, with an OSError turned into a sentence (exit 64)."""
+    """:func:`write_atomically`, with an OSError turned into a sentence (exit 64)."""
     try:
-        write_text_atomically(path, text)
+        write_atomically(path, text)
     except OSError as exc:
         raise UsageError(f"Cannot write {what} to {os.fspath(path)}: {exc.strerror or exc}.") from exc
-
-
-def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Replace ``path`` with ``text`` all at once: readers see the old file or the new, never half."""
-    target = Path(path)
-    # The temporary file lives in the same directory, so os.replace is a rename on one file system.
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # --- reading ----------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.atomic_file import write_atomically
 from reconciler.metrics import (
     LAST_SUCCESS,
     MetricsRun,
@@ -16,7 +17,6 @@ from reconciler.metrics import (
     read_last_success,
     run_metrics,
     update_metrics_file,
-    write_atomically,
 )
 from reconciler.plan import Action, Step
 from reconciler.report import Outcome, Report, StepResult

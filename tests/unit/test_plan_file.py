@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.atomic_file import write_atomically
 from reconciler.errors import ExitCode, PlanFileError, StalePlanError
 from reconciler.plan import Action, Plan, Step
 from reconciler.plan_file import (
@@ -20,7 +21,6 @@ from reconciler.plan_file import (
     is_plan_text,
     load_plan,
     read_plan_file,
-    write_text_atomically,
 )
 
 from .planning_data import image_id
@@ -53,7 +53,7 @@ PLAN = Plan(steps=STEPS, manifest_path="images.yaml", manifest_digest="sha256:" 
 
 def test_round_trip_gives_an_equal_plan(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
-    write_text_atomically(path, dump_plan(PLAN, CREATED))
+    write_atomically(path, dump_plan(PLAN, CREATED))
     assert read_plan_file(path) == SavedPlan(plan=PLAN, created="2026-01-31T12:00:00Z")
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temporary file left behind
 
