@@ -1,0 +1,116 @@
+"""Retention verdicts as plan steps, and the blast-radius guard, on plain data."""
+
+from __future__ import annotations
+
+import random
+
+from reconciler.inventory import ContainerRecord, Inventory
+from reconciler.manifest import DiskBudget, ImageState, Manifest, RetentionSpec, Rule, Selector
+from reconciler.plan import Action, Plan
+from reconciler.planner import plan_changes
+from reconciler.retention import DiskUsage, declared_references, evaluate_retention
+from reconciler.retention_plan import ago, plan_retention, removal_guard
+from tests.unit.planning_data import image, spec
+
+NOW = 2_000_000_000
+DAY = 86_400
+CI = Rule(name="ci-builds", select=Selector(repositories=("ci/**",)), older_than=30 * DAY)
+
+
+def plan_for(manifest: Manifest, inventory: Inventory, **options: object) -> Plan:
+    assert manifest.retention is not None
+    result = evaluate_retention(
+        manifest.retention,
+        inventory.images,
+        inventory.containers,
+        declared_references(manifest),
+        NOW,
+        **options,  # type: ignore[arg-type]
+    )
+    return plan_retention(plan_changes(manifest, inventory), inventory, manifest.retention, result, NOW)
+
+
+def host(*images: object, containers: tuple[ContainerRecord, ...] = ()) -> Inventory:
+    return Inventory(images=images, containers=containers, host="unix:///test.sock")  # type: ignore[arg-type]
+
+
+def with_retention(*specs: object, **fields: object) -> Manifest:
+    return Manifest(images=specs, retention=RetentionSpec(**fields), path="images.yaml")  # type: ignore[arg-type]
+
+
+def test_an_old_image_loses_its_other_tags_then_goes_with_its_last_one() -> None:
+    old = image("old", "ci/app:a", "ci/app:b", created=NOW - 41 * DAY, size=500, shared=100)
+    young = image("young", "ci/app:c", created=NOW - 3 * DAY)
+    plan = plan_for(with_retention(rules=(CI,)), host(old, young))
+    assert [(s.action, s.ref, s.image_id) for s in plan.steps] == [
+        (Action.UNTAG, "ci/app:a", old.id),
+        (Action.REMOVE, "ci/app:b", old.id),
+    ]
+    assert {s.reason for s in plan.steps} == {"retention rule ci-builds: older_than 30d (age 41d)"}
+    assert plan.steps[1].bytes == 400
+
+
+def test_in_use_and_declared_images_get_no_step() -> None:
+    used = image("used", "ci/app:1", created=NOW - 90 * DAY)
+    declared = image("declared", "ci/app:2", created=NOW - 90 * DAY)
+    inventory = host(used, declared, containers=(ContainerRecord("c" * 64, "web", used.id),))
+    plan = plan_for(with_retention(spec("ci/app", "2"), rules=(CI,)), inventory)
+    assert plan.steps == ()
+
+
+def test_no_duplicate_when_the_manifest_already_removes_the_image() -> None:
+    gone = image("gone", "ci/app:1", "ci/app:2", created=NOW - 90 * DAY)
+    manifest = with_retention(spec("ci/app", state=ImageState.ABSENT), rules=(CI,))
+    plan = plan_for(manifest, host(gone))
+    assert [(s.action, s.ref) for s in plan.steps] == [(Action.UNTAG, "ci/app:1"), (Action.REMOVE, "ci/app:2")]
+    assert all("declared absent" in s.reason for s in plan.steps)
+
+
+def test_an_untag_verdict_untags_only_the_dropped_tag() -> None:
+    rule = Rule(name="keep-stable", select=Selector(repositories=("ci/**",)), keep_tags="stable")
+    both = image("both", "ci/app:stable", "ci/app:old", created=NOW - 9 * DAY)
+    plan = plan_for(with_retention(rules=(rule,)), host(both))
+    assert [(s.action, s.ref) for s in plan.steps] == [(Action.UNTAG, "ci/app:old")]
+    assert plan.steps[0].reason.startswith("retention rule keep-stable:")
+
+
+def test_untagged_images_are_removed_by_digest_reference_and_evictions_say_why() -> None:
+    dangling = image("d", digests=("ci/app@sha256:" + "1" * 64,), created=NOW - 5 * DAY, size=2000)
+    cached = image("cache", "cache/x:1", created=NOW - 5 * DAY, size=3000)
+    keep_all = Rule(name="keep", select=Selector(untagged=True), keep_within=30 * DAY)
+    manifest = with_retention(rules=(keep_all,), disk=DiskBudget(max_total=3000))
+    plan = plan_for(
+        manifest,
+        host(dangling, cached),
+        disk=DiskUsage(0, 0, 5000),
+        last_used={cached.id: NOW - 12 * DAY},
+    )
+    assert [(s.action, s.ref) for s in plan.steps] == [(Action.REMOVE, "cache/x:1")]
+    assert plan.steps[0].reason.startswith("disk budget: evicted, least recently used (last use 12d ago)")
+
+
+def test_the_same_host_in_any_order_gives_the_same_plan() -> None:
+    images = [image(f"i{n}", f"ci/app:{n}", created=NOW - (30 + n) * DAY) for n in range(8)]
+    manifest = with_retention(rules=(CI,))
+    expected = plan_for(manifest, host(*images))
+    for seed in range(5):
+        shuffled = images[:]
+        random.Random(seed).shuffle(shuffled)
+        assert plan_for(manifest, host(*shuffled)) == expected
+
+
+def test_the_guard_counts_removals_against_the_flag_and_the_percentage() -> None:
+    images = [image(f"i{n}", f"ci/app:{n}", created=NOW - 90 * DAY) for n in range(4)]
+    plan = plan_for(with_retention(rules=(CI,)), host(*images))
+    assert plan.count(Action.REMOVE) == 4
+    assert removal_guard(plan, 4, None, None) is None
+    assert "more than --max-removals 3" in (removal_guard(plan, 4, None, 3) or "")
+    assert "4 of the 8 images on the host, more than max_removal_percent 40%" in (
+        removal_guard(plan, 8, 40.0, None) or ""
+    )
+    assert removal_guard(plan, 8, 50.0, 4) is None
+
+
+def test_ago_is_rough_and_readable() -> None:
+    assert [ago(s) for s in (41 * DAY + 5, 5 * 3600 + 1, 720, 30, -3)] == ["41d", "5h", "12m", "30s", "0s"]
+
