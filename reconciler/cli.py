@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,8 +28,15 @@ from reconciler.daemon_read import (
     read_layers_size,
     with_shared_sizes,
 )
-from reconciler.errors import DaemonError, ExitCode, ManifestError, ReconcilerError
+from reconciler.errors import (
+    DaemonError,
+    ExitCode,
+    LargeRemovalRefused,
+    ManifestError,
+    ReconcilerError,
+)
 from reconciler.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT, Executor
+from reconciler.explain import verdicts_json, verdicts_text
 from reconciler.exporter import export_manifest
 from reconciler.history import (
     HistoryQuery,
@@ -52,6 +60,8 @@ from reconciler.progress import pull_display
 from reconciler.puller import Puller
 from reconciler.registry_auth import RegistryAuth, load_registry_auth
 from reconciler.report import Outcome, Report, StepResult
+from reconciler.retention_plan import plan_retention, removal_guard
+from reconciler.retention_run import RetentionRun, evaluate_host, record_run
 from reconciler.schema import schema_text
 from reconciler.state_dir import STATE_DIR_ENV, default_state_dir, ensure_state_dir
 from reconciler.yaml_source import read_yaml
@@ -63,6 +73,7 @@ Exit codes:
   0   success; the host matches (or the manifest is valid)
   2   plan --detailed-exitcode: changes are pending
   3   apply finished, but some steps failed or were skipped for safety
+      (or plan/apply: more removals than --max-removals/max_removal_percent)
   4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
   64  usage error
   65  invalid manifest
@@ -109,6 +120,20 @@ def state_dir_option(func: F) -> F:
     )(func)
 
 
+def removal_guard_options(func: F) -> F:
+    func = click.option(
+        "--allow-large-removal",
+        is_flag=True,
+        help="Go ahead even when the plan removes more than --max-removals or max_removal_percent.",
+    )(func)
+    return click.option(
+        "--max-removals",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Refuse (exit 3, nothing done) a plan that removes more than N images.",
+    )(func)
+
+
 manifest_argument = click.argument(
     "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
@@ -152,6 +177,13 @@ def validate(manifest_file: Path, output: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also save the plan to PLAN (JSON), for `reconcile apply PLAN`.",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="List every image on the host with its retention verdict and what decided it.",
+)
+@removal_guard_options
+@state_dir_option
 def plan(
     manifest_file: Path,
     host: str | None,
@@ -159,20 +191,42 @@ def plan(
     quiet: bool,
     detailed_exitcode: bool,
     out_file: Path | None = None,
+    explain: bool = False,
+    max_removals: int | None = None,
+    allow_large_removal: bool = False,
+    state_dir: Path | None = None,
 ) -> None:
-    """Show what apply would change on the host, without changing anything."""
+    """Show what apply would change on the host, without changing anything.
+
+    Not even reconcile's own state changes: the usage state retention keeps is only read.
+    """
     manifest = load_manifest(manifest_file)
-    current = make_plan(manifest, connect(host))
-    if out_file is not None:
+    state = state_dir or default_state_dir()
+    current, run = make_plan(manifest, connect(host), state_dir=state, clock=time.time(), explain=explain)
+    refusal = None if allow_large_removal else _too_many_removals(current, manifest, run, max_removals)
+    if out_file is not None and refusal is None:
         save_plan(out_file, current, now())
         name = escape(str(out_file))
         _err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
+    verdicts = run if explain else None
     if output == "json":
-        click.echo(render.plan_json(current))
+        images = (
+            verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.usage.last_used)
+            if verdicts
+            else None
+        )
+        click.echo(render.plan_json(current, images=images))
     elif quiet and current.has_changes:
         _out().print(render.plan_summary_text(current), highlight=False)
     else:
         _out().print(render.plan_text(current), highlight=False)
+    if verdicts is not None and output != "json":
+        text = verdicts_text(
+            verdicts.result, verdicts.inventory, verdicts.now, verdicts.usage.last_used
+        )
+        _out().print("\n" + text, highlight=False)
+    if refusal is not None:
+        raise LargeRemovalRefused(refusal)
     if detailed_exitcode and current.has_changes:
         sys.exit(ExitCode.CHANGES_PENDING)
 
@@ -210,6 +264,7 @@ def plan(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write Prometheus text-format metrics of this run to this file, atomically.",
 )
+@removal_guard_options
 def apply(
     manifest_file: Path,
     host: str | None,
@@ -220,6 +275,8 @@ def apply(
     state_dir: Path | None,
     lock_timeout: float,
     metrics_file: Path | None,
+    max_removals: int | None = None,
+    allow_large_removal: bool = False,
 ) -> None:
     """Change the host until it matches FILE: pull, tag, untag, remove.
 
@@ -234,19 +291,29 @@ def apply(
     auth = load_registry_auth(os.environ)
     daemon = connect(host)
     recorder = _lock_and_record(state_dir, daemon.address, lock_timeout, manifest_file)
+    state = state_dir or default_state_dir()
+    run: RetentionRun | None = None
     if manifest is None:
         assert saved is not None
         current = saved.plan  # exactly as saved: nothing is recomputed
     else:
-        current = make_plan(manifest, daemon, auth)
+        current, run = make_plan(manifest, daemon, auth, state_dir=state, clock=time.time())
     console = _out()
     text = output == "text"
+    refusal = None if allow_large_removal else _too_many_removals(current, manifest, run, max_removals)
+    if refusal is not None:
+        if text:
+            console.print(render.plan_text(current), highlight=False)
+        raise LargeRemovalRefused(refusal)
     if not current.has_changes:
         if text:
             console.print(render.plan_text(current), highlight=False)
         else:
             click.echo(render.report_json(Executor(daemon.api).apply(current)))
-        metrics.finished(Report(host=current.host, manifest_path=current.manifest_path))
+        empty = Report(host=current.host, manifest_path=current.manifest_path)
+        if run is not None:
+            record_run(state, run, empty, _warn)
+        metrics.finished(empty)
         return
     if text and not quiet:
         console.print(render.plan_text(current), highlight=False)
@@ -275,6 +342,8 @@ def apply(
     measure = bool(removed_images(current))
     layers_before = read_layers_size(daemon) if measure else 0
     report = executor.apply(current, on_result=show)
+    if run is not None:
+        record_run(state, run, report, _warn)
     if measure:
         report = dataclasses.replace(report, measured_freed=layers_before - read_layers_size(daemon))
     metrics.finished(report)
@@ -350,23 +419,51 @@ def export(host: str | None, output: str, out_file: Path | None) -> None:
         write_or_explain(out_file, text, "the manifest")
 
 
-def make_plan(manifest: Manifest, daemon: Daemon, auth: RegistryAuth | None = None) -> Plan:
+def make_plan(
+    manifest: Manifest,
+    daemon: Daemon,
+    auth: RegistryAuth | None = None,
+    *,
+    state_dir: Path | None = None,
+    clock: float | None = None,
+    explain: bool = False,
+) -> tuple[Plan, RetentionRun | None]:
     """Read the host and plan; read disk usage only when something will be removed.
 
     Registry credentials (for ``pull: always`` digest lookups) come from the environment
-    and the Docker config unless ``auth`` is given.
+    and the Docker config unless ``auth`` is given. With a ``retention:`` section (or
+    ``explain``) retention is evaluated at ``clock`` from the usage state in ``state_dir``
+    (read only) and its steps join the plan's.
     """
     inventory = read_inventory(daemon, manifest, auth or load_registry_auth(os.environ))
     current = plan_changes(manifest, inventory)
     if any(s.action is Action.REMOVE and s.bytes is None for s in current.steps):
         inventory = with_shared_sizes(daemon, inventory)
         current = plan_changes(manifest, inventory)
+    run = None
+    if manifest.retention is not None or explain:
+        run = evaluate_host(
+            manifest, daemon, inventory, state_dir or default_state_dir(), clock or time.time()
+        )
+        inventory = run.inventory
+        if manifest.retention is not None:
+            current = plan_retention(current, inventory, manifest.retention, run.result, run.now)
     removed = removed_images(current)
     if removed:
         freed = read_freed_bytes(daemon, inventory, removed)
         if freed is not None:
             current = with_freed_bytes(current, freed)
-    return current
+    return current, run
+
+
+def _too_many_removals(
+    current: Plan, manifest: Manifest | None, run: RetentionRun | None, max_removals: int | None
+) -> str | None:
+    """The blast-radius guard: --max-removals, and the manifest's max_removal_percent of the host's images."""
+    spec = manifest.retention if manifest is not None else None
+    total = len(run.inventory.images) if run is not None else None
+    percent = spec.max_removal_percent if spec is not None else None
+    return removal_guard(current, total, percent, max_removals)
 
 
 def _track_metrics(path: Path | None) -> MetricsRun:

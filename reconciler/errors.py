@@ -102,3 +102,15 @@ class HistoryError(ReconcilerError):
     """The run history cannot be read or written."""
 
     exit_code = ExitCode.UNEXPECTED
+
+
+class DiskUsageError(ReconcilerError):
+    """The disk usage a ``retention.disk`` budget needs cannot be read."""
+
+    exit_code = ExitCode.USAGE
+
+
+class LargeRemovalRefused(ReconcilerError):
+    """A plan would remove more images than the guards allow; nothing was done."""
+
+    exit_code = ExitCode.INCOMPLETE

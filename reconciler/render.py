@@ -77,8 +77,13 @@ def plan_summary_text(plan: Plan) -> str:
     return f"Plan: {', '.join(counts) or 'nothing to run'}{blocked}. To download: {download}. To free: {free}."
 
 
-def plan_json(plan: Plan) -> str:
-    return _dump({"steps": [step_dict(s) for s in plan.steps], "summary": plan_summary(plan)})
+def plan_json(plan: Plan, images: list[dict[str, Any]] | None = None) -> str:
+    """The plan's steps and summary; with ``images`` (``plan --explain``) each image's verdict too."""
+    data: dict[str, Any] = {"steps": [step_dict(s) for s in plan.steps]}
+    if images is not None:
+        data["images"] = images
+    data["summary"] = plan_summary(plan)
+    return _dump(data)
 
 
 def step_dict(step: Step) -> dict[str, Any]:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-PURE_MODULES = ["planner", "plan", "manifest", "inventory", "report", "render", "reference", "errors"]
+PURE_MODULES = [
+    "planner", "plan", "manifest", "inventory", "report", "render", "reference", "errors",
+    "retention", "retention_plan", "explain", "usage",
+]
 IO_LIBRARIES = {"docker", "yaml", "click", "requests", "subprocess", "socket"}
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
 
