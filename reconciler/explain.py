@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from reconciler.inventory import Inventory
 from reconciler.retention import Decision, Outcome, RetentionResult
-from reconciler.retention_plan import ago
+from reconciler.units import format_age
 
 _STYLE = {Outcome.KEEP: "green", Outcome.UNTAG: "yellow", Outcome.REMOVE: "red", Outcome.EVICT: "red"}
 
@@ -66,7 +66,7 @@ def verdicts_text(
         style = _STYLE[verdict.outcome]
         short = verdict.image_id.removeprefix("sha256:")[:12]
         used = last_used.get(verdict.image_id)
-        seen = f" (last use {ago(now - used)} ago)" if used is not None else ""
+        seen = f" (last use {format_age(now - used)} ago)" if used is not None else ""
         lines.append(f"  [{style}]{verdict.outcome.value:<6}[/] {short} {escape(tags)}{seen}")
         lines += [f"      {escape(_decision_line(d, now))}" for d in verdict.decisions]
     if result.refused:
@@ -76,9 +76,9 @@ def verdicts_text(
 
 def _decision_line(decision: Decision, now: float) -> str:
     who = decision.rung.value if decision.rule is None else f"rule {decision.rule}"
-    inputs = [f"age {ago(decision.age)}"]
+    inputs = [f"age {format_age(decision.age)}"]
     if decision.last_used is not None:
-        inputs.append(f"last use {ago(now - decision.last_used)} ago")
+        inputs.append(f"last use {format_age(now - decision.last_used)} ago")
     if decision.containers:
         inputs.append(f"container {', '.join(decision.containers)}")
     if decision.pattern:

@@ -80,7 +80,7 @@ from functools import cache
 from reconciler.inventory import ContainerRecord, ImageRecord
 from reconciler.manifest import DiskBudget, Manifest, Order, RetentionSpec, Rule, Unmatched
 from reconciler.reference import Reference, ReferenceError, parse_reference
-from reconciler.units import format_duration
+from reconciler.units import format_age, format_duration
 
 __all__ = [
     "Decision",
@@ -255,7 +255,7 @@ class _Context:
                         subject, True, Rung.PROTECTED, reason, age=age, pattern=pattern.text
                     )
         if age < self.spec.min_age:
-            reason = f"created {format_duration(max(age, 0))} ago, within min_age {format_duration(self.spec.min_age)}"
+            reason = f"created {format_age(age)} ago, within min_age {format_duration(self.spec.min_age)}"
             return Decision(subject, True, Rung.MIN_AGE, reason, age=age)
         return None
 
@@ -517,7 +517,7 @@ def _apply_rule(
     spec = rule.rule
     if spec.keep_last is not None and rank is not None and rank <= spec.keep_last:
         return True, "keep_last", f"newest #{rank} of its repository (keep_last {spec.keep_last})"
-    created = f"created {format_duration(age)} ago"
+    created = f"created {format_age(age)} ago"
     if spec.keep_within is not None and age <= spec.keep_within:
         return (
             True,

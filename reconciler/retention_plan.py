@@ -16,9 +16,9 @@ from reconciler.manifest import RetentionSpec, Rule
 from reconciler.plan import Action, Plan, Step
 from reconciler.reference import parse_reference
 from reconciler.retention import Decision, Outcome, RetentionResult, Rung, Verdict
-from reconciler.units import format_duration
+from reconciler.units import format_age, format_duration
 
-__all__ = ["ago", "plan_retention", "removal_guard"]
+__all__ = ["plan_retention", "removal_guard"]
 
 
 def plan_retention(
@@ -88,10 +88,10 @@ def _deciding(verdict: Verdict) -> Decision:
 
 def _reason(decision: Decision, rules: dict[str, Rule], now: float) -> str:
     """A step reason naming the rule or rung that decided, with its inputs."""
-    age = ago(decision.age)
+    age = format_age(decision.age)
     if decision.rung is Rung.DISK:
         last = (
-            f"last use {ago(now - decision.last_used)} ago"
+            f"last use {format_age(now - decision.last_used)} ago"
             if decision.last_used is not None
             else f"no recorded use; created {age} ago"
         )
@@ -103,15 +103,6 @@ def _reason(decision: Decision, rules: dict[str, Rule], now: float) -> str:
     if decision.condition == "older_than" and rule is not None and rule.older_than is not None:
         return f"retention rule {name}: older_than {format_duration(rule.older_than)} (age {age})"
     return f"retention rule {name}: selected and kept by none of its conditions (age {age})"
-
-
-def ago(seconds: float) -> str:
-    """A rough, readable span: ``41d``, ``5h``, ``12m``, ``30s``."""
-    whole = max(int(seconds), 0)
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if whole >= size:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
 
 
 def removal_guard(

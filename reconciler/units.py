@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["UnitError", "format_duration", "parse_duration", "parse_percent", "parse_size"]
+__all__ = ["UnitError", "format_age", "format_duration", "parse_duration", "parse_percent", "parse_size"]
 
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _SIZE_BYTES = {
@@ -56,6 +56,15 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:g}s"
     for unit in ("w", "d", "h", "m"):
         if whole % _DURATION_SECONDS[unit] == 0:
+            return f"{whole // _DURATION_SECONDS[unit]}{unit}"
+    return f"{whole}s"
+
+
+def format_age(seconds: float) -> str:
+    """An elapsed time, rounded down to its largest whole unit, for messages: ``41d``, ``5h``, ``0s``."""
+    whole = max(int(seconds), 0)
+    for unit in ("d", "h", "m"):
+        if whole >= _DURATION_SECONDS[unit]:
             return f"{whole // _DURATION_SECONDS[unit]}{unit}"
     return f"{whole}s"
 

@@ -9,7 +9,8 @@ from reconciler.manifest import DiskBudget, ImageState, Manifest, RetentionSpec,
 from reconciler.plan import Action, Plan
 from reconciler.planner import plan_changes
 from reconciler.retention import DiskUsage, declared_references, evaluate_retention
-from reconciler.retention_plan import ago, plan_retention, removal_guard
+from reconciler.retention_plan import plan_retention, removal_guard
+from reconciler.units import format_age
 from tests.unit.planning_data import image, spec
 
 NOW = 2_000_000_000
@@ -112,5 +113,5 @@ def test_the_guard_counts_removals_against_the_flag_and_the_percentage() -> None
 
 
 def test_ago_is_rough_and_readable() -> None:
-    assert [ago(s) for s in (41 * DAY + 5, 5 * 3600 + 1, 720, 30, -3)] == ["41d", "5h", "12m", "30s", "0s"]
+    assert [format_age(s) for s in (41 * DAY + 5, 5 * 3600 + 1, 720, 30, -3)] == ["41d", "5h", "12m", "30s", "0s"]
 

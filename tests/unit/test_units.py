@@ -80,3 +80,21 @@ def test_percentages(text: str, value: float) -> None:
 def test_invalid_percentages_are_refused(text: str) -> None:
     with pytest.raises(UnitError, match="from 0 to 100"):
         parse_percent(text)
+
+
+def test_ages_are_rounded_down_to_their_largest_unit() -> None:
+    from reconciler.units import format_age
+
+    assert [format_age(s) for s in (-3, 0, 59.9, 60, 3599, 3600, 86399, 86400, 3.7152e6, 13 * 86400, 15 * 86400)] == [
+        "0s",
+        "0s",
+        "59s",
+        "1m",
+        "59m",
+        "1h",
+        "23h",
+        "1d",
+        "43d",
+        "13d",
+        "15d",
+    ]
