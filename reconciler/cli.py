@@ -11,9 +11,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import click
 import docker
@@ -21,12 +20,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from reconciler import __version__, render
-from reconciler.daemon import DEFAULT_TIMEOUT, Daemon, connect, resolve_host
+from reconciler.cli_options import (
+    EXIT_CODES_HELP,
+    host_option,
+    manifest_argument,
+    output_option,
+    quiet_option,
+    removal_guard_options,
+    state_dir_option,
+)
+from reconciler.daemon import DEFAULT_TIMEOUT, connect, resolve_host
 from reconciler.daemon_read import (
-    read_freed_bytes,
     read_inventory,
     read_layers_size,
-    with_shared_sizes,
 )
 from reconciler.errors import (
     DaemonError,
@@ -48,95 +54,20 @@ from reconciler.history import (
     records_table,
     utc_now,
 )
-from reconciler.layers import removed_images, with_freed_bytes
+from reconciler.layers import removed_images
 from reconciler.loader import load_manifest
 from reconciler.lock import daemon_lock
-from reconciler.manifest import Manifest
 from reconciler.metrics import MetricsRun
-from reconciler.plan import Action, Plan
 from reconciler.plan_file import check_applicable, now, save_plan, saved_plan_at, write_or_explain
-from reconciler.planner import plan_changes
 from reconciler.progress import pull_display
 from reconciler.puller import Puller
-from reconciler.registry_auth import RegistryAuth, load_registry_auth
+from reconciler.registry_auth import load_registry_auth
 from reconciler.report import Outcome, Report, StepResult
-from reconciler.retention_plan import plan_retention, removal_guard
-from reconciler.retention_run import RetentionRun, evaluate_host, record_run
+from reconciler.retention_run import RetentionRun, record_run
 from reconciler.schema import schema_text
-from reconciler.state_dir import STATE_DIR_ENV, default_state_dir, ensure_state_dir
+from reconciler.state_dir import default_state_dir, ensure_state_dir
+from reconciler.workflow import apply_exit_code, make_plan, too_many_removals
 from reconciler.yaml_source import read_yaml
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0   success; the host matches (or the manifest is valid)
-  2   plan --detailed-exitcode: changes are pending
-  3   apply finished, but some steps failed or were skipped for safety
-      (or plan/apply: more removals than --max-removals/max_removal_percent)
-  4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
-  64  usage error
-  65  invalid manifest
-  69  Docker daemon unreachable
-  75  apply: another apply holds this daemon's lock (see --lock-timeout),
-      or only registry rate limits (HTTP 429) kept pulls from finishing
-  1   anything unexpected
-"""
-
-
-def host_option(func: F) -> F:
-    return click.option(
-        "--host",
-        "-H",
-        metavar="URL",
-        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket).",
-    )(func)
-
-
-def output_option(func: F) -> F:
-    return click.option(
-        "--output",
-        "-o",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="text for people, json for programs.",
-    )(func)
-
-
-def quiet_option(func: F) -> F:
-    return click.option(
-        "--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary."
-    )(func)
-
-
-def state_dir_option(func: F) -> F:
-    return click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=STATE_DIR_ENV,
-        help="Where locks and the run history live "
-        "(default: $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler).",
-    )(func)
-
-
-def removal_guard_options(func: F) -> F:
-    func = click.option(
-        "--allow-large-removal",
-        is_flag=True,
-        help="Go ahead even when the plan removes more than --max-removals or max_removal_percent.",
-    )(func)
-    return click.option(
-        "--max-removals",
-        type=click.IntRange(min=0),
-        metavar="N",
-        help="Refuse (exit 3, nothing done) a plan that removes more than N images.",
-    )(func)
-
-
-manifest_argument = click.argument(
-    "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -203,7 +134,7 @@ def plan(
     manifest = load_manifest(manifest_file)
     state = state_dir or default_state_dir()
     current, run = make_plan(manifest, connect(host), state_dir=state, clock=time.time(), explain=explain)
-    refusal = None if allow_large_removal else _too_many_removals(current, manifest, run, max_removals)
+    refusal = None if allow_large_removal else too_many_removals(current, manifest, run, max_removals)
     if out_file is not None and refusal is None:
         save_plan(out_file, current, now())
         name = escape(str(out_file))
@@ -300,7 +231,7 @@ def apply(
         current, run = make_plan(manifest, daemon, auth, state_dir=state, clock=time.time())
     console = _out()
     text = output == "text"
-    refusal = None if allow_large_removal else _too_many_removals(current, manifest, run, max_removals)
+    refusal = None if allow_large_removal else too_many_removals(current, manifest, run, max_removals)
     if refusal is not None:
         if text:
             console.print(render.plan_text(current), highlight=False)
@@ -358,19 +289,6 @@ def apply(
         sys.exit(code)
 
 
-def apply_exit_code(report: Report) -> ExitCode:
-    """0 when every step was done; 4 when a saved plan's step was stale (it wins: plan again
-    first); 75 when only registry rate limits stood in the way; else 3."""
-    if report.stale:
-        return ExitCode.STALE_PLAN
-    not_done = [r for r in report.results if r.outcome is not Outcome.DONE]
-    if not not_done:
-        return ExitCode.OK
-    if all(r.rate_limited for r in not_done):
-        return ExitCode.TEMPORARY_FAILURE
-    return ExitCode.INCOMPLETE
-
-
 @cli.command()
 @output_option
 def schema(output: str) -> None:
@@ -417,53 +335,6 @@ def export(host: str | None, output: str, out_file: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         write_or_explain(out_file, text, "the manifest")
-
-
-def make_plan(
-    manifest: Manifest,
-    daemon: Daemon,
-    auth: RegistryAuth | None = None,
-    *,
-    state_dir: Path | None = None,
-    clock: float | None = None,
-    explain: bool = False,
-) -> tuple[Plan, RetentionRun | None]:
-    """Read the host and plan; read disk usage only when something will be removed.
-
-    Registry credentials (for ``pull: always`` digest lookups) come from the environment
-    and the Docker config unless ``auth`` is given. With a ``retention:`` section (or
-    ``explain``) retention is evaluated at ``clock`` from the usage state in ``state_dir``
-    (read only) and its steps join the plan's.
-    """
-    inventory = read_inventory(daemon, manifest, auth or load_registry_auth(os.environ))
-    current = plan_changes(manifest, inventory)
-    if any(s.action is Action.REMOVE and s.bytes is None for s in current.steps):
-        inventory = with_shared_sizes(daemon, inventory)
-        current = plan_changes(manifest, inventory)
-    run = None
-    if manifest.retention is not None or explain:
-        run = evaluate_host(
-            manifest, daemon, inventory, state_dir or default_state_dir(), clock or time.time()
-        )
-        inventory = run.inventory
-        if manifest.retention is not None:
-            current = plan_retention(current, inventory, manifest.retention, run.result, run.now)
-    removed = removed_images(current)
-    if removed:
-        freed = read_freed_bytes(daemon, inventory, removed)
-        if freed is not None:
-            current = with_freed_bytes(current, freed)
-    return current, run
-
-
-def _too_many_removals(
-    current: Plan, manifest: Manifest | None, run: RetentionRun | None, max_removals: int | None
-) -> str | None:
-    """The blast-radius guard: --max-removals, and the manifest's max_removal_percent of the host's images."""
-    spec = manifest.retention if manifest is not None else None
-    total = len(run.inventory.images) if run is not None else None
-    percent = spec.max_removal_percent if spec is not None else None
-    return removal_guard(current, total, percent, max_removals)
 
 
 def _track_metrics(path: Path | None) -> MetricsRun:

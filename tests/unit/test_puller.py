@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import apply_exit_code
 from reconciler.errors import ExitCode
 from reconciler.plan import Action, Step
 from reconciler.progress import plain_line
@@ -24,6 +23,7 @@ from reconciler.puller import (
 )
 from reconciler.registry_auth import CredentialsError, RegistryAuth, load_registry_auth
 from reconciler.report import Outcome, Report, StepResult
+from reconciler.workflow import apply_exit_code
 
 # --- classify ------------------------------------------------------------------------
 
