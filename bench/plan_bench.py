@@ -219,13 +219,26 @@ def remove_bench_images(sandbox: Sandbox) -> None:
         _progress(f"some bench images stay: {error}")
 
 
-def write_manifest(path: Path, images: Sequence[BenchImage]) -> Path:
+# A policy evaluated over every bench image that keeps them all: the plan stays empty,
+# but retention, its events read and the disk budget's usage read are all on the path.
+RETENTION_POLICY = [
+    "retention:",
+    "  min_age: 1h",
+    "  disk: {max_total: 1TB}",
+    "  rules:",
+    '    - {name: bench, select: {repositories: ["reconciler-bench/**"]}, keep_last: 2, keep_within: 36500d}',
+]
+
+
+def write_manifest(
+    path: Path, images: Sequence[BenchImage], extra: Sequence[str] = ()
+) -> Path:
     """A manifest declaring exactly ``images`` and their tags, with pruning on."""
     lines = ["version: 1", "images:"]
     for image in images:
         tags = ", ".join(f'"{tag}"' for tag in image.tags)
         lines.append(f"  - {{name: {image.repository}, tags: [{tags}]}}")
-    lines += ["prune:", "  unlisted_tags: true", "  dangling: true", ""]
+    lines += ["prune:", "  unlisted_tags: true", "  dangling: true", *extra, ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -321,11 +334,14 @@ def _first_unexpected(checks: list[str]) -> str:
 def bench_size(
     sandbox: Sandbox, images: list[BenchImage], workdir: Path, repeat: int
 ) -> list[Result]:
-    """The three scenarios on a host holding exactly ``images`` as bench images."""
+    """The scenarios on a host holding exactly ``images`` as bench images."""
     plan = [sys.executable, "-m", "reconciler", "plan"]
     count = len(images)
     full = write_manifest(workdir / f"bench-{count}.yaml", images)
     small = write_manifest(workdir / f"bench-{count}-small.yaml", images[:SMALL_MANIFEST_IMAGES])
+    policy = write_manifest(
+        workdir / f"bench-{count}-policy.yaml", images[:SMALL_MANIFEST_IMAGES], RETENTION_POLICY
+    )
     tags = sum(len(image.tags) for image in images)
     declared_small = min(count, SMALL_MANIFEST_IMAGES)
     return [
@@ -345,6 +361,14 @@ def bench_size(
             f"reconcile plan, {declared_small} declared",
             count,
             [*plan, str(small)],
+            plan_check,
+            repeat,
+        ),
+        measure(
+            sandbox,
+            f"reconcile plan, {declared_small} declared + retention policy",
+            count,
+            [*plan, str(policy)],
             plan_check,
             repeat,
         ),
