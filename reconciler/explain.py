@@ -86,4 +86,10 @@ def _decision_line(decision: Decision, now: float) -> str:
     if decision.rank is not None:
         inputs.append(f"rank {decision.rank}")
     verb = "keep" if decision.kept else "drop"
-    return f"{decision.subject}: {verb} by {who}: {decision.reason} [{'; '.join(inputs)}]"
+    # A decision on the whole image needs no subject: the line above names the image.
+    subject = "" if decision.subject.startswith("sha256:") or _is_short_id(decision.subject) else f"{decision.subject}: "
+    return f"{subject}{verb} by {who}: {decision.reason} [{'; '.join(inputs)}]"
+
+
+def _is_short_id(text: str) -> bool:
+    return len(text) == 12 and all(c in "0123456789abcdef" for c in text)

@@ -73,7 +73,10 @@ def plan_summary_text(plan: Plan) -> str:
     blocked = f", {len(plan.blocked)} blocked" if plan.blocked else ""
     pulls = plan.count(Action.PULL)
     download = f"{pulls} image{'s' if pulls != 1 else ''}, size known once pulled" if pulls else "nothing"
-    free = human_bytes(plan.bytes_to_free) if plan.bytes_to_free_known else "unknown"
+    if not plan.count(Action.REMOVE):
+        free = "nothing"
+    else:
+        free = human_bytes(plan.bytes_to_free) if plan.bytes_to_free_known else "unknown"
     return f"Plan: {', '.join(counts) or 'nothing to run'}{blocked}. To download: {download}. To free: {free}."
 
 

@@ -269,7 +269,7 @@ def test_quiet_prints_only_the_summary(web_manifest: Path, run_cli: CliRun, stat
     planned = run_cli("plan", web_manifest, "-q")
     assert planned.code == 0, planned.stderr
     assert planned.stdout.splitlines() == [
-        "Plan: 1 to pull. To download: 1 image, size known once pulled. To free: 0 B."
+        "Plan: 1 to pull. To download: 1 image, size known once pulled. To free: nothing."
     ]
     applied = run_cli("apply", web_manifest, "--quiet", "--state-dir", state_dir)
     assert applied.code == 0, applied.stderr
