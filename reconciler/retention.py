@@ -73,13 +73,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
+from reconciler.globs import ReferencePattern, glob_regex, name_matches
 from reconciler.inventory import ContainerRecord, ImageRecord
 from reconciler.manifest import DiskBudget, Manifest, Order, RetentionSpec, Rule, Unmatched
 from reconciler.reference import Reference, ReferenceError, parse_reference
+from reconciler.semver import SemverKey, semver_key
 from reconciler.units import format_age, format_duration
 
 __all__ = [
@@ -228,7 +229,7 @@ class _Context:
         self.users: dict[str, list[str]] = {}
         for container in containers:
             self.users.setdefault(container.image_id, []).append(container.name)
-        self.protect = tuple(_ReferencePattern.parse(text) for text in spec.protect)
+        self.protect = tuple(ReferencePattern.parse(text) for text in spec.protect)
         self.rules = tuple(_CompiledRule(rule) for rule in spec.rules)
 
     def age(self, image: ImageRecord) -> float:
@@ -266,83 +267,6 @@ class _Context:
         return image.short_id if image.id in self.declared else None
 
 
-# --- patterns --------------------------------------------------------------------
-
-
-@cache
-def glob_regex(glob: str) -> re.Pattern[str]:
-    """A repository glob as a regex: ``*`` within a segment, ``**`` any number of segments."""
-    segments = glob.split("/")
-    regex = ""
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == "**":
-            if index == 0:
-                regex += "[^/]+(?:/[^/]+)*" if last else "(?:[^/]+/)*"
-            else:
-                regex += "(?:/[^/]+)*"  # zero segments too: a/**/b matches a/b
-            continue
-        after_leading_any = index == 1 and segments[0] == "**"
-        regex += "" if index == 0 or after_leading_any else "/"
-        regex += "[^/]*".join(re.escape(piece) for piece in segment.split("*"))
-    return re.compile(regex, re.ASCII)
-
-
-def _name_matches(regex: re.Pattern[str], ref: Reference) -> bool:
-    return bool(regex.fullmatch(ref.name) or regex.fullmatch(ref.familiar_name))
-
-
-@dataclass(frozen=True)
-class _ReferencePattern:
-    """A ``protect:`` entry: ``name-glob`` (any reference of the repository) or ``name-glob:tag-glob``."""
-
-    text: str
-    name: re.Pattern[str]
-    tag: re.Pattern[str] | None
-    _by_name: dict[str, bool] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def parse(cls, text: str) -> _ReferencePattern:
-        # A ':' before the last '/' belongs to a registry's port, not to a tag.
-        name, colon, tag = (
-            text.rpartition(":") if ":" in text.rpartition("/")[2] else (text, "", "")
-        )
-        tag_regex = (
-            re.compile(".*".join(re.escape(p) for p in tag.split("*")), re.ASCII) if colon else None
-        )
-        return cls(text, glob_regex(name), tag_regex)
-
-    def matches(self, ref: Reference) -> bool:
-        if self.tag is not None and (
-            ref.tag is None or ref.digest is not None or not self.tag.fullmatch(ref.tag)
-        ):
-            return False
-        known = self._by_name.get(ref.name)
-        if known is None:
-            known = self._by_name[ref.name] = _name_matches(self.name, ref)
-        return known
-
-
-_VERSION = re.compile(
-    r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?", re.ASCII
-)
-_PreId = tuple[int, int, str]
-SemverKey = tuple[int, tuple[int, ...], tuple[_PreId, ...]]
-
-
-def semver_key(tag: str) -> SemverKey:
-    """A key that sorts newer versions higher: releases above pre-releases above non-versions."""
-    match = _VERSION.fullmatch(tag)
-    if match is None:
-        return (0, (), ())
-    numbers = tuple(int(part or 0) for part in match.group(1, 2, 3))
-    if match[4] is None:
-        return (2, numbers, ())
-    # SemVer precedence: numeric identifiers rank below alphanumeric ones, a longer list above its prefix.
-    pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in match[4].split("."))
-    return (1, numbers, pre)
-
-
 # --- rung 5: rules ---------------------------------------------------------------
 
 
@@ -362,7 +286,7 @@ class _CompiledRule:
             return True
         known = self._by_name.get(ref.name)
         if known is None:
-            known = any(_name_matches(regex, ref) for regex in self.repositories)
+            known = any(name_matches(regex, ref) for regex in self.repositories)
             self._by_name[ref.name] = known
         return known
 

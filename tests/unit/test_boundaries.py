@@ -10,6 +10,8 @@ import pytest
 PURE_MODULES = [
     "planner", "plan", "manifest", "inventory", "report", "render", "reference", "errors",
     "retention", "retention_plan", "explain", "usage",
+    "env_substitution", "schema_messages", "manifest_checks", "retention_loader", "plain_values",
+    "globs", "semver",
 ]
 IO_LIBRARIES = {"docker", "yaml", "click", "requests", "subprocess", "socket"}
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
