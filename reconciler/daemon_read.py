@@ -118,19 +118,22 @@ def read_freed_bytes(daemon: Daemon, inventory: Inventory, removed: Sequence[str
     and the kept images that share layers are inspected, and the removed ones' histories read.
     """
     by_id = inventory.image_by_id
-    if all(by_id[i].shared_size == 0 for i in removed):
-        return {image_id: by_id[image_id].size for image_id in removed}
+    # An image sharing no layer frees its whole size; only the sharing ones need their layers read.
+    unique = {i: by_id[i].size for i in removed if by_id[i].shared_size == 0}
+    sharing_removed = [i for i in removed if i not in unique]
+    if not sharing_removed:
+        return unique
     gone = set(removed)
     sharing = [i.id for i in inventory.images if i.id not in gone and (i.shared_size is None or i.shared_size > 0)]
     layers = {}
     with unavailable_as_error(daemon.address):
-        for image_id in removed:
+        for image_id in sharing_removed:
             found = _read_image_layers(daemon.api, image_id)
             if found is None:
                 return None
             layers[image_id] = found
         kept = {chain for image_id in sharing for chain in _read_chain_ids(daemon.api, image_id)}
-    return freed_by_image(removed, layers, kept)
+    return unique | freed_by_image(sharing_removed, layers, kept)
 
 
 def _read_image_layers(api: docker.APIClient, image_id: str) -> ImageLayers | None:

@@ -13,6 +13,7 @@ Safety rules, each from a way Docker tooling has hurt people:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,6 +28,8 @@ from reconciler.report import Outcome, Report, StepResult
 
 DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
 DEFAULT_PARALLELISM = 4  # pulls at once
+
+CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks before it is read again
 
 StepCallback = Callable[[StepResult], None]
 ClientFactory = Callable[[], docker.APIClient]
@@ -64,6 +67,7 @@ class Executor:
         self.new_client = new_client
         # Saved plans: check what each step expects of the host first; refuse it as stale if changed.
         self.refuse_stale = refuse_stale
+        self._containers: tuple[float, list[dict[str, Any]]] | None = None  # (read at, containers)
 
     def apply(self, plan: Plan, on_result: StepCallback | None = None) -> Report:
         """Run every step of ``plan`` and report each outcome, in plan order.
@@ -232,11 +236,26 @@ class Executor:
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
             raise StepSkipped(f"the image now also carries {names}; plan again")
-        users = self.api.containers(all=True, filters={"ancestor": step.image_id})
-        users = [c for c in users if c.get("ImageID") == step.image_id]
+        users = self._containers_using(str(step.image_id))
         if users:
-            names = ", ".join(f"{(c.get('Names') or ['?'])[0].lstrip('/')} ({c['Id'][:12]})" for c in users)
-            raise StepSkipped(f"in use by container {names}; an image a container uses is never removed")
+            raise StepSkipped(f"in use by container {', '.join(users)}; an image a container uses is never removed")
+
+    def _containers_using(self, image_id: str) -> list[str]:
+        """Names (and short ids) of the containers, running or stopped, that use ``image_id``.
+
+        The container list is read again when it is older than CONTAINERS_FRESH_FOR, not
+        before every removal: a container made in that window is still caught, because a
+        delete without force is refused by the daemon for an image a container uses.
+        """
+        now = time.monotonic()
+        if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
+            self._containers = (now, self.api.containers(all=True))
+        listed = self._containers[1]
+        return sorted(
+            f"{str((c.get('Names') or ['?'])[0]).lstrip('/')} ({str(c['Id'])[:12]})"
+            for c in listed
+            if c.get("ImageID") == image_id
+        )
 
     def _delete(self, ref: str) -> tuple[str, ...]:
         """``DELETE /images/{ref}`` without force; returns the ids the daemon deleted."""
@@ -316,10 +335,7 @@ class Executor:
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
             raise StepStale(f"the image gained the tag {names} since the plan{_AGAIN}")
-        users = self.api.containers(all=True, filters={"ancestor": step.image_id})
-        names = ", ".join(
-            sorted(str((c.get("Names") or ["?"])[0]).lstrip("/") for c in users if c.get("ImageID") == step.image_id)
-        )
+        names = ", ".join(self._containers_using(step.image_id))
         if names:
             raise StepStale(f"the image is now used by container {names}, so it is kept{_AGAIN}")
 
