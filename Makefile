@@ -32,6 +32,8 @@ WITH_SANDBOX = eval "$$($(SANDBOX) env)";
 venv: $(STAMP)
 
 $(STAMP): setup.cfg
+	@# Debian ships venv's ensurepip apart from python3.
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[test]'
 	touch $@
