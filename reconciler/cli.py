@@ -29,7 +29,7 @@ from reconciler.cli_options import (
     removal_guard_options,
     state_dir_option,
 )
-from reconciler.daemon import DEFAULT_TIMEOUT, connect, resolve_host
+from reconciler.daemon import connect, resolve_host
 from reconciler.daemon_read import (
     read_inventory,
     read_layers_size,
@@ -265,9 +265,7 @@ def apply(
         pull_timeout=pull_timeout,
         puller=Puller(deadline=pull_timeout, auth=auth, on_event=display),
         parallelism=parallelism,
-        new_client=lambda: docker.APIClient(
-            base_url=daemon.address, version=daemon.api.api_version, timeout=DEFAULT_TIMEOUT
-        ),
+        new_client=daemon.new_client,
         refuse_stale=saved is not None,
     )
     measure = bool(removed_images(current))

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import requests
@@ -37,13 +38,29 @@ class Daemon:
     address: str
     api: docker.APIClient
 
+    def new_client(self, timeout: int = DEFAULT_TIMEOUT) -> docker.APIClient:
+        """Another client to the same daemon and API version (one per thread: sessions are not thread-safe)."""
+        return docker.APIClient(**client_options(self.address), version=self.api.api_version, timeout=timeout)
+
+
+def client_options(address: str) -> dict[str, Any]:
+    """How docker-py reaches ``address``: TLS from DOCKER_TLS_VERIFY/DOCKER_CERT_PATH as the
+    docker CLI reads them, and ssh:// through the ssh client rather than paramiko."""
+    options: dict[str, Any] = {"base_url": address}
+    tls = docker.utils.kwargs_from_env().get("tls")
+    if tls and address.startswith(("tcp://", "https://")):
+        options["tls"] = tls
+    if address.startswith("ssh://"):
+        options["use_ssh_client"] = True
+    return options
+
 
 def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> Daemon:
     """Open a low-level client and check the daemon answers; raises DaemonUnavailable."""
     address = resolve_host(host)
     with unavailable_as_error(address):
         # "auto" asks the daemon for its API version: that call is also the reachability check.
-        api = docker.APIClient(base_url=address, version="auto", timeout=timeout)
+        api = docker.APIClient(**client_options(address), version="auto", timeout=timeout)
         return Daemon(address=address, api=api)
 
 
