@@ -7,7 +7,7 @@
 #   make lint          ruff + mypy
 #   make test          lint, then every test (unit + integration) against the sandbox
 #   make unit          unit tests only, no sandbox needed
-#   make bench         plan benchmark against the sandbox
+#   make bench         every benchmark in bench/ (plan, apply, pull, retention) against the sandbox
 #   make sandbox-down  stop the sandbox (images and registry content are kept)
 #   make clean         stop and delete the sandbox, remove .venv and caches
 
@@ -65,8 +65,15 @@ test: venv sandbox seed lint
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
+# Every benchmark, one after another, each with its defaults; .venv's python has the package importable.
+BENCHES := plan_bench.py apply_bench.py pull_bench.py retention_bench.py
+
 bench: venv sandbox
-	$(WITH_SANDBOX) $(BIN)/python bench/plan_bench.py
+	@$(WITH_SANDBOX) for bench in $(BENCHES); do \
+		echo "+ $(BIN)/python bench/$$bench"; \
+		$(BIN)/python bench/$$bench; \
+		echo; \
+	done
 
 sandbox-down:
 	$(SANDBOX) down

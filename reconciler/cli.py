@@ -6,13 +6,15 @@ here, once, and printed as its sentence.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 import docker
@@ -29,7 +31,7 @@ from reconciler.cli_options import (
     removal_guard_options,
     state_dir_option,
 )
-from reconciler.daemon import connect, resolve_host
+from reconciler.daemon import Daemon, connect, resolve_host
 from reconciler.daemon_read import (
     read_inventory,
     read_layers_size,
@@ -54,10 +56,11 @@ from reconciler.history import (
     records_table,
     utc_now,
 )
-from reconciler.layers import removed_images
 from reconciler.loader import load_manifest
 from reconciler.lock import daemon_lock
+from reconciler.manifest import Manifest
 from reconciler.metrics import MetricsRun
+from reconciler.plan import Plan
 from reconciler.plan_file import check_applicable, now, save_plan, saved_plan_at, write_or_explain
 from reconciler.progress import pull_display
 from reconciler.puller import Puller
@@ -66,7 +69,13 @@ from reconciler.report import Outcome, Report, StepResult
 from reconciler.retention_run import RetentionRun, record_run
 from reconciler.schema import schema_text
 from reconciler.state_dir import default_state_dir, ensure_state_dir
-from reconciler.workflow import apply_exit_code, make_plan, too_many_removals
+from reconciler.workflow import (
+    apply_exit_code,
+    make_plan,
+    merge_reports,
+    too_many_removals,
+    worst_exit_code,
+)
 from reconciler.yaml_source import read_yaml
 
 
@@ -117,7 +126,7 @@ def validate(manifest_file: Path, output: str) -> None:
 @state_dir_option
 def plan(
     manifest_file: Path,
-    host: str | None,
+    host: tuple[str, ...],
     output: str,
     quiet: bool,
     detailed_exitcode: bool,
@@ -130,36 +139,57 @@ def plan(
     """Show what apply would change on the host, without changing anything.
 
     Not even reconcile's own state changes: the usage state retention keeps is only read.
+    Several --host options plan each daemon in turn.
     """
     manifest = load_manifest(manifest_file)
+    if out_file is not None and len(host) > 1:
+        raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
+    options = PlanOptions(output, quiet, detailed_exitcode, out_file, explain, max_removals, allow_large_removal)
     state = state_dir or default_state_dir()
-    current, run = make_plan(manifest, connect(host), state_dir=state, clock=time.time(), explain=explain)
-    refusal = None if allow_large_removal else too_many_removals(current, manifest, run, max_removals)
-    if out_file is not None and refusal is None:
-        save_plan(out_file, current, now())
-        name = escape(str(out_file))
+    _exit_with(for_each_host(host, output, lambda address: _plan_host(manifest, address, state, options)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    output: str
+    quiet: bool
+    detailed_exitcode: bool
+    out_file: Path | None
+    explain: bool
+    max_removals: int | None
+    allow_large_removal: bool
+
+
+def _plan_host(manifest: Manifest, address: str | None, state: Path, options: PlanOptions) -> HostOutcome:
+    current, run = make_plan(manifest, connect(address), state_dir=state, clock=time.time(), explain=options.explain)
+    refusal = None
+    if not options.allow_large_removal:
+        refusal = too_many_removals(current, manifest, run, options.max_removals)
+    if options.out_file is not None and refusal is None:
+        save_plan(options.out_file, current, now())
+        name = escape(str(options.out_file))
         _err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
-    verdicts = run if explain else None
-    if output == "json":
+    verdicts = run if options.explain else None
+    document = None
+    if options.output == "json":
         images = (
             verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.usage.last_used)
             if verdicts
             else None
         )
-        click.echo(render.plan_json(current, images=images))
-    elif quiet and current.has_changes:
+        document = render.plan_document(current, images=images)
+    elif options.quiet and current.has_changes:
         _out().print(render.plan_summary_text(current), highlight=False)
     else:
         _out().print(render.plan_text(current), highlight=False)
-    if verdicts is not None and output != "json":
-        text = verdicts_text(
-            verdicts.result, verdicts.inventory, verdicts.now, verdicts.usage.last_used
-        )
+    if verdicts is not None and options.output != "json":
+        text = verdicts_text(verdicts.result, verdicts.inventory, verdicts.now, verdicts.usage.last_used)
         _out().print("\n" + text, highlight=False)
     if refusal is not None:
-        raise LargeRemovalRefused(refusal)
-    if detailed_exitcode and current.has_changes:
-        sys.exit(ExitCode.CHANGES_PENDING)
+        _error(str(LargeRemovalRefused(refusal)))
+        return HostOutcome(LargeRemovalRefused.exit_code, document)
+    pending = options.detailed_exitcode and current.has_runnable
+    return HostOutcome(ExitCode.CHANGES_PENDING if pending else ExitCode.OK, document)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -198,7 +228,7 @@ def plan(
 @removal_guard_options
 def apply(
     manifest_file: Path,
-    host: str | None,
+    host: tuple[str, ...],
     output: str,
     pull_timeout: float,
     parallelism: int,
@@ -212,79 +242,115 @@ def apply(
     """Change the host until it matches FILE: pull, tag, untag, remove.
 
     FILE is a manifest, or a plan saved by `plan --out`: that plan runs as saved, and
-    steps whose host state changed since are refused as stale.
+    steps whose host state changed since are refused as stale. Several --host options
+    apply to each daemon in turn, each under its own lock.
     """
     metrics = _track_metrics(metrics_file)
     saved = saved_plan_at(manifest_file)
+    if saved and len(host) > 1:
+        raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
     if saved:
-        check_applicable(saved, resolve_host(host))
+        check_applicable(saved, resolve_host(host[0] if host else None))
     manifest = None if saved else load_manifest(manifest_file)
+    options = ApplyOptions(
+        manifest_file, output, pull_timeout, parallelism, quiet, state_dir, lock_timeout, max_removals,
+        allow_large_removal,
+    )
+    reports: list[Report] = []
+
+    def one(address: str | None) -> HostOutcome:
+        outcome, report = _apply_host(manifest, saved.plan if saved else None, address, options)
+        reports.append(report)
+        return outcome
+
+    codes = for_each_host(host, output, one)
+    merged = merge_reports(reports)
+    if merged is not None:
+        metrics.finished(merged)
+    _exit_with(codes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyOptions:
+    manifest_file: Path
+    output: str
+    pull_timeout: float
+    parallelism: int
+    quiet: bool
+    state_dir: Path | None
+    lock_timeout: float
+    max_removals: int | None
+    allow_large_removal: bool
+
+
+def _apply_host(
+    manifest: Manifest | None, saved: Plan | None, address: str | None, options: ApplyOptions
+) -> tuple[HostOutcome, Report]:
+    """Plan (or take the saved plan) and apply it on one daemon, under that daemon's lock.
+
+    The lock is released, and the run's history written, when this daemon's turn ends.
+    """
+    daemon = connect(address)
+    with contextlib.ExitStack() as turn:
+        recorder = _lock_and_record(turn, options.state_dir, daemon.address, options.lock_timeout, options.manifest_file)
+        return _apply_locked(manifest, saved, daemon, recorder, options)
+
+
+def _apply_locked(
+    manifest: Manifest | None, saved: Plan | None, daemon: Daemon, recorder: RunRecorder, options: ApplyOptions
+) -> tuple[HostOutcome, Report]:
     auth = load_registry_auth(os.environ)
-    daemon = connect(host)
-    recorder = _lock_and_record(state_dir, daemon.address, lock_timeout, manifest_file)
-    state = state_dir or default_state_dir()
+    state = options.state_dir or default_state_dir()
     run: RetentionRun | None = None
     if manifest is None:
         assert saved is not None
-        current = saved.plan  # exactly as saved: nothing is recomputed
+        current = saved  # exactly as saved: nothing is recomputed
     else:
         current, run = make_plan(manifest, daemon, auth, state_dir=state, clock=time.time())
     console = _out()
-    text = output == "text"
-    refusal = None if allow_large_removal else too_many_removals(current, manifest, run, max_removals)
+    text = options.output == "text"
+    refusal = None if options.allow_large_removal else too_many_removals(current, manifest, run, options.max_removals)
     if refusal is not None:
         if text:
             console.print(render.plan_text(current), highlight=False)
         raise LargeRemovalRefused(refusal)
     if not current.has_changes:
+        empty = Report(host=current.host, manifest_path=current.manifest_path)
         if text:
             console.print(render.plan_text(current), highlight=False)
-        else:
-            click.echo(render.report_json(Executor(daemon.api).apply(current)))
-        empty = Report(host=current.host, manifest_path=current.manifest_path)
         if run is not None:
             record_run(state, run, empty, _warn)
-        metrics.finished(empty)
-        return
-    if text and not quiet:
+        return HostOutcome(ExitCode.OK, None if text else render.report_document(empty)), empty
+    if text and not options.quiet:
         console.print(render.plan_text(current), highlight=False)
         console.print("\nApplying:", highlight=False)
 
     # Pull progress goes to stderr, and only with text output: -o json prints nothing but the JSON.
-    display = pull_display(_err()) if text and not quiet else None
+    display = pull_display(_err()) if text and not options.quiet else None
 
     def show(result: StepResult) -> None:
         if display:
             display.stop()  # results come once every pull has ended; the live display must not garble them
         recorder.record(result)
-        if text and (not quiet or result.outcome is not Outcome.DONE):
+        if text and (not options.quiet or result.outcome is not Outcome.DONE):
             console.print(render.result_line(result), highlight=False)
 
     executor = Executor(
         daemon.api,
-        pull_timeout=pull_timeout,
-        puller=Puller(deadline=pull_timeout, auth=auth, on_event=display),
-        parallelism=parallelism,
+        pull_timeout=options.pull_timeout,
+        puller=Puller(deadline=options.pull_timeout, auth=auth, on_event=display),
+        parallelism=options.parallelism,
         new_client=daemon.new_client,
         refuse_stale=saved is not None,
     )
-    measure = bool(removed_images(current))
-    layers_before = read_layers_size(daemon) if measure else 0
-    report = executor.apply(current, on_result=show)
+    report = executor.apply(current, on_result=show, measure=lambda: read_layers_size(daemon))
     if run is not None:
         record_run(state, run, report, _warn)
-    if measure:
-        report = dataclasses.replace(report, measured_freed=layers_before - read_layers_size(daemon))
-    metrics.finished(report)
     if display:
         display.stop()
     if text:
-        console.print(("" if quiet else "\n") + render.report_summary_text(report), highlight=False)
-    else:
-        click.echo(render.report_json(report))
-    code = apply_exit_code(report)
-    if code is not ExitCode.OK:
-        sys.exit(code)
+        console.print(("" if options.quiet else "\n") + render.report_summary_text(report), highlight=False)
+    return HostOutcome(apply_exit_code(report), None if text else render.report_document(report)), report
 
 
 @cli.command()
@@ -323,9 +389,11 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE (atomically) instead of stdout.",
 )
-def export(host: str | None, output: str, out_file: Path | None) -> None:
+def export(host: tuple[str, ...], output: str, out_file: Path | None) -> None:
     """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
-    daemon = connect(host)
+    if len(host) > 1:
+        raise click.UsageError("export writes one daemon's images; give a single --host.")
+    daemon = connect(host[0] if host else None)
     text = export_manifest(read_inventory(daemon), now())
     if output == "json":
         text = json.dumps(read_yaml(text, "export").data, indent=2) + "\n"
@@ -351,14 +419,64 @@ def _track_metrics(path: Path | None) -> MetricsRun:
     return run
 
 
-def _lock_and_record(state_dir: Path | None, address: str, lock_timeout: float, manifest_file: Path) -> RunRecorder:
-    """Take the daemon's lock until the command ends; the history is written just before it is released."""
-    ctx = click.get_current_context()
+def _lock_and_record(
+    turn: contextlib.ExitStack, state_dir: Path | None, address: str, lock_timeout: float, manifest_file: Path
+) -> RunRecorder:
+    """Take the daemon's lock for ``turn``; the history is written just before it is released."""
     state = ensure_state_dir(state_dir or default_state_dir())
-    ctx.with_resource(daemon_lock(state, address, lock_timeout))
+    turn.enter_context(daemon_lock(state, address, lock_timeout))
     recorder = RunRecorder(state, address, os.path.abspath(manifest_file), warn=_warn)
-    ctx.call_on_close(recorder.close)
+    turn.callback(recorder.close)
     return recorder
+
+
+@dataclasses.dataclass(frozen=True)
+class HostOutcome:
+    code: ExitCode
+    document: dict[str, Any] | None  # the JSON document of this daemon, with -o json
+
+
+def for_each_host(
+    hosts: tuple[str, ...], output: str, run: Callable[[str | None], HostOutcome]
+) -> list[ExitCode]:
+    """Run one daemon's work for each host given (or the default daemon); return their exit codes.
+
+    With one daemon its errors end the command as usual. With several, a daemon that fails
+    is reported and the others still get their turn; -o json prints one document for all.
+    """
+    if len(hosts) <= 1:
+        outcome = run(hosts[0] if hosts else None)
+        if outcome.document is not None:
+            _echo_json(outcome.document)
+        return [outcome.code]
+    codes: list[ExitCode] = []
+    documents: list[dict[str, Any]] = []
+    for address in hosts:
+        if output == "text":
+            _out().print(f"\n[bold]== {escape(address)} ==[/]", highlight=False)
+        try:
+            outcome = run(address)
+        except ReconcilerError as exc:
+            _error(f"{address}: {exc}")
+            codes.append(exc.exit_code)
+            documents.append({"host": address, "error": str(exc), "exit_code": int(exc.exit_code)})
+            continue
+        codes.append(outcome.code)
+        if outcome.document is not None:
+            documents.append({"host": address, **outcome.document})
+    if output == "json":
+        click.echo(render.hosts_json(documents))
+    return codes
+
+
+def _exit_with(codes: list[ExitCode]) -> None:
+    code = worst_exit_code(codes)
+    if code is not ExitCode.OK:
+        sys.exit(code)
+
+
+def _error(message: str) -> None:
+    _err().print(f"[red]Error:[/] {escape(message)}", highlight=False)
 
 
 def _echo_json(data: object) -> None:

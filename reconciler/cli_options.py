@@ -33,7 +33,9 @@ def host_option(func: F) -> F:
         "--host",
         "-H",
         metavar="URL",
-        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket).",
+        multiple=True,
+        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket); "
+        "repeat it to work on several daemons in turn.",
     )(func)
 
 

@@ -42,6 +42,10 @@ class StepFailed(Exception):
 class StepSkipped(Exception):
     """A step was not run for safety; the message says why."""
 
+    def __init__(self, message: str, rate_limited: bool = False) -> None:
+        super().__init__(message)
+        self.rate_limited = rate_limited  # it waited on a pull that only a registry rate limit stopped
+
 
 class StepStale(Exception):
     """A saved plan's step expected another host state; the message says what changed."""
@@ -68,26 +72,36 @@ class Executor:
         # Saved plans: check what each step expects of the host first; refuse it as stale if changed.
         self.refuse_stale = refuse_stale
         self._containers: tuple[float, list[dict[str, Any]]] | None = None  # (read at, containers)
+        self._failed_refs: Mapping[str, bool] = {}  # refs whose pull or tag failed -> only rate-limited
 
-    def apply(self, plan: Plan, on_result: StepCallback | None = None) -> Report:
+    def apply(
+        self, plan: Plan, on_result: StepCallback | None = None, measure: Callable[[], int] | None = None
+    ) -> Report:
         """Run every step of ``plan`` and report each outcome, in plan order.
 
         Runnable pulls go first, ``parallelism`` at a time; tags, untags and removes
-        then run one by one in order.
+        then run one by one in order. ``measure`` (the bytes of all image layers) is read
+        just before the first removal and after the last, so the report can say what the
+        removals really freed, pulls left out.
         """
         stale = self._stale_pulls(plan) if self.refuse_stale else {}
         pulled = self._run_pulls([s for s in plan.steps if s.action is Action.PULL and not s.blocked and s not in stale])
         # Reference of each pull or tag that did not happen -> True when only a rate limit stopped it.
         failed_refs: dict[str, bool] = {}
+        self._failed_refs = failed_refs  # read by removal checks: a tag that stayed because its move failed
         results = []
+        before: int | None = None
         for step in plan.steps:
+            if measure and before is None and step.action is Action.REMOVE and not step.blocked:
+                before = measure()
             result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
                 failed_refs[_key(step.ref)] = result.rate_limited
             results.append(result)
             if on_result:
                 on_result(result)
-        return Report(results=tuple(results), host=plan.host, manifest_path=plan.manifest_path)
+        freed = _measured_freed(results, before, measure)
+        return Report(results=tuple(results), host=plan.host, manifest_path=plan.manifest_path, measured_freed=freed)
 
     def _run_pulls(self, steps: list[Step]) -> dict[Step, StepResult]:
         if self.parallelism == 1 or len(steps) <= 1 or self.new_client is None:
@@ -129,17 +143,23 @@ class Executor:
         try:
             return run()
         except PullFailed as exc:
-            return StepResult(step, Outcome.FAILED, str(exc), rate_limited=exc.verdict is Verdict.RATE_LIMITED)
+            return StepResult(
+                step,
+                Outcome.FAILED,
+                str(exc),
+                rate_limited=exc.verdict is Verdict.RATE_LIMITED,
+                daemon_lost=exc.verdict is Verdict.DAEMON_LOST,
+            )
         except StepStale as exc:
             return StepResult(step, Outcome.STALE, str(exc))
         except StepSkipped as exc:
-            return StepResult(step, Outcome.SKIPPED, str(exc))
+            return StepResult(step, Outcome.SKIPPED, str(exc), rate_limited=exc.rate_limited)
         except StepFailed as exc:
             return StepResult(step, Outcome.FAILED, str(exc))
         except docker.errors.APIError as exc:
             return StepResult(step, Outcome.FAILED, _api_message(exc))
         except TRANSPORT_ERRORS as exc:
-            return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}")
+            return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
 
     def _blocked(self, step: Step) -> StepResult:
         """A blocked step is not run; a blocked removal may still untag if the image is kept anyway."""
@@ -190,8 +210,7 @@ class Executor:
             return StepResult(step, Outcome.DONE, "already gone")
         if image["Id"] != step.image_id:
             raise StepSkipped(f"{step.ref} now points at {_short(image['Id'])}, not at the planned image; plan again")
-        others = _tags(image) - {_key(step.ref)}
-        if not others:
+        if not _survives_untag(image, step.ref):
             raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
         self.api.remove_image(step.ref, force=False, noprune=False)
         return StepResult(step, Outcome.DONE, "untagged; the image keeps its other tags")
@@ -235,7 +254,11 @@ class Executor:
         extra = _tags(image) - {_key(step.ref)}
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
-            raise StepSkipped(f"the image now also carries {names}; plan again")
+            # A tag this plan meant to move away stays when its pull or tag failed: the removal
+            # waited on that step, and was stopped by the same rate limit if that was all.
+            waited_on = [self._failed_refs.get(k) for k in extra]
+            rate_limited = all(flag is True for flag in waited_on)
+            raise StepSkipped(f"the image now also carries {names}; plan again", rate_limited=rate_limited)
         users = self._containers_using(str(step.image_id))
         if users:
             raise StepSkipped(f"in use by container {', '.join(users)}; an image a container uses is never removed")
@@ -317,7 +340,7 @@ class Executor:
             image = self._inspect(step.ref)
             if image is not None:  # gone already: the untag itself reports that
                 self._expect_points_at(step.ref, step.image_id, image)
-                if not _tags(image) - {_key(step.ref)}:
+                if not _survives_untag(image, step.ref):
                     raise StepStale(f"{step.ref} is now the image's last tag: untagging would remove the image{_AGAIN}")
         else:
             self._check_fresh_removal(step)
@@ -353,6 +376,30 @@ class Executor:
 
 
 _AGAIN = "; run `reconcile plan` again"
+
+
+def _measured_freed(results: list[StepResult], before: int | None, measure: Callable[[], int] | None) -> int | None:
+    """Layer bytes gone over the removals; None when nothing was deleted or the figure is not one.
+
+    Another client pulling at the same time can make the difference meaningless (even
+    negative): then there is no measured figure, rather than a wrong one.
+    """
+    if before is None or measure is None or not any(r.deleted for r in results):
+        return None
+    try:
+        freed = before - measure()
+    except (docker.errors.APIError, *TRANSPORT_ERRORS):
+        return None
+    return freed if freed >= 0 else None
+
+
+def _survives_untag(image: Mapping[str, Any], ref: str) -> bool:
+    """Whether the image stays once ``ref`` goes: another tag, or a digest reference of another
+    repository (the daemon deletes the ref's own repository's digest references with its last tag)."""
+    if _tags(image) - {_key(ref)}:
+        return True
+    name = parse_reference(ref).name
+    return any(parse_reference(d).name != name for d in image.get("RepoDigests") or ())
 
 
 def _key(text: str) -> str:

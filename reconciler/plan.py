@@ -60,7 +60,13 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        """Any step at all, blocked ones included: the host differs from the manifest."""
         return bool(self.steps)
+
+    @property
+    def has_runnable(self) -> bool:
+        """Some step can run: what `plan --detailed-exitcode` reports as changes pending."""
+        return bool(self.runnable)
 
     def count(self, action: Action) -> int:
         return sum(1 for step in self.runnable if step.action is action)

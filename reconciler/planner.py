@@ -38,7 +38,7 @@ def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     drops = _drop_steps(manifest, inventory, claims, moved_away)
     untagged = _absent_untagged_steps(manifest, inventory, claims)
     dangling = _dangling_steps(manifest, inventory, claims, moved_away) if manifest.prune.dangling else []
-    steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: _run_order(step, inventory))
+    steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: run_order(step, inventory))
     return Plan(
         steps=tuple(steps),
         manifest_path=manifest.path,
@@ -47,7 +47,7 @@ def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     )
 
 
-def _run_order(step: Step, inventory: Inventory) -> tuple[int, int, str, str]:
+def run_order(step: Step, inventory: Inventory) -> tuple[int, int, str, str]:
     """Steps in action order; removals of images built on others first, so a parent goes last."""
     action, ref, image_id = step.sort_key()
     depth = inventory.depth_of(image_id) if step.action is Action.REMOVE and image_id else 0
@@ -118,7 +118,7 @@ def _ensure_pinned_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) ->
     if local is None:
         reason = f"{ref.familiar()} must point at the pinned digest {_short(spec.digest)}"
     else:
-        reason = f"{ref.familiar()} points at {_short(local.id)}, not at the pinned digest {_short(spec.digest)}"
+        reason = f"{ref.familiar()} points at {_short_id(local.id)}, not at the pinned digest {_short(spec.digest)}"
     yield Step(
         action=Action.TAG,
         ref=ref.familiar(),
@@ -140,7 +140,7 @@ def _ensure_aliases(spec: ImageSpec, primary: ImageRecord | None, inventory: Inv
         if local is None:
             reason = f"alias of {source.familiar()}; not on the host"
         else:
-            reason = f"alias of {source.familiar()}; now points at {_short(local.id)}"
+            reason = f"alias of {source.familiar()}; now points at {_short_id(local.id)}"
         yield Step(
             action=Action.TAG,
             ref=alias.familiar(),
@@ -219,7 +219,12 @@ def _drop_steps(
     for image_id, dropped in sorted(_tags_to_drop(manifest, inventory, claims).items()):
         image = inventory.image_by_id[image_id]
         if _holds_pin(image, claims):
-            continue  # its last tag going would take the pinned digest reference with it
+            # A pinned image stays whatever happens to its tags: only untags, and never of the
+            # last tags of the pinned repository, which the daemon deletes with its digest references.
+            dropped = dropped - _tags_holding_pins(image, dropped, claims)
+            refs = sorted(_parse_known(c).familiar() for c in dropped)
+            steps.extend(_untag(image, ref, _drop_reason(_parse_known(ref), absent)) for ref in refs)
+            continue
         remaining = {t.canonical() for t in image.tags} - dropped - moved_away.get(image_id, set())
         refs = sorted(_parse_known(c).familiar() for c in dropped)
         why = {r: _drop_reason(_parse_known(r), absent) for r in refs}
@@ -295,6 +300,16 @@ def _in_use(image: ImageRecord, inventory: Inventory) -> str | None:
     return f"in use by {noun} {names}; an image a container uses is never removed"
 
 
+def _tags_holding_pins(image: ImageRecord, dropped: set[str], claims: _Claims) -> set[str]:
+    """Dropped tags that must stay: in a pinned repository where no other tag of the image remains."""
+    keep: set[str] = set()
+    for pin in (d for d in image.digests if d.canonical() in claims.digests):
+        same_repo = {t.canonical() for t in image.tags if t.name == pin.name}
+        if same_repo and same_repo <= dropped:
+            keep |= same_repo
+    return keep
+
+
 def _holds_pin(image: ImageRecord, claims: _Claims) -> bool:
     return any(d.canonical() in claims.digests for d in image.digests)
 
@@ -302,6 +317,11 @@ def _holds_pin(image: ImageRecord, claims: _Claims) -> bool:
 def _parse_known(text: str) -> Reference:
     """Parse a reference the planner itself produced (always valid)."""
     return parse_reference(text)
+
+
+def _short_id(image_id: str) -> str:
+    """An image id as `docker image ls` shows it: 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12]
 
 
 def _short(digest_or_id: str) -> str:

@@ -37,6 +37,7 @@ class Verdict(StrEnum):
     TRANSIENT = "transient"  # retry
     RATE_LIMITED = "rate-limited"  # retry; when it never clears, the run may be tried again later
     PERMANENT = "permanent"  # do not retry
+    DAEMON_LOST = "daemon-lost"  # the daemon itself does not answer: no retry, and the run cannot go on
 
 
 _RATE_LIMITED = re.compile(r"toomanyrequests|too many requests|rate limit|\b429\b", re.IGNORECASE)
@@ -210,7 +211,7 @@ class Puller:
             except _AttemptFailed as exc:
                 elapsed = time.monotonic() - started
                 reason = str(exc)
-                if exc.verdict is Verdict.PERMANENT:
+                if exc.verdict in (Verdict.PERMANENT, Verdict.DAEMON_LOST):
                     self._fail(name, reason, elapsed)
                     raise PullFailed(f"pull of {name} failed: {_explain(reason)}", exc.verdict) from None
                 delay = backoff_delay(attempt, self._rand(), retry_after(reason))
@@ -248,7 +249,8 @@ class Puller:
         try:
             response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
         except requests.exceptions.RequestException as exc:
-            raise _AttemptFailed(f"lost the connection to the daemon: {exc}", classify(str(exc))) from None
+            # The daemon, not a registry, failed to answer: retrying a dead socket only waits out the deadline.
+            raise _AttemptFailed(f"lost the connection to the daemon: {exc}", Verdict.DAEMON_LOST) from None
         # No read timeout on the stream: a watchdog closes it at the deadline instead.
         watchdog = threading.Timer(max(remaining, 0.0), response.close)
         watchdog.daemon = True

@@ -54,7 +54,7 @@ def _step_line(step: Step) -> str:
     extra = []
     if step.image_id and step.action is not Action.PULL:
         extra.append(_short(step.image_id))
-    if step.action is Action.REMOVE:
+    if step.action is Action.REMOVE and not step.blocked:
         extra.append(f"frees {human_bytes(step.bytes)}")
     if step.platform:
         extra.append(step.platform)
@@ -82,11 +82,20 @@ def plan_summary_text(plan: Plan) -> str:
 
 def plan_json(plan: Plan, images: list[dict[str, Any]] | None = None) -> str:
     """The plan's steps and summary; with ``images`` (``plan --explain``) each image's verdict too."""
+    return _dump(plan_document(plan, images))
+
+
+def plan_document(plan: Plan, images: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"steps": [step_dict(s) for s in plan.steps]}
     if images is not None:
         data["images"] = images
     data["summary"] = plan_summary(plan)
-    return _dump(data)
+    return data
+
+
+def hosts_json(documents: list[dict[str, Any]]) -> str:
+    """Several daemons' plans or reports, each as its one-daemon document with its host."""
+    return _dump({"hosts": documents})
 
 
 def step_dict(step: Step) -> dict[str, Any]:
@@ -107,7 +116,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     return {
         "manifest": plan.manifest_path,
         "host": plan.host,
-        "changes": plan.has_changes,
+        "changes": plan.has_runnable,
         **{a.value: plan.count(a) for a in Action},
         "blocked": len(plan.blocked),
         "bytes_to_free": plan.bytes_to_free if plan.bytes_to_free_known else None,
@@ -151,7 +160,11 @@ def _freed_text(report: Report) -> str:
 
 
 def report_json(report: Report) -> str:
-    return _dump({"steps": [result_dict(r) for r in report.results], "summary": report_summary(report)})
+    return _dump(report_document(report))
+
+
+def report_document(report: Report) -> dict[str, Any]:
+    return {"steps": [result_dict(r) for r in report.results], "summary": report_summary(report)}
 
 
 def result_dict(result: StepResult) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class StepResult:
     deleted: tuple[str, ...] = ()  # image ids the daemon deleted (parents included)
     bytes: int | None = None  # pull: image size; remove: unique bytes predicted freed
     rate_limited: bool = False  # not done only because a registry rate-limited a pull (429)
+    daemon_lost: bool = False  # not done because the daemon stopped answering
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ Selection (``select:``):
 Keep conditions of a rule, OR'ed (any one keeps):
 
 - ``keep_last: N``: per repository, the N newest images among those the rule
-  selects there, all their selected tags with them. ``order: created``
+  selects there, all their selected tags with them. Images rungs 1-4 keep count
+  among the N: a declared newest image is one of "the three newest". ``order: created``
   (default) ranks by creation time; ``order: semver`` by the highest version
   among the image's selected tags (``v1.2.3``, ``1.2``, ``2``; build metadata
   ignored), every release before every pre-release, and images whose tags are
@@ -189,7 +190,8 @@ def evaluate_retention(
     protected = {image.id: found for image in ordered if (found := context.protection(image))}
     open_images = [image for image in ordered if image.id not in protected]
     verdicts = {key: Verdict(key, Outcome.KEEP, (found,)) for key, found in protected.items()}
-    verdicts.update(_RuleRound(context, open_images).verdicts())
+    kept_anyway = [image for image in ordered if image.id in protected]
+    verdicts.update(_RuleRound(context, open_images, kept_anyway).verdicts())
     if spec.disk is not None and disk is not None:
         verdicts.update(_evict(context, spec.disk, disk, open_images, verdicts))
     final = tuple(verdicts[image.id] for image in ordered)
@@ -311,11 +313,18 @@ _Key = tuple[SemverKey, int] | tuple[int]
 
 
 class _RuleRound:
-    """Rung 5 over the images rungs 1-4 left open."""
+    """Rung 5 over the images rungs 1-4 left open.
 
-    def __init__(self, context: _Context, images: Sequence[ImageRecord]) -> None:
+    The images rungs 1-4 keep still take their places in ``keep_last``'s ranking: "the
+    three newest" counts a declared newest image as one of the three.
+    """
+
+    def __init__(
+        self, context: _Context, images: Sequence[ImageRecord], kept_anyway: Sequence[ImageRecord] = ()
+    ) -> None:
         self.context = context
         self.images = images
+        self.kept_anyway = kept_anyway
         self.tag_owner: dict[tuple[str, Reference], int | None] = {}
         self.untagged_owner: dict[str, int | None] = {}
         self._assign()
@@ -338,8 +347,14 @@ class _RuleRound:
     def _rank(self) -> dict[tuple[int, str], dict[str, int]]:
         """(rule, repository) -> image id -> 1-based rank, newest first, for rules with keep_last."""
         groups: dict[tuple[int, str], dict[str, _Key]] = {}
-        by_id = {image.id: image for image in self.images}
-        for (image_id, ref), owner in self.tag_owner.items():
+        by_id = {image.id: image for image in (*self.images, *self.kept_anyway)}
+        rules = self.context.rules
+        kept_tags = {
+            (image.id, ref): self._first(r.selects_tag(ref) for r in rules)
+            for image in self.kept_anyway
+            for ref in image.tags
+        }
+        for (image_id, ref), owner in (*self.tag_owner.items(), *kept_tags.items()):
             if owner is not None and self.context.rules[owner].rule.keep_last is not None:
                 keys = groups.setdefault((owner, ref.name), {})
                 key = self._key(owner, by_id[image_id], ref.tag)

@@ -14,6 +14,7 @@ import dataclasses
 from reconciler.inventory import ImageRecord, Inventory
 from reconciler.manifest import RetentionSpec, Rule
 from reconciler.plan import Action, Plan, Step
+from reconciler.planner import run_order
 from reconciler.reference import parse_reference
 from reconciler.retention import Decision, Outcome, RetentionResult, Rung, Verdict
 from reconciler.units import format_age, format_duration
@@ -42,7 +43,8 @@ def plan_retention(
             added += _untags(image, verdict, gone, rules, now)
     if not added:
         return plan
-    return dataclasses.replace(plan, steps=tuple(sorted({*plan.steps, *added}, key=Step.sort_key)))
+    steps = sorted({*plan.steps, *added}, key=lambda step: run_order(step, inventory))
+    return dataclasses.replace(plan, steps=tuple(steps))
 
 
 def _removal(

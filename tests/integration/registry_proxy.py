@@ -1,7 +1,8 @@
 """A small HTTP proxy in front of a registry, for tests and benchmarks: loopback only.
 
-It can answer the first N manifest requests with an error (503, 429, ...) before
-forwarding, and add a delay to every connection and request to emulate a distant
+It can answer the first N manifest requests, or all of them, with an error (503, 429,
+...) before forwarding (a 429 carries the ``TOOMANYREQUESTS`` code Docker Hub's rate
+limit sends), and add a delay to every connection and request to emulate a distant
 registry (these kernels have no netem). dockerd treats 127.0.0.1:PORT registries as
 insecure, so plain HTTP to the proxy works.
 """
@@ -9,6 +10,7 @@ insecure, so plain HTTP to the proxy works.
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import socket
 import threading
@@ -28,16 +30,22 @@ _HOP_BY_HOP = {
     "upgrade",
 }
 _CHUNK = 256 * 1024
+# The error code a failure's body carries, by HTTP status (distribution's errcode names): dockerd
+# reports the code, not the status ("toomanyrequests: ...").
+_ERROR_CODES = {429: "TOOMANYREQUESTS"}
 
 
 class RegistryProxy:
-    """``with RegistryProxy("127.0.0.1:5000", fail_manifests=2) as proxy: proxy.address``."""
+    """``with RegistryProxy("127.0.0.1:5000", fail_manifests=2) as proxy: proxy.address``.
+
+    ``fail_manifests=None`` fails every manifest request (a registry that never recovers).
+    """
 
     def __init__(
         self,
         upstream: str,
         *,
-        fail_manifests: int = 0,
+        fail_manifests: int | None = 0,
         fail_status: int = 503,
         retry_after: int | None = None,
         delay: float = 0.0,
@@ -46,7 +54,7 @@ class RegistryProxy:
         self.fail_status = fail_status
         self.retry_after = retry_after
         self.delay = delay  # seconds added to each new connection and to each request
-        self.failures_left = fail_manifests
+        self.failures_left = fail_manifests  # None: no end
         self.failures_served = 0
         self.requests = 0
         self.peak_in_flight = 0
@@ -73,9 +81,10 @@ class RegistryProxy:
 
     def _take_failure(self) -> bool:
         with self._lock:
-            if self.failures_left <= 0:
-                return False
-            self.failures_left -= 1
+            if self.failures_left is not None:
+                if self.failures_left <= 0:
+                    return False
+                self.failures_left -= 1
             self.failures_served += 1
             return True
 
@@ -134,7 +143,8 @@ class RegistryProxy:
                     proxy._leave()
 
             def _fail(self) -> None:
-                body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected by the test proxy"}]}'
+                code = _ERROR_CODES.get(proxy.fail_status, "UNAVAILABLE")
+                body = json.dumps({"errors": [{"code": code, "message": "injected by the test proxy"}]}).encode()
                 self.send_response(proxy.fail_status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -11,6 +11,8 @@ import base64
 import contextlib
 import json
 import os
+import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -217,3 +219,133 @@ def test_several_pulls_run_in_parallel_and_all_succeed(
 @pytest.fixture
 def sandbox_registry() -> str:
     return os.environ["RECONCILE_SANDBOX_REGISTRY"]
+
+
+RATE_LIMIT_TIMEOUT = 8.0  # seconds of --pull-timeout: room for a few retries, and a short test
+
+
+def pull_attempts(detail: str) -> int:
+    """N from "pull of REF failed after N attempts within ...s: ..."."""
+    found = re.search(r"after (\d+) attempts? within", detail)
+    assert found, detail
+    return int(found.group(1))
+
+
+def test_registry_that_only_rate_limits_is_given_up_on_and_apply_exits_75(
+    run_cli: CliRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    sandbox_registry: str,
+    forget_refs: list[str],
+) -> None:
+    wanted = image_factory("limited:1.0")
+    # The alias points at an old image; the manifest wants it on the image that cannot be fetched.
+    # The absent repository's removal does not depend on the pull: it must happen.
+    old = image_factory("live:latest", push=False, keep_local=True)
+    old_id = image_id(api, old)
+    gone = image_factory("gone:1.0", push=False, keep_local=True)
+    with RegistryProxy(sandbox_registry, fail_manifests=None, fail_status=429, retry_after=1) as proxy:
+        proxied = wanted.replace(sandbox_registry, proxy.address, 1)
+        forget_refs.append(proxied)
+        manifest = tmp_manifest(
+            f"""\
+            version: 1
+            images:
+              - name: {proxied.rsplit(":", 1)[0]}
+                tags: ["1.0"]
+                aliases: ["{old}"]
+              - name: {gone.rsplit(":", 1)[0]}
+                state: absent
+            """
+        )
+        started = time.monotonic()
+        applied = run_cli("apply", manifest, "-o", "json", "--pull-timeout", str(RATE_LIMIT_TIMEOUT))
+        took = time.monotonic() - started
+    assert applied.code == 75, applied.stdout + applied.stderr
+    steps = outcomes(applied)
+    pull = steps[("pull", proxied)]
+    assert pull["outcome"] == "failed"
+    assert "toomanyrequests" in pull["detail"], pull["detail"]  # the registry's rate-limit code, as dockerd relays it
+    assert pull_attempts(pull["detail"]) >= 2, pull["detail"]
+    assert f"within {RATE_LIMIT_TIMEOUT:g}s" in pull["detail"]
+    assert proxy.failures_served >= 2
+    assert took < RATE_LIMIT_TIMEOUT + 10
+    assert steps[("tag", old)]["outcome"] == "skipped"
+    assert steps[("remove", gone)]["outcome"] == "done"
+    assert image_id(api, gone) is None
+    assert image_id(api, old) == old_id  # the alias was not moved
+    assert image_id(api, proxied) is None
+
+
+def test_removal_waiting_on_a_rate_limited_pull_is_skipped_and_the_image_kept(
+    run_cli: CliRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    sandbox_registry: str,
+    forget_refs: list[str],
+) -> None:
+    wanted = image_factory("limited:1.0")
+    # live:latest is the old image's only tag. The manifest moves it to the image the pull fetches, and
+    # prune.dangling plans the old image's removal for once it has moved: a removal that needs the pull.
+    old = image_factory("live:latest", push=False, keep_local=True)
+    old_id = image_id(api, old)
+    with RegistryProxy(sandbox_registry, fail_manifests=None, fail_status=429, retry_after=1) as proxy:
+        proxied = wanted.replace(sandbox_registry, proxy.address, 1)
+        forget_refs.append(proxied)
+        manifest = tmp_manifest(
+            f"""\
+            version: 1
+            images:
+              - name: {proxied.rsplit(":", 1)[0]}
+                tags: ["1.0"]
+                aliases: ["{old}"]
+            prune:
+              dangling: true
+            """
+        )
+        planned = run_cli("plan", manifest, "-o", "json")
+        assert planned.code == 0, planned.stdout + planned.stderr
+        removals = [s for s in json.loads(planned.stdout)["steps"] if s["action"] == "remove"]
+        assert [s["image_id"] for s in removals] == [old_id], planned.stdout
+        applied = run_cli("apply", manifest, "-o", "json", "--pull-timeout", str(RATE_LIMIT_TIMEOUT))
+    assert applied.code == 75, applied.stdout + applied.stderr
+    steps = outcomes(applied)
+    pull = steps[("pull", proxied)]
+    assert pull["outcome"] == "failed"
+    assert "toomanyrequests" in pull["detail"], pull["detail"]
+    assert steps[("tag", old)]["outcome"] == "skipped"
+    removal = steps[("remove", removals[0]["ref"])]
+    assert removal["outcome"] == "skipped", removal
+    assert removal["deleted"] == []
+    assert image_id(api, old) == old_id  # still tagged live:latest, still on the host
+
+
+def test_registry_rate_limiting_twice_then_serving_is_retried_until_the_pull_succeeds(
+    run_cli: CliRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    sandbox_registry: str,
+    forget_refs: list[str],
+) -> None:
+    ref = image_factory("limited:1.0")
+    with RegistryProxy(sandbox_registry, fail_manifests=2, fail_status=429, retry_after=1) as proxy:
+        proxied = ref.replace(sandbox_registry, proxy.address, 1)
+        forget_refs.append(proxied)
+        manifest = tmp_manifest(
+            f"""\
+            version: 1
+            images:
+              - name: {proxied.rsplit(":", 1)[0]}
+                tags: ["1.0"]
+            """
+        )
+        applied = run_cli("apply", manifest, "--pull-timeout", str(RATE_LIMIT_TIMEOUT))
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert proxy.failures_served == 2
+    assert f"retrying {proxied}" in applied.stderr, applied.stderr
+    assert "toomanyrequests" in applied.stderr
+    assert f"pulled {proxied}" in applied.stderr
+    assert image_id(api, proxied) is not None

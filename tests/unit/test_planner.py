@@ -234,3 +234,20 @@ def test_images_built_on_others_are_removed_before_their_parents() -> None:
     m = manifest(*(spec(f"reg.local/x/{n}", state=ImageState.ABSENT) for n in "abc"))
     plan = plan_changes(m, inventory(base, child, grandchild))
     assert [s.ref for s in plan.steps] == ["reg.local/x/c:1", "reg.local/x/b:1", "reg.local/x/a:1"]
+
+
+def test_tags_dropped_from_a_pinned_image_are_untagged_but_the_pin_survives() -> None:
+    pin = digest("app")
+    pinned = f"reg.local/app@{pin}"
+    # Absent repository c: its tag on the pinned image goes, as an untag (the pin keeps the image).
+    m = manifest(spec("reg.local/app", digest=pin), spec("reg.local/c", state=ImageState.ABSENT))
+    inv = inventory(image("a", "reg.local/c:1", digests=(pinned,)))
+    assert [(s.action, s.ref) for s in plan_changes(m, inv).steps] == [(Action.UNTAG, "reg.local/c:1")]
+    # Unlisted tags of the pinned repository: all but the last of them may go; here a declared one stays.
+    m = manifest(spec("reg.local/app", "1", digest=pin), unlisted_tags=True)
+    inv = inventory(image("a", "reg.local/app:1", "reg.local/app:2", digests=(pinned,)))
+    assert [(s.action, s.ref) for s in plan_changes(m, inv).steps] == [(Action.UNTAG, "reg.local/app:2")]
+    # A pin with no declared tag: dropping the repository's last tags would delete the pin with them.
+    m = manifest(spec("reg.local/app", digest=pin), unlisted_tags=True)
+    inv = inventory(image("a", "reg.local/app:2", digests=(pinned,)))
+    assert plan_changes(m, inv).steps == ()

@@ -185,3 +185,12 @@ def test_exit_code_is_temporary_only_when_every_failure_was_a_rate_limit() -> No
     assert apply_exit_code(Report(results=(done, limited))) is ExitCode.TEMPORARY_FAILURE
     assert apply_exit_code(Report(results=(limited, _result(Outcome.FAILED)))) is ExitCode.INCOMPLETE
     assert apply_exit_code(Report(results=(limited, _result(Outcome.SKIPPED)))) is ExitCode.INCOMPLETE
+
+
+def test_several_daemons_end_with_the_most_serious_exit_code() -> None:
+    from reconciler.workflow import worst_exit_code
+
+    assert worst_exit_code([]) is ExitCode.OK
+    assert worst_exit_code([ExitCode.OK, ExitCode.CHANGES_PENDING]) is ExitCode.CHANGES_PENDING
+    assert worst_exit_code([ExitCode.INCOMPLETE, ExitCode.TEMPORARY_FAILURE]) is ExitCode.INCOMPLETE
+    assert worst_exit_code([ExitCode.STALE_PLAN, ExitCode.DAEMON_UNAVAILABLE, ExitCode.OK]) is ExitCode.DAEMON_UNAVAILABLE

@@ -284,6 +284,14 @@ def test_keep_last_keeps_the_newest_images_per_repository() -> None:
     assert verdict_of(result, 2).decisions[0].rank == 3
 
 
+def test_keep_last_counts_a_declared_newest_image_among_the_n() -> None:
+    images = [image(n, f"a:v{n}", age=(10 - n) * DAY) for n in range(1, 5)]
+    result = evaluate(spec_of(rule(keep_last=2)), *images, declared=frozenset({"docker.io/library/a:v4"}))
+    # v4 is declared (kept by rung 2) and is the newest: only v3 joins it.
+    assert outcomes(result) == {1: Outcome.REMOVE, 2: Outcome.REMOVE, 3: Outcome.KEEP, 4: Outcome.KEEP}
+    assert verdict_of(result, 3).decisions[0].rank == 2
+
+
 def test_keep_last_counts_images_not_tags() -> None:
     result = evaluate(
         spec_of(rule(keep_last=1)),
