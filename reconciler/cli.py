@@ -57,7 +57,7 @@ from reconciler.history import (
     utc_now,
 )
 from reconciler.loader import load_manifest
-from reconciler.lock import daemon_lock
+from reconciler.lock import daemon_identity, daemon_lock, lock_directory
 from reconciler.manifest import Manifest
 from reconciler.metrics import MetricsRun
 from reconciler.plan import Plan
@@ -291,8 +291,11 @@ def _apply_host(
     The lock is released, and the run's history written, when this daemon's turn ends.
     """
     daemon = connect(address)
+    identity = daemon_identity(daemon.api, daemon.address)  # GET /info: the lock is the daemon's, not its address's
     with contextlib.ExitStack() as turn:
-        recorder = _lock_and_record(turn, options.state_dir, daemon.address, options.lock_timeout, options.manifest_file)
+        recorder = _lock_and_record(
+            turn, options.state_dir, daemon.address, identity, options.lock_timeout, options.manifest_file
+        )
         return _apply_locked(manifest, saved, daemon, recorder, options)
 
 
@@ -420,11 +423,16 @@ def _track_metrics(path: Path | None) -> MetricsRun:
 
 
 def _lock_and_record(
-    turn: contextlib.ExitStack, state_dir: Path | None, address: str, lock_timeout: float, manifest_file: Path
+    turn: contextlib.ExitStack,
+    state_dir: Path | None,
+    address: str,
+    identity: str,
+    lock_timeout: float,
+    manifest_file: Path,
 ) -> RunRecorder:
     """Take the daemon's lock for ``turn``; the history is written just before it is released."""
     state = ensure_state_dir(state_dir or default_state_dir())
-    turn.enter_context(daemon_lock(state, address, lock_timeout))
+    turn.enter_context(daemon_lock(lock_directory(state), identity, lock_timeout))
     recorder = RunRecorder(state, address, os.path.abspath(manifest_file), warn=_warn)
     turn.callback(recorder.close)
     return recorder

@@ -1,4 +1,12 @@
-"""One apply at a time per daemon: an exclusive ``flock`` on a file in the state directory.
+"""One apply at a time per daemon: an exclusive ``flock`` on a file every user of the machine shares.
+
+The lock is keyed on the daemon itself, not on how its address is spelt: the ``ID``
+that ``GET /info`` reports (else the real path of its unix socket, else its
+normalised address). So ``unix:///var/run/docker.sock`` and ``unix:///run/docker.sock``,
+a symlink to the socket, or ``tcp://localhost`` and ``tcp://127.0.0.1`` all take one lock.
+The file lives in a directory every user shares (``$RECONCILE_LOCK_DIR``, else
+``/run/lock``, else the state directory), so root's cron job and a user's shell
+contend too.
 
 ``flock`` belongs to the open file, so the kernel drops it when its holder dies,
 however it dies: a stale lock never needs breaking by hand. The file is never
@@ -13,18 +21,85 @@ import hashlib
 import json
 import os
 import shlex
+import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from reconciler.daemon import engine_id
 from reconciler.errors import LockHeld, StateDirError
 from reconciler.state_dir import daemon_key, ensure_state_dir
 
 POLL_SECONDS = 0.2
+LOCK_DIR_ENV = "RECONCILE_LOCK_DIR"
+SYSTEM_LOCK_DIR = Path("/run/lock")  # 1777 on Debian and most Linux systems
+# Never follow a link someone put in a shared directory in place of the lock file.
+_OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class InfoSource(Protocol):
+    """What :func:`daemon_identity` needs of a client: ``GET /info``."""
+
+    def info(self) -> Any: ...
+
+
+def daemon_identity(api: InfoSource, address: str) -> str:
+    """What the lock of the daemon at ``address`` is keyed on, in words fit for a message.
+
+    The daemon's ID from ``GET /info`` (one call); a daemon that gives none is known by
+    the real path of its unix socket, else by its normalised address.
+    """
+    found = engine_id(api, address)
+    if found:
+        return f"engine ID {found}"
+    socket = unix_socket_path(address)
+    if socket:
+        return f"socket {os.path.realpath(socket)}"
+    return f"address {daemon_key(address)}"
+
+
+def unix_socket_path(address: str) -> str | None:
+    """The socket path of a ``unix://`` address (``unix://x.sock`` is the relative ``x.sock``, as
+    docker-py reads it); None for any other address."""
+    try:
+        parts = urlsplit(address.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("unix", "http+unix"):
+        return None
+    return (parts.netloc + parts.path) or None
+
+
+def lock_directory(
+    state_dir: Path, environ: Mapping[str, str] | None = None, system_dir: Path = SYSTEM_LOCK_DIR
+) -> Path:
+    """Where lock files go: ``$RECONCILE_LOCK_DIR``, else ``system_dir`` (``/run/lock``) when it
+    exists and this user may create files in it, else the state directory (created if needed)."""
+    env = os.environ if environ is None else environ
+    configured = env.get(LOCK_DIR_ENV)
+    if configured:
+        chosen = Path(configured)
+        if not chosen.is_dir():
+            raise StateDirError(
+                f"The lock directory {chosen} (${LOCK_DIR_ENV}) does not exist or is not a directory. "
+                f"Create it (mode 1777 when several users run reconcile), or unset ${LOCK_DIR_ENV}."
+            )
+        return chosen
+    if system_dir.is_dir() and os.access(system_dir, os.W_OK | os.X_OK):
+        return system_dir
+    return ensure_state_dir(state_dir)
+
+
+def lock_path(lock_dir: Path, identity: str) -> Path:
+    """The lock file of the daemon known as ``identity`` (see :func:`daemon_identity`)."""
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+    return lock_dir / f"reconcile-{digest}.lock"
 
 
 @dataclass(frozen=True)
@@ -43,17 +118,28 @@ class LockHolder:
         return f"process {self.pid}{started}{command}"
 
 
-def lock_path(state_dir: Path, address: str) -> Path:
-    """The lock file of the daemon at ``address``: named from a hash of its normalised address."""
-    digest = hashlib.sha256(daemon_key(address).encode("utf-8")).hexdigest()[:20]
-    return state_dir / f"daemon-{digest}.lock"
-
-
 def read_holder(path: Path) -> LockHolder:
     """The holder written in ``path``; fields unknown when the file is empty or unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        text = path.read_text(encoding="utf-8")
     except (OSError, ValueError):
+        text = ""
+    return _parse_holder(text)
+
+
+def _holder_of(fd: int) -> LockHolder:
+    """The holder written in the open lock file (read through our descriptor, never by path again)."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8")
+    except (OSError, ValueError):
+        text = ""
+    return _parse_holder(text)
+
+
+def _parse_holder(text: str) -> LockHolder:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
         data = {}
     if not isinstance(data, dict):
         data = {}
@@ -67,26 +153,27 @@ def read_holder(path: Path) -> LockHolder:
 
 @contextmanager
 def daemon_lock(
-    state_dir: Path,
-    address: str,
+    lock_dir: Path,
+    identity: str,
     timeout: float = 0.0,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Path]:
-    """Hold the exclusive lock of the daemon at ``address`` for the ``with`` block.
+    """Hold the exclusive lock of the daemon known as ``identity`` for the ``with`` block.
 
+    ``lock_dir`` is :func:`lock_directory`'s choice and ``identity`` :func:`daemon_identity`'s.
     Polls for up to ``timeout`` seconds (0: one try), then raises :class:`LockHeld`
     naming the holder. Yields the lock file's path.
     """
-    path = lock_path(ensure_state_dir(state_dir), address)
+    path = lock_path(lock_dir, identity)
     fd = _open(path)
     try:
         deadline = clock() + timeout
         while not _try_lock(fd):
             remaining = deadline - clock()
             if remaining <= 0:
-                raise LockHeld(_held_message(path, address, timeout))
+                raise LockHeld(_held_message(fd, identity, timeout))
             sleep(min(POLL_SECONDS, remaining))
         _write_holder(fd)
         try:
@@ -99,17 +186,47 @@ def daemon_lock(
 
 
 def _open(path: Path) -> int:
+    """Open (creating it readable and writable by every user) the lock file at ``path``."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _open_shared(path)
     except OSError as exc:
-        # flock works on a read-only descriptor: a file we may not write still locks.
-        try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            raise StateDirError(
-                f"Cannot open the lock file {path}: {exc.strerror or exc}. "
-                "Pick a writable state directory with --state-dir."
-            ) from exc
+        raise StateDirError(
+            f"Cannot open the lock file {path}: {exc.strerror or exc}. "
+            f"Point ${LOCK_DIR_ENV} at a directory every user of reconcile may write in."
+        ) from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise StateDirError(
+            f"The lock file {path} is not a plain file of its own (something else was put in its place). "
+            "Remove it and try again."
+        )
+    return fd
+
+
+def _open_shared(path: Path) -> int:
+    try:
+        return _open_existing(path)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
+    except FileExistsError:
+        # Another process created it meanwhile. (Opening with O_CREAT alone would be refused
+        # for a file of another user in a sticky directory such as /run/lock: protected_regular.)
+        return _open_existing(path)
+    with suppress(OSError):
+        os.fchmod(fd, 0o666)  # the umask took bits off; every user must be able to open it
+    return fd
+
+
+def _open_existing(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | _OPEN_FLAGS)
+    except PermissionError:
+        # flock works on a read-only descriptor: a file we may only read still locks.
+        # The holder is then not written (see _write_holder).
+        return os.open(path, os.O_RDONLY | _OPEN_FLAGS)
 
 
 def _try_lock(fd: int) -> bool:
@@ -137,10 +254,10 @@ def _clear_holder(fd: int) -> None:
         os.ftruncate(fd, 0)
 
 
-def _held_message(path: Path, address: str, timeout: float) -> str:
-    holder = read_holder(path).describe()
+def _held_message(fd: int, identity: str, timeout: float) -> str:
+    holder = _holder_of(fd).describe()
     waited = f" and did not release it within {timeout:g}s" if timeout > 0 else ""
     return (
-        f"Another apply on {address} is running: {holder} holds its lock{waited}. "
+        f"Another apply on this Docker daemon ({identity}) is running: {holder} holds its lock{waited}. "
         "Try again when it has finished, or wait for it with --lock-timeout SECONDS."
     )

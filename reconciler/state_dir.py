@@ -47,7 +47,10 @@ def daemon_key(address: str) -> str:
     and must share one lock and one history.
     """
     text = address.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # such as "tcp://[::1": not an address, so only its own spelling matches it
+        return text.rstrip("/")
     scheme = parts.scheme.lower()
     if scheme in ("unix", "npipe"):
         path = parts.path or parts.netloc

@@ -21,6 +21,7 @@ import pytest
 from docker import APIClient
 from docker.errors import ImageNotFound
 
+from reconciler.lock import SYSTEM_LOCK_DIR, unix_socket_path
 from reconciler.metrics import LAST_SUCCESS, parse_metrics
 
 ImageFactory = Callable[..., str]
@@ -43,6 +44,15 @@ def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A lock directory of this test's own, shared by the CLI runs and the holders it starts."""
+    path = tmp_path / "locks"
+    path.mkdir()
+    monkeypatch.setenv("RECONCILE_LOCK_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def web_manifest(namespace: str, image_factory: ImageFactory, tmp_manifest: WriteManifest) -> Path:
     """A manifest that pulls one small image from the sandbox registry."""
@@ -62,8 +72,10 @@ class LockHolder:
         script = textwrap.dedent(f"""
             import sys
             from pathlib import Path
-            from reconciler.lock import daemon_lock
-            with daemon_lock(Path({str(state_dir)!r}), {address!r}):
+            from docker import APIClient
+            from reconciler.lock import daemon_identity, daemon_lock, lock_directory
+            identity = daemon_identity(APIClient(base_url={address!r}), {address!r})
+            with daemon_lock(lock_directory(Path({str(state_dir)!r})), identity):
                 print("locked", flush=True)
                 sys.stdin.readline()
         """)
@@ -120,6 +132,43 @@ def test_apply_fails_with_75_while_another_holds_the_lock_and_plan_does_not_wait
 
     planned = run_cli("plan", web_manifest, "--detailed-exitcode")
     assert planned.code == 2, planned.stdout + planned.stderr
+
+
+@pytest.mark.parametrize("shared", ["RECONCILE_LOCK_DIR", "default"])
+def test_one_lock_per_daemon_whatever_the_spelling_of_its_address_or_the_state_dir(
+    shared: str, namespace: str, web_manifest: Path, run_cli: CliRun, tmp_path: Path, api: APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if shared == "default":
+        if not (SYSTEM_LOCK_DIR.is_dir() and os.access(SYSTEM_LOCK_DIR, os.W_OK | os.X_OK)):
+            pytest.skip(f"{SYSTEM_LOCK_DIR} is not writable here")
+        monkeypatch.delenv("RECONCILE_LOCK_DIR")
+    address = os.environ["DOCKER_HOST"]
+    socket = unix_socket_path(address)
+    assert socket is not None, "the sandbox daemon listens on a unix socket"
+    link = tmp_path / "docker.sock"
+    link.symlink_to(socket)
+    # As root's cron job would: its own state directory, the socket by its real path.
+    holder = LockHolder(tmp_path / "root-state", address)
+    try:
+        # A user's shell: another state directory, the socket through a symlink.
+        through_link = run_cli(
+            "apply", web_manifest, "-H", f"unix://{link}", "--state-dir", tmp_path / "user-state"
+        )
+        assert through_link.code == 75, through_link.stdout + through_link.stderr
+        assert f"process {holder.process.pid}, started 20" in through_link.stderr
+        # Another HOME and state directory, the socket's path spelt through "..".
+        roundabout = f"unix://{Path(socket).parent}/../{Path(socket).parent.name}/{Path(socket).name}"
+        other_home = run_cli(
+            "apply", web_manifest, "-H", roundabout,
+            env={"HOME": str(tmp_path / "home"), "RECONCILE_STATE_DIR": str(tmp_path / "home-state")},
+        )
+        assert other_home.code == 75, other_home.stdout + other_home.stderr
+        assert image_id(api, f"{namespace}/web:1.0") is None  # nothing was done
+    finally:
+        holder.close()
+    applied = run_cli("apply", web_manifest, "-H", f"unix://{link}", "--state-dir", tmp_path / "user-state")
+    assert applied.code == 0, applied.stdout + applied.stderr
 
 
 def test_apply_waits_with_lock_timeout_then_succeeds(
