@@ -8,6 +8,7 @@ outside the daemon modules sees either.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import docker
 import requests
 
-from reconciler.errors import DaemonUnavailable
+from reconciler.errors import DaemonError, DaemonUnavailable, UsageError
 
 DEFAULT_TIMEOUT = 60  # seconds for one API call; pulls set their own deadline
 TRANSPORT_ERRORS = (
@@ -26,9 +27,53 @@ TRANSPORT_ERRORS = (
 )
 
 
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+ACCEPTED_ADDRESSES = (
+    "Give unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (npipe:// works on Windows only)."
+)
+
+
 def resolve_host(host: str | None) -> str:
-    """The daemon address: the one given, else DOCKER_HOST, else the local socket."""
-    return host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    """The daemon address: the one given, else DOCKER_HOST, else the local socket.
+
+    A malformed address, or one of a scheme docker-py cannot use here, is a usage error (exit 64).
+    """
+    if host:
+        return check_address(host, "--host")
+    from_env = os.environ.get("DOCKER_HOST")
+    if from_env:
+        return check_address(from_env, "DOCKER_HOST")
+    return DEFAULT_HOST
+
+
+def check_address(address: str, source: str) -> str:
+    """``address`` unchanged when docker-py can connect to it; else a UsageError naming ``source``."""
+    problem = _address_problem(address)
+    if problem is not None:
+        raise UsageError(
+            f"The Docker daemon address {address!r} from {source} cannot be used: {problem}. {ACCEPTED_ADDRESSES}"
+        )
+    return address
+
+
+def _address_problem(address: str) -> str | None:
+    """Why docker-py would refuse ``address`` (checked as its client will parse it), or None."""
+    text = address.strip()
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    windows = sys.platform == "win32"
+    if scheme == "npipe" and not windows:
+        return "npipe:// names a Windows named pipe, and this is not Windows"
+    try:
+        docker.utils.parse_host(text, windows)
+    except ValueError as exc:  # urllib's own words, such as "Invalid IPv6 URL"
+        return f"it is malformed ({exc})"
+    except docker.errors.DockerException as exc:
+        message = str(exc)
+        if message.startswith("Invalid bind address protocol") or "not implemented" in message:
+            return f"{scheme}:// is not a scheme reconcile can use" if scheme else "it has no scheme"
+        detail = message.removeprefix("Invalid bind address format: ").removesuffix(text).strip(" :")
+        return f"it is malformed ({detail})" if detail else "it is malformed"
+    return None
 
 
 @dataclass(frozen=True)
@@ -56,12 +101,29 @@ def client_options(address: str) -> dict[str, Any]:
 
 
 def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> Daemon:
-    """Open a low-level client and check the daemon answers; raises DaemonUnavailable."""
+    """Open a low-level client and check the daemon answers.
+
+    Raises UsageError for an address that cannot be used, DaemonUnavailable for one that does not answer.
+    """
     address = resolve_host(host)
     with unavailable_as_error(address):
         # "auto" asks the daemon for its API version: that call is also the reachability check.
         api = docker.APIClient(**client_options(address), version="auto", timeout=timeout)
         return Daemon(address=address, api=api)
+
+
+def engine_id(api: docker.APIClient, address: str) -> str:
+    """The daemon's own ID (``GET /info``, field ``ID``); empty when it does not give one."""
+    with unavailable_as_error(address):
+        try:
+            info = api.info()
+        except docker.errors.APIError as exc:
+            raise DaemonError(
+                f"The Docker daemon at {address} did not say which daemon it is "
+                f"(GET /info failed: {exc.explanation or exc}); nothing was changed."
+            ) from exc
+    found = info.get("ID") if isinstance(info, dict) else None
+    return found.strip() if isinstance(found, str) else ""
 
 
 @contextmanager

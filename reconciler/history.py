@@ -109,7 +109,13 @@ def parse_since(text: str, now: datetime) -> datetime:
             f"--since {text!r} is not a duration: write a number and a unit, such as 90m, 12h, 7d or 2w."
         )
     amount, unit = int(match.group(1)), match.group(2)
-    return now - timedelta(**{_SINCE_UNITS[unit]: amount})
+    try:
+        return now - timedelta(**{_SINCE_UNITS[unit]: amount})
+    except OverflowError:
+        raise UsageError(
+            f"--since {text.strip()!r} reaches back before the year 1, further than any history; "
+            "give a shorter duration, such as 52w."
+        ) from None
 
 
 # --- writing --------------------------------------------------------------------

@@ -213,7 +213,8 @@ class Puller:
                 reason = str(exc)
                 if exc.verdict in (Verdict.PERMANENT, Verdict.DAEMON_LOST):
                     self._fail(name, reason, elapsed)
-                    raise PullFailed(f"pull of {name} failed: {_explain(reason)}", exc.verdict) from None
+                    hint = self.auth.auth_failure_hint(ref.domain) if self.auth else None
+                    raise PullFailed(f"pull of {name} failed: {_explain(reason, hint)}", exc.verdict) from None
                 delay = backoff_delay(attempt, self._rand(), retry_after(reason))
                 if elapsed + delay >= self.deadline:
                     self._fail(name, reason, elapsed)
@@ -288,13 +289,13 @@ class Puller:
             self.on_event(event)
 
 
-def _explain(message: str) -> str:
+def _explain(message: str, auth_hint: str | None = None) -> str:
     lowered = message.lower()
     if "pull access denied" in lowered or "repository does not exist" in lowered or "not found" in lowered:
         return f"{message} (the registry may also say this when access is denied; nothing was removed)"
     if "no basic auth credentials" in lowered or "unauthorized" in lowered or "authentication required" in lowered:
-        return (
-            f"{message} (set RECONCILE_REGISTRY_USER and RECONCILE_REGISTRY_PASSWORD, "
-            "or log in with `docker login`; nothing was removed)"
+        how = auth_hint.rstrip(".") if auth_hint else (
+            "set RECONCILE_REGISTRY_USER and RECONCILE_REGISTRY_PASSWORD, or log in with `docker login`"
         )
+        return f"{message} ({how}; nothing was removed)"
     return message

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from reconciler.errors import ReconcilerError
 ENV_USER = "RECONCILE_REGISTRY_USER"
 ENV_PASSWORD = "RECONCILE_REGISTRY_PASSWORD"
 ENV_HOST = "RECONCILE_REGISTRY_HOST"
+HELPER_PREFIX = "docker-credential-"
 
 
 class CredentialsError(ReconcilerError):
@@ -42,13 +44,18 @@ class RegistryAuth:
 
     def for_registry(self, domain: str) -> dict[str, str] | None:
         """The auth config docker-py expects for ``domain``, or None to pull anonymously."""
-        env_applies = self.env_host is None or _same_registry(self.env_host, domain)
-        if self.env_user is not None and self.env_password is not None and env_applies:
+        if self._env_applies(domain):
+            assert self.env_user is not None and self.env_password is not None
             return {"username": self.env_user, "password": self.env_password, "serveraddress": domain}
         if self.config is None:
             return None
+        config = self.config
+        if self.missing_helper(domain):
+            # A helper that is not installed gives nothing: pull as `auths` alone allows (often
+            # anonymously). auth_failure_hint names it, for when the registry then asks for credentials.
+            config = docker.auth.AuthConfig({"auths": self.config.auths})
         try:
-            found = docker.auth.resolve_authconfig(self.config, domain)
+            found = docker.auth.resolve_authconfig(config, domain)
         except docker.errors.DockerException as exc:
             # The helper's own words may echo what it was given; name the helper only.
             raise CredentialsError(
@@ -56,6 +63,33 @@ class RegistryAuth:
                 "check `docker login` or the credHelpers/credsStore settings."
             ) from None
         return {str(k): str(v) for k, v in found.items()} if found else None
+
+    def missing_helper(self, domain: str) -> str | None:
+        """The credential helper program the Docker config names for ``domain`` when it is not
+        installed (not on PATH); None when there is none to run or it is there."""
+        if self.config is None or self._env_applies(domain):
+            return None
+        name = self.config.get_credential_store(domain)
+        if not name:
+            return None
+        program = HELPER_PREFIX + str(name)
+        return None if shutil.which(program) else program
+
+    def auth_failure_hint(self, domain: str) -> str | None:
+        """For a registry that refused us: a sentence naming a missing credential helper, else None."""
+        program = self.missing_helper(domain)
+        if program is None:
+            return None
+        return (
+            f"The Docker config names the credential helper {program} for {domain}, but it is not "
+            f"installed or not on PATH, so no credentials were sent; install it, or set "
+            f"{ENV_USER} and {ENV_PASSWORD}."
+        )
+
+    def _env_applies(self, domain: str) -> bool:
+        if self.env_user is None or self.env_password is None:
+            return False
+        return self.env_host is None or _same_registry(self.env_host, domain)
 
     def header(self, domain: str) -> str | None:
         """The ``X-Registry-Auth`` header value for ``domain``, or None."""
@@ -71,11 +105,50 @@ def load_registry_auth(environ: Mapping[str, str]) -> RegistryAuth:
     if (user is None) != (password is None):
         raise CredentialsError(f"Set both {ENV_USER} and {ENV_PASSWORD}, or neither.")
     host = environ.get(ENV_HOST) or None
+    if user is not None and host is None:
+        # The environment's credentials serve every registry: the Docker config is never read.
+        return RegistryAuth(env_user=user, env_password=password)
     try:
         config = docker.auth.load_config(credstore_env=None)
     except docker.errors.DockerException:
         config = None  # an unreadable config is read by docker-py as no credentials too
+    except (ValueError, TypeError):  # an `auths` entry's `auth` is not base64 of USER:PASSWORD
+        # Neither docker-py's words nor the value: both may carry part of the secret.
+        raise CredentialsError(_bad_auth_entry_message()) from None
     return RegistryAuth(env_user=user, env_password=password, env_host=host, config=config)
+
+
+def _bad_auth_entry_message() -> str:
+    path = docker.utils.config.find_config_file()
+    registry = _bad_auth_registry(path) if path else None
+    where = f"the Docker config {path}" if path else "the Docker config"
+    entry = f'the `auths` entry for {registry}' if registry else "an `auths` entry"
+    login = f"docker login {registry}" if registry else "docker login REGISTRY"
+    return (
+        f"In {where}, {entry} has an `auth` value that is not base64 of USER:PASSWORD. "
+        f"Log in again with `{login}`, or delete that entry; or set {ENV_USER} and {ENV_PASSWORD} "
+        "for every registry."
+    )
+
+
+def _bad_auth_registry(path: str) -> str | None:
+    """The first registry whose ``auth`` value docker-py cannot decode; None when none is found."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    auths = document.get("auths") if isinstance(document, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    for registry, entry in auths.items():
+        if not isinstance(entry, dict) or "identitytoken" in entry or "auth" not in entry:
+            continue
+        try:
+            docker.auth.decode_auth(entry["auth"])
+        except (ValueError, TypeError, AttributeError):
+            return str(registry)
+    return None
 
 
 def _same_registry(configured: str, domain: str) -> bool:

@@ -99,6 +99,17 @@ def test_parse_since() -> None:
             parse_since(bad, NOW)
 
 
+def test_a_duration_reaching_before_the_year_1_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_since("999999w", NOW)
+    assert caught.value.exit_code == 64
+    assert str(caught.value) == (
+        "--since '999999w' reaches back before the year 1, further than any history; "
+        "give a shorter duration, such as 52w."
+    )
+    assert parse_since("99999w", NOW) == NOW - timedelta(weeks=99999)  # still within the calendar
+
+
 def test_one_transaction_per_run(state: Path) -> None:
     with sqlite3.connect(history_path(state)) as db:
         runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]

@@ -1,0 +1,81 @@
+"""Daemon addresses: what docker-py cannot use is a usage error before any connection; /info's ID."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+import pytest
+import requests
+
+from reconciler.daemon import engine_id, resolve_host
+from reconciler.errors import DaemonError, DaemonUnavailable, ExitCode, UsageError
+
+SCHEMES = "unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (npipe:// works on Windows only)"
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("tcp://[::1", "it is malformed (Invalid IPv6 URL)"),
+        ("foo://bar", "foo:// is not a scheme reconcile can use"),
+        ("fd://", "fd:// is not a scheme reconcile can use"),
+        ("npipe:////./pipe/docker_engine", "npipe:// names a Windows named pipe, and this is not Windows"),
+        ("tcp://host", "it is malformed (port is required)"),
+        ("ssh://box/path", "it is malformed (no path allowed for this protocol)"),
+    ],
+)
+def test_an_address_docker_cannot_use_is_a_usage_error(
+    address: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    with pytest.raises(UsageError) as caught:
+        resolve_host(address)
+    assert caught.value.exit_code is ExitCode.USAGE
+    assert str(caught.value) == f"The Docker daemon address {address!r} from --host cannot be used: {why}. Give {SCHEMES}."
+
+
+def test_docker_host_is_checked_and_named_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "foo://bar")
+    with pytest.raises(UsageError, match="'foo://bar' from DOCKER_HOST cannot be used"):
+        resolve_host(None)
+    assert resolve_host("unix:///run/docker.sock") == "unix:///run/docker.sock"  # --host wins
+
+
+@pytest.mark.parametrize(
+    "address", ["unix:///var/run/docker.sock", "unix://docker.sock", "tcp://127.0.0.1:2375", "tcp://[::1]:2375",
+                "ssh://me@box", "ssh://box:2222", "https://box:2376"],
+)
+def test_usable_addresses_are_kept_as_given(address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert resolve_host(address) == address
+
+
+def test_no_address_is_the_local_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert resolve_host(None) == "unix:///var/run/docker.sock"
+
+
+class Info:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def info(self) -> Any:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+def test_engine_id_is_the_id_of_get_info() -> None:
+    assert engine_id(Info({"ID": " ABCD:EFGH \n"}), "unix:///d.sock") == "ABCD:EFGH"
+    assert engine_id(Info({"ID": ""}), "unix:///d.sock") == ""
+    assert engine_id(Info({}), "unix:///d.sock") == ""
+    assert engine_id(Info(["not", "a", "dict"]), "unix:///d.sock") == ""
+
+
+def test_engine_id_failures_are_our_errors() -> None:
+    with pytest.raises(DaemonUnavailable, match=r"Cannot reach the Docker daemon at unix:///d\.sock"):
+        engine_id(Info(requests.exceptions.ConnectionError("refused")), "unix:///d.sock")
+    refused = docker.errors.APIError("500 Server Error", explanation="boom")
+    with pytest.raises(DaemonError, match=r"did not say which daemon it is \(GET /info failed: boom\)"):
+        engine_id(Info(refused), "unix:///d.sock")
