@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,8 @@ VERSION = 1
 # Far larger than any plan; a bound so that a wrong file is refused, not read whole.
 MAX_BYTES = 64 * 1024 * 1024
 PLAN_AGAIN = "run `reconcile plan` again"
+# Our format key in a file that does not parse: what marks a damaged plan, as opposed to a manifest.
+_FORMAT_KEY = re.compile(rb'"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'"')
 
 
 @dataclass(frozen=True)
@@ -106,23 +109,31 @@ def write_or_explain(path: str | os.PathLike[str], text: str, what: str) -> None
 
 
 def is_plan_text(data: bytes) -> bool:
-    """True when ``data`` claims to be a saved plan: a JSON object naming our format.
+    """True when ``data`` is a saved plan: a JSON object whose ``format`` is ours.
 
-    Decided by content, not by file name. A truncated or edited plan file still
-    counts, so that it is refused as a plan rather than read as a manifest.
+    Decided by content, not by file name, and by parsing, not by a substring: a
+    manifest in JSON syntax may well name a repository ``reconciler-plan``. A
+    file that starts like JSON and has our ``format`` key but does not parse
+    (truncated or badly edited) still counts, so that it is refused as a plan
+    rather than read as a manifest.
     """
-    head = data.lstrip()
-    return head.startswith(b"{") and FORMAT.encode() in head
+    if not data.lstrip().startswith(b"{"):
+        return False
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON (a YAML flow mapping?), or a damaged plan
+        return _FORMAT_KEY.search(data) is not None
+    return isinstance(document, dict) and document.get("format") == FORMAT
 
 
 def saved_plan_at(path: str | os.PathLike[str]) -> SavedPlan | None:
     """The saved plan at ``path``, or None when the file is something else (a manifest)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4096)
+            data = handle.read(MAX_BYTES + 1)
     except OSError:
         return None  # the manifest loader explains what is wrong with the file
-    return read_plan_file(path) if is_plan_text(head) else None
+    return _checked_plan(data, os.fspath(path)) if is_plan_text(data) else None
 
 
 def read_plan_file(path: str | os.PathLike[str]) -> SavedPlan:
@@ -133,6 +144,10 @@ def read_plan_file(path: str | os.PathLike[str]) -> SavedPlan:
             data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise PlanFileError(f"Cannot read the saved plan {filename}: {exc.strerror or exc}.") from exc
+    return _checked_plan(data, filename)
+
+
+def _checked_plan(data: bytes, filename: str) -> SavedPlan:
     if len(data) > MAX_BYTES:
         raise _unusable(filename, f"it is larger than {MAX_BYTES // (1024 * 1024)} MiB")
     return load_plan(data, filename)
@@ -144,6 +159,8 @@ def load_plan(data: bytes, filename: str) -> SavedPlan:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _unusable(filename, f"it is not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise _unusable(filename, "it is nested too deeply to be a plan") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _unusable(filename, f'it has no "format": "{FORMAT}" key')
     version = document.get("version")

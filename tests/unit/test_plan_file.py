@@ -21,6 +21,7 @@ from reconciler.plan_file import (
     is_plan_text,
     load_plan,
     read_plan_file,
+    saved_plan_at,
 )
 
 from .planning_data import image_id
@@ -76,6 +77,48 @@ def test_plan_files_are_told_from_manifests_by_content() -> None:
     assert is_plan_text(b'  {"format": "reconciler-plan", "vers')  # truncated: still refused as a plan
     assert not is_plan_text(b"version: 1\nimages: []\n")
     assert not is_plan_text(b'{"version": 1, "images": []}')  # a manifest in YAML flow style
+
+
+def test_a_json_manifest_naming_a_reconciler_plan_repository_is_a_manifest() -> None:
+    manifest = json.dumps({"version": 1, "images": [{"name": "reconciler-plan", "tags": ["1"]}]}).encode()
+    assert not is_plan_text(manifest)
+    assert not is_plan_text(b'{"version": 1, "images": [{"name": "team/reconciler-plan"}], "format": "x"}')
+    # YAML flow style that is not JSON, and a JSON value named like our format in another key.
+    assert not is_plan_text(b"{version: 1, images: [{name: reconciler-plan}]}")
+    assert not is_plan_text(b'{"version": 1, "images": [{"name": "web", "tags": ["1"]}], "x": {"format": 1}')
+    assert not is_plan_text(b'{"name": "format", "tags": ["reconciler-plan"]')
+
+
+def test_a_damaged_plan_with_our_format_key_is_still_a_plan(tmp_path: Path) -> None:
+    text = dump_plan(PLAN, CREATED)
+    assert is_plan_text(text[: len(text) // 2].encode())  # truncated
+    assert is_plan_text(text.replace('"steps": [', '"steps": [,', 1).encode())  # edited into invalid JSON
+    assert is_plan_text(b'{"format": "reconciler-plan", "version": 1}')  # valid JSON, fields missing
+    assert is_plan_text(b'{"version": 1, "format" : "reconciler-plan"')  # the key need not come first
+    assert not is_plan_text(b"{" + b'"x": [' * 100_000)  # too deep, no key of ours: a manifest's problem
+    deep = b'{"format": "reconciler-plan", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert is_plan_text(deep)
+    with pytest.raises(PlanFileError, match="nested too deeply"):
+        load_plan(deep, "plan.json")
+    assert not is_plan_text(b'{"format": "reconciler-plan-2", "version": 1}')
+
+    damaged = tmp_path / "plan.json"
+    damaged.write_text(text[: len(text) // 2])
+    with pytest.raises(PlanFileError, match="is not a usable saved plan: it is not valid JSON") as caught:
+        saved_plan_at(damaged)
+    assert caught.value.exit_code == ExitCode.INVALID_MANIFEST
+
+
+def test_a_large_plan_is_recognised_whole(tmp_path: Path) -> None:
+    many = tuple(Step(action=Action.PULL, ref=f"web:{n}", reason="x" * 100) for n in range(200))
+    path = tmp_path / "plan.json"
+    path.write_text(dump_plan(Plan(steps=many, manifest_path="m", manifest_digest="d", host="h"), CREATED))
+    assert path.stat().st_size > 4096
+    saved = saved_plan_at(path)
+    assert saved is not None and len(saved.plan.steps) == 200
+    manifest = tmp_path / "images.json"
+    manifest.write_text(json.dumps({"version": 1, "images": [{"name": "reconciler-plan"}] * 300}))
+    assert saved_plan_at(manifest) is None
 
 
 @pytest.mark.parametrize(
