@@ -7,6 +7,7 @@ outside the daemon modules sees either.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -96,6 +97,11 @@ def client_options(address: str) -> dict[str, Any]:
     if tls and address.startswith(("tcp://", "https://")):
         options["tls"] = tls
     if address.startswith("ssh://"):
+        if importlib.util.find_spec("paramiko") is None:
+            raise UsageError(
+                f"The Docker daemon {address} is reached over ssh, and docker-py needs paramiko for that; "
+                "install it with: pip install 'reconciler[ssh]'."
+            )
         options["use_ssh_client"] = True
     return options
 
