@@ -12,8 +12,8 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +25,11 @@ from reconciler.errors import HistoryError, UsageError
 from reconciler.reference import ReferenceError, parse_reference
 from reconciler.render import human_bytes
 from reconciler.report import StepResult
+from reconciler.sqlite_store import open_store, transaction
 from reconciler.state_dir import daemon_key, ensure_state_dir
 
 HISTORY_FILE = "history.sqlite3"
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_SECONDS = 5.0
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -152,7 +152,7 @@ class RunRecorder:
         path = history_path(self._state_dir)
         try:
             ensure_state_dir(self._state_dir)
-            with closing(_connect(path)) as db, _transaction(db):
+            with closing(open_store(path, _SCHEMA, SCHEMA_VERSION, "run history")) as db, transaction(db):
                 run_id = _insert_run(db, self._started, iso(self._clock()), self._host, self._manifest)
                 db.executemany(
                     "INSERT INTO steps (run_id, time, action, ref, canonical, repository, image_id,"
@@ -221,7 +221,7 @@ def query_history(state_dir: Path, query: HistoryQuery) -> tuple[HistoryRecord, 
         f" WHERE {' AND '.join(where) or '1'} ORDER BY steps.time, steps.id"
     )
     try:
-        with closing(_connect(path)) as db:
+        with closing(open_store(path, _SCHEMA, SCHEMA_VERSION, "run history")) as db:
             return tuple(HistoryRecord(*row) for row in db.execute(sql, params))
     except sqlite3.Error as exc:
         raise HistoryError(f"The run history in {path} cannot be read: {_why(exc)}.") from exc
@@ -272,44 +272,13 @@ def _image_clause(text: str) -> tuple[str, list[Any]]:
 # --- storage --------------------------------------------------------------------
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # Autocommit mode: transactions are begun and ended explicitly below.
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        _migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    with _transaction(db):
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = row[0] if row else None
-        if version is None:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"The run history has schema version {version}, newer than this reconcile "
-                f"understands ({SCHEMA_VERSION}); upgrade reconcile or use another --state-dir."
-            )
 
 
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+
+
+
 
 
 def _why(exc: BaseException) -> str:

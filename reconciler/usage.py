@@ -14,8 +14,8 @@ events into facts is pure (:func:`facts_from_events`); the reading is in
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,11 @@ from typing import Any
 from reconciler.errors import HistoryError
 from reconciler.inventory import Inventory
 from reconciler.reference import ReferenceError, parse_reference
+from reconciler.sqlite_store import open_store, schema_version, transaction
 from reconciler.state_dir import daemon_key, ensure_state_dir
 
 USAGE_FILE = "usage.sqlite3"
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_SECONDS = 5.0
 HISTORY_PER_TAG = 20  # keep_previous rarely asks for more than a few
 
 _SCHEMA = """
@@ -185,7 +185,7 @@ def read_usage(state_dir: Path, host: str) -> UsageState:
     try:
         # Read-only: `plan` must not change anything, our own state included.
         with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            if _version(db) is None:
+            if schema_version(db) is None:
                 return UsageState()
             uses = dict(db.execute("SELECT image_id, time FROM last_use WHERE host_key=?", (key,)))
             history: dict[str, list[str]] = {}
@@ -212,7 +212,7 @@ def record_usage(state_dir: Path, host: str, facts: Iterable[UsageFacts], until:
     key = daemon_key(host)
     ensure_state_dir(state_dir)
     path = usage_path(state_dir)
-    with closing(_connect(path)) as db, _transaction(db):
+    with closing(open_store(path, _SCHEMA, SCHEMA_VERSION, "usage state")) as db, transaction(db):
         for fact in facts:
             db.executemany(
                 "INSERT INTO last_use (host_key, image_id, time) VALUES (?,?,?)"
@@ -247,44 +247,9 @@ def _point_tag(db: sqlite3.Connection, key: str, tag: str, image_id: str, when: 
     )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        with _transaction(db):
-            version = _version(db)
-            if version is None:
-                db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                for statement in _SCHEMA.split(";"):
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"The usage state in {path} has schema version {version}, newer than this"
-                    f" reconcile understands ({SCHEMA_VERSION}); upgrade reconcile or use another --state-dir."
-                )
-    except BaseException:
-        db.close()
-        raise
-    return db
 
 
-def _version(db: sqlite3.Connection) -> int | None:
-    exists = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
-    ).fetchone()
-    if not exists:
-        return None
-    row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
 
 
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+
+
