@@ -7,9 +7,11 @@ outside the daemon modules sees either.
 
 from __future__ import annotations
 
+import binascii
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,7 +88,7 @@ class Daemon:
 
     def new_client(self, timeout: int = DEFAULT_TIMEOUT) -> docker.APIClient:
         """Another client to the same daemon and API version (one per thread: sessions are not thread-safe)."""
-        return docker.APIClient(**client_options(self.address), version=self.api.api_version, timeout=timeout)
+        return _api_client(client_options(self.address), version=self.api.api_version, timeout=timeout)
 
 
 def client_options(address: str) -> dict[str, Any]:
@@ -114,8 +116,30 @@ def connect(host: str | None, timeout: int = DEFAULT_TIMEOUT) -> Daemon:
     address = resolve_host(host)
     with unavailable_as_error(address):
         # "auto" asks the daemon for its API version: that call is also the reachability check.
-        api = docker.APIClient(**client_options(address), version="auto", timeout=timeout)
+        api = _api_client(client_options(address), version="auto", timeout=timeout)
         return Daemon(address=address, api=api)
+
+
+_CONFIG_BYPASS = threading.Lock()
+
+
+def _api_client(options: dict[str, Any], **more: Any) -> docker.APIClient:
+    """docker-py's client, which parses the Docker config's credentials as it starts.
+
+    A broken `auths` entry would stop it there, for every command and every registry;
+    the connection needs no credentials (pulls take theirs from registry_auth, which
+    says what is wrong when a registry refuses us), so the client then starts without.
+    """
+    try:
+        return docker.APIClient(**options, **more)
+    except (ValueError, TypeError, binascii.Error):
+        with _CONFIG_BYPASS:  # pull threads open clients too: one swap at a time
+            original = docker.api.client.auth.load_config
+            docker.api.client.auth.load_config = lambda *args, **kwargs: docker.auth.AuthConfig({})
+            try:
+                return docker.APIClient(**options, **more)
+            finally:
+                docker.api.client.auth.load_config = original
 
 
 def engine_id(api: docker.APIClient, address: str) -> str:

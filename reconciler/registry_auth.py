@@ -21,7 +21,7 @@ from typing import Any
 
 import docker
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ExitCode, ReconcilerError
 
 ENV_USER = "RECONCILE_REGISTRY_USER"
 ENV_PASSWORD = "RECONCILE_REGISTRY_PASSWORD"
@@ -32,6 +32,8 @@ HELPER_PREFIX = "docker-credential-"
 class CredentialsError(ReconcilerError):
     """The credentials settings are incomplete or a credential helper failed."""
 
+    exit_code = ExitCode.USAGE
+
 
 @dataclass(frozen=True)
 class RegistryAuth:
@@ -41,6 +43,7 @@ class RegistryAuth:
     env_password: str | None = field(default=None, repr=False)
     env_host: str | None = None
     config: Any = field(default=None, repr=False)  # docker.auth.AuthConfig
+    config_problem: str | None = None  # why the Docker config could not be used, said when a registry refuses us
 
     def for_registry(self, domain: str) -> dict[str, str] | None:
         """The auth config docker-py expects for ``domain``, or None to pull anonymously."""
@@ -76,7 +79,10 @@ class RegistryAuth:
         return None if shutil.which(program) else program
 
     def auth_failure_hint(self, domain: str) -> str | None:
-        """For a registry that refused us: a sentence naming a missing credential helper, else None."""
+        """For a registry that refused us: a sentence naming a missing credential helper or a broken
+        Docker config, else None."""
+        if self.config_problem and not self._env_applies(domain):
+            return self.config_problem
         program = self.missing_helper(domain)
         if program is None:
             return None
@@ -103,7 +109,7 @@ def load_registry_auth(environ: Mapping[str, str]) -> RegistryAuth:
     """Read the settings once: the environment variables, then the Docker config file."""
     user, password = environ.get(ENV_USER) or None, environ.get(ENV_PASSWORD)
     if (user is None) != (password is None):
-        raise CredentialsError(f"Set both {ENV_USER} and {ENV_PASSWORD}, or neither.")
+        raise CredentialsError(f"Set both {ENV_USER} and {ENV_PASSWORD}, or neither.")  # exit 64
     host = environ.get(ENV_HOST) or None
     if user is not None and host is None:
         # The environment's credentials serve every registry: the Docker config is never read.
@@ -113,8 +119,10 @@ def load_registry_auth(environ: Mapping[str, str]) -> RegistryAuth:
     except docker.errors.DockerException:
         config = None  # an unreadable config is read by docker-py as no credentials too
     except (ValueError, TypeError):  # an `auths` entry's `auth` is not base64 of USER:PASSWORD
-        # Neither docker-py's words nor the value: both may carry part of the secret.
-        raise CredentialsError(_bad_auth_entry_message()) from None
+        # As the docker CLI does, go on without the config: a registry that needs it will refuse
+        # us, and the pull's error then says why. Neither docker-py's words nor the value are
+        # repeated: both may carry part of the secret.
+        return RegistryAuth(env_user=user, env_password=password, env_host=host, config_problem=_bad_auth_entry_message())
     return RegistryAuth(env_user=user, env_password=password, env_host=host, config=config)
 
 
