@@ -26,6 +26,7 @@ from reconciler.cli_options import (
     EXIT_CODES_HELP,
     host_option,
     manifest_argument,
+    one_host_option,
     output_option,
     quiet_option,
     removal_guard_options,
@@ -178,6 +179,8 @@ def _plan_host(manifest: Manifest, address: str | None, state: Path, options: Pl
             else None
         )
         document = render.plan_document(current, images=images)
+        if refusal is not None:
+            document["summary"]["refused"] = refusal
     elif options.quiet and current.has_changes:
         _out().print(render.plan_summary_text(current), highlight=False)
     else:
@@ -260,13 +263,14 @@ def apply(
 
     def one(address: str | None) -> HostOutcome:
         outcome, report = _apply_host(manifest, saved.plan if saved else None, address, options)
-        reports.append(report)
+        if report is not None:  # None: refused, nothing done; the run is then no success
+            reports.append(report)
         return outcome
 
     codes = for_each_host(host, output, one)
     merged = merge_reports(reports)
-    if merged is not None:
-        metrics.finished(merged)
+    if merged is not None and len(reports) == max(len(host), 1):
+        metrics.finished(merged)  # a daemon that gave no report leaves the run unfinished: not a success
     _exit_with(codes)
 
 
@@ -285,7 +289,7 @@ class ApplyOptions:
 
 def _apply_host(
     manifest: Manifest | None, saved: Plan | None, address: str | None, options: ApplyOptions
-) -> tuple[HostOutcome, Report]:
+) -> tuple[HostOutcome, Report | None]:
     """Plan (or take the saved plan) and apply it on one daemon, under that daemon's lock.
 
     The lock is released, and the run's history written, when this daemon's turn ends.
@@ -301,7 +305,7 @@ def _apply_host(
 
 def _apply_locked(
     manifest: Manifest | None, saved: Plan | None, daemon: Daemon, recorder: RunRecorder, options: ApplyOptions
-) -> tuple[HostOutcome, Report]:
+) -> tuple[HostOutcome, Report | None]:
     auth = load_registry_auth(os.environ)
     state = options.state_dir or default_state_dir()
     run: RetentionRun | None = None
@@ -314,9 +318,14 @@ def _apply_locked(
     text = options.output == "text"
     refusal = None if options.allow_large_removal else too_many_removals(current, manifest, run, options.max_removals)
     if refusal is not None:
+        document = None
         if text:
             console.print(render.plan_text(current), highlight=False)
-        raise LargeRemovalRefused(refusal)
+        else:  # programs get the refused plan, with why, and the exit code
+            document = render.plan_document(current)
+            document["summary"]["refused"] = refusal
+        _error(str(LargeRemovalRefused(refusal)))
+        return HostOutcome(LargeRemovalRefused.exit_code, document), None
     if not current.has_changes:
         empty = Report(host=current.host, manifest_path=current.manifest_path)
         if text:
@@ -383,7 +392,7 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@host_option
+@one_host_option
 @output_option
 @click.option(
     "--out",

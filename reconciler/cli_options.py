@@ -15,12 +15,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CODES_HELP = """\b
 Exit codes:
   0   success; the host matches (or the manifest is valid)
-  2   plan --detailed-exitcode: changes are pending
+  2   plan --detailed-exitcode: changes are pending (a plan of only blocked steps is 0)
   3   apply finished, but some steps failed or were skipped for safety
       (or plan/apply: more removals than --max-removals/max_removal_percent)
   4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
   64  usage error
-  65  invalid manifest
+  65  invalid manifest, or a saved plan that is corrupt or of an unknown version
   69  Docker daemon unreachable
   75  apply: another apply holds this daemon's lock (see --lock-timeout),
       or only registry rate limits (HTTP 429) kept pulls from finishing
@@ -50,6 +50,16 @@ def output_option(func: F) -> F:
     )(func)
 
 
+def one_host_option(func: F) -> F:
+    return click.option(
+        "--host",
+        "-H",
+        metavar="URL",
+        multiple=True,  # taken as a list so that a second one is refused, not silently dropped
+        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket).",
+    )(func)
+
+
 def quiet_option(func: F) -> F:
     return click.option(
         "--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary."
@@ -61,7 +71,7 @@ def state_dir_option(func: F) -> F:
         "--state-dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=STATE_DIR_ENV,
-        help="Where locks and the run history live "
+        help="Where the run history and the usage state live; plan only reads them "
         "(default: $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler).",
     )(func)
 

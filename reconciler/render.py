@@ -145,7 +145,7 @@ def report_summary_text(report: Report) -> str:
     stale = len(report.with_outcome(Outcome.STALE))
     refused = f", {stale} stale" if stale else ""
     text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}"
-    if not report.complete:
+    if skipped or failed:
         text += " Skipped and failed steps are listed above; nothing else was touched."
     if stale:
         text += " The host changed since the plan was made: run `reconcile plan` again."

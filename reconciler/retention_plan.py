@@ -129,7 +129,7 @@ def removal_guard(
     return (
         "The plan was refused and nothing was done: "
         + "; ".join(problems)
-        + ". Check the removals above; pass --allow-large-removal to go ahead."
+        + ". Check the plan's removals; pass --allow-large-removal to go ahead."
     )
 
 
