@@ -72,6 +72,7 @@ still computed, so the refusal can be explained.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -422,10 +423,13 @@ class _RuleRound:
             ref for ref, d in zip(sorted(image.tags), units, strict=False) if not d.kept
         )
         held = self.previous.get(image.id)
+        if held is not None:
+            held = dataclasses.replace(held, age=self.context.now - image.created)
         decisions = (*units, held) if held else tuple(units)
         if held is None and not any(d.kept for d in units):
             return Verdict(image.id, Outcome.REMOVE, decisions, freed_bytes=image.unique_size)
-        if dropped:
+        # An image keep_previous holds cannot lose its last tag: the daemon would delete it with it.
+        if dropped and len(dropped) < len(image.tags):
             return Verdict(image.id, Outcome.UNTAG, decisions, untag=dropped)
         return Verdict(image.id, Outcome.KEEP, decisions)
 

@@ -417,11 +417,25 @@ def test_keep_previous_holds_the_old_image_of_a_moved_tag_against_later_rules() 
     assert (held.rule, held.condition, held.rank) == ("ci", "keep_previous", 1)
 
 
-def test_keep_previous_on_a_tagged_image_untags_but_never_removes_it() -> None:
+def test_keep_previous_keeps_a_held_image_whole_when_every_tag_would_go() -> None:
+    # Untagging an image's last tag deletes it, so a held image keeps its tags.
     ci = rule("ci", keep_previous=1)
     result = evaluate(
         spec_of(ci),
-        image(1, "app:1.0"),
+        image(1, "app:1.0", age=50 * DAY),
+        previous={"docker.io/library/app:1.0": (f"sha256:{1:064x}",)},
+    )
+    assert verdict_of(result, 1).outcome is Outcome.KEEP
+    assert untagged(result, 1) == []
+    held = [d for d in verdict_of(result, 1).decisions if d.condition == "keep_previous"]
+    assert held and held[0].age == 50 * DAY
+
+
+def test_keep_previous_lets_a_held_image_lose_some_of_its_tags() -> None:
+    ci = rule("ci", keep_previous=1, keep_tags="stable")
+    result = evaluate(
+        spec_of(ci),
+        image(1, "app:1.0", "app:stable"),
         previous={"docker.io/library/app:1.0": (f"sha256:{1:064x}",)},
     )
     assert verdict_of(result, 1).outcome is Outcome.UNTAG
@@ -536,6 +550,6 @@ def test_an_image_keep_previous_strips_of_its_tags_takes_no_untagged_keep_last_s
     held, old = image(1, "app:old", age=2 * DAY), image(2, age=3 * DAY)
     previous = {"docker.io/library/app:latest": (held.id,)}
     first = evaluate(spec, held, old, previous=previous)
-    assert outcomes(first) == {1: Outcome.UNTAG, 2: Outcome.KEEP}
+    assert outcomes(first) == {1: Outcome.KEEP, 2: Outcome.KEEP}
     second = evaluate(spec, replace(held, tags=()), old, previous=previous)
     assert outcomes(second) == {1: Outcome.KEEP, 2: Outcome.KEEP}
