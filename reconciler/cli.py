@@ -32,7 +32,7 @@ from reconciler.cli_options import (
     removal_guard_options,
     state_dir_option,
 )
-from reconciler.daemon import Daemon, connect, resolve_host
+from reconciler.daemon import Daemon, connect
 from reconciler.daemon_read import (
     read_inventory,
     read_layers_size,
@@ -62,7 +62,14 @@ from reconciler.lock import daemon_identity, daemon_lock, lock_directory
 from reconciler.manifest import Manifest
 from reconciler.metrics import MetricsRun
 from reconciler.plan import Plan
-from reconciler.plan_file import check_applicable, now, save_plan, saved_plan_at, write_or_explain
+from reconciler.plan_file import (
+    SavedPlan,
+    check_applicable,
+    now,
+    save_plan,
+    saved_plan_at,
+    write_or_explain,
+)
 from reconciler.progress import pull_display
 from reconciler.puller import Puller
 from reconciler.registry_auth import load_registry_auth
@@ -162,12 +169,13 @@ class PlanOptions:
 
 
 def _plan_host(manifest: Manifest, address: str | None, state: Path, options: PlanOptions) -> HostOutcome:
-    current, run = make_plan(manifest, connect(address), state_dir=state, clock=time.time(), explain=options.explain)
+    daemon = connect(address)
+    current, run = make_plan(manifest, daemon, state_dir=state, clock=time.time(), explain=options.explain)
     refusal = None
     if not options.allow_large_removal:
         refusal = too_many_removals(current, manifest, run, options.max_removals)
     if options.out_file is not None and refusal is None:
-        save_plan(options.out_file, current, now())
+        save_plan(options.out_file, current, now(), engine=daemon_identity(daemon.api, daemon.address))
         name = escape(str(options.out_file))
         _err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
     verdicts = run if options.explain else None
@@ -252,8 +260,6 @@ def apply(
     saved = saved_plan_at(manifest_file)
     if saved and len(host) > 1:
         raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
-    if saved:
-        check_applicable(saved, resolve_host(host[0] if host else None))
     manifest = None if saved else load_manifest(manifest_file)
     options = ApplyOptions(
         manifest_file, output, pull_timeout, parallelism, quiet, state_dir, lock_timeout, max_removals,
@@ -262,7 +268,7 @@ def apply(
     reports: list[Report] = []
 
     def one(address: str | None) -> HostOutcome:
-        outcome, report = _apply_host(manifest, saved.plan if saved else None, address, options)
+        outcome, report = _apply_host(manifest, saved, address, options)
         if report is not None:  # None: refused, nothing done; the run is then no success
             reports.append(report)
         return outcome
@@ -288,7 +294,7 @@ class ApplyOptions:
 
 
 def _apply_host(
-    manifest: Manifest | None, saved: Plan | None, address: str | None, options: ApplyOptions
+    manifest: Manifest | None, saved: SavedPlan | None, address: str | None, options: ApplyOptions
 ) -> tuple[HostOutcome, Report | None]:
     """Plan (or take the saved plan) and apply it on one daemon, under that daemon's lock.
 
@@ -296,11 +302,13 @@ def _apply_host(
     """
     daemon = connect(address)
     identity = daemon_identity(daemon.api, daemon.address)  # GET /info: the lock is the daemon's, not its address's
+    if saved is not None:
+        check_applicable(saved, daemon.address, identity)
     with contextlib.ExitStack() as turn:
         recorder = _lock_and_record(
             turn, options.state_dir, daemon.address, identity, options.lock_timeout, options.manifest_file
         )
-        return _apply_locked(manifest, saved, daemon, recorder, options)
+        return _apply_locked(manifest, saved.plan if saved else None, daemon, recorder, options)
 
 
 def _apply_locked(

@@ -47,18 +47,20 @@ _FORMAT_KEY = re.compile(rb'"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'
 class SavedPlan:
     plan: Plan
     created: str  # ISO 8601, UTC
+    engine: str | None = None  # the daemon's identity (engine ID) when the plan was made
 
 
 # --- writing ----------------------------------------------------------------
 
 
-def dump_plan(plan: Plan, created: datetime) -> str:
-    """The saved-plan JSON text of ``plan``, made at ``created``."""
+def dump_plan(plan: Plan, created: datetime, engine: str | None = None) -> str:
+    """The saved-plan JSON text of ``plan``, made at ``created`` on the daemon ``engine``."""
     document = {
         "format": FORMAT,
         "version": VERSION,
         "manifest": {"path": plan.manifest_path, "digest": plan.manifest_digest},
         "host": plan.host,
+        "engine": engine,
         "created": _timestamp(created),
         "steps": [_step_document(step) for step in plan.steps],
     }
@@ -92,9 +94,9 @@ def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def save_plan(path: str | os.PathLike[str], plan: Plan, created: datetime) -> None:
+def save_plan(path: str | os.PathLike[str], plan: Plan, created: datetime, engine: str | None = None) -> None:
     """Write ``plan`` to ``path`` atomically; a path that cannot be written is a usage error."""
-    write_or_explain(path, dump_plan(plan, created), "the plan")
+    write_or_explain(path, dump_plan(plan, created, engine), "the plan")
 
 
 def write_or_explain(path: str | os.PathLike[str], text: str, what: str) -> None:
@@ -178,9 +180,12 @@ def load_plan(data: bytes, filename: str) -> SavedPlan:
             host=_field(document, "host", str),
         )
         created = _field(document, "created", str)
+        engine = document.get("engine")
+        if engine is not None and not isinstance(engine, str):
+            raise _BadField("engine is not a string")
     except _BadField as exc:
         raise _unusable(filename, str(exc)) from exc
-    return SavedPlan(plan=plan, created=created)
+    return SavedPlan(plan=plan, created=created, engine=engine)
 
 
 class _BadField(Exception):
@@ -236,10 +241,15 @@ def _unusable(filename: str, why: str) -> PlanFileError:
 # --- before use -------------------------------------------------------------
 
 
-def check_applicable(saved: SavedPlan, host: str) -> None:
-    """Refuse the whole plan when it was made for another daemon or from a manifest that changed since."""
+def check_applicable(saved: SavedPlan, host: str, engine: str | None = None) -> None:
+    """Refuse the whole plan when it was made for another daemon or from a manifest that changed since.
+
+    The daemon is the same when its identity (``engine``) is, whatever address reaches it;
+    a plan without one is matched by address.
+    """
     plan = saved.plan
-    if plan.host != host:
+    same_daemon = saved.engine == engine if saved.engine and engine else plan.host == host
+    if not same_daemon:
         raise StalePlanError(
             f"The plan was made for the daemon at {plan.host}, not {host}; nothing was changed. "
             f"To change {host}, {PLAN_AGAIN} with --host {host}."

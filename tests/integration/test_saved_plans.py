@@ -102,6 +102,7 @@ def test_stale_steps_are_refused_and_the_others_applied(
 
 
 def test_changed_manifest_or_other_daemon_refuses_the_whole_plan(
+    sandbox: Any,
     namespace: str,
     image_factory: ImageFactory,
     run_cli: CliRun,
@@ -120,7 +121,13 @@ def test_changed_manifest_or_other_daemon_refuses_the_whole_plan(
     plan_file = tmp_path / "plan.json"
     assert run_cli("plan", manifest, "--out", plan_file).code == 0
 
-    elsewhere = run_cli("apply", plan_file, "--host", "tcp://127.0.0.1:9", env=own_state(tmp_path))
+    # Another daemon: the engine the plan records is not the one that answers.
+    document = json.loads(plan_file.read_text())
+    assert document["engine"]
+    document["engine"] = "another-engine-id"
+    other_daemon = tmp_path / "other-daemon.json"
+    other_daemon.write_text(json.dumps(document))
+    elsewhere = run_cli("apply", other_daemon, env=own_state(tmp_path))
     assert elsewhere.code == 4, elsewhere.stdout + elsewhere.stderr
     assert "The plan was made for the daemon at" in elsewhere.stderr
 
@@ -132,7 +139,10 @@ def test_changed_manifest_or_other_daemon_refuses_the_whole_plan(
     assert image_id(api, gone) is not None  # nothing was changed
 
     tmp_manifest(text)  # the same bytes as planned: the plan applies
-    applied = run_cli("apply", plan_file, env=own_state(tmp_path))
+    # ... also through another address of the same daemon: a symlink to its socket.
+    link = tmp_path / "same.sock"
+    link.symlink_to(sandbox.docker_host.removeprefix("unix://"))
+    applied = run_cli("apply", plan_file, "--host", f"unix://{link}", env=own_state(tmp_path))
     assert applied.code == 0, applied.stdout + applied.stderr
     assert image_id(api, gone) is None
 
