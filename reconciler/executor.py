@@ -73,6 +73,7 @@ class Executor:
         self.refuse_stale = refuse_stale
         self._containers: tuple[float, list[dict[str, Any]]] | None = None  # (read at, containers)
         self._failed_refs: Mapping[str, bool] = {}  # refs whose pull or tag failed -> only rate-limited
+        self._dropping: dict[str, set[str]] = {}  # image id -> references the plan untags or removes
 
     def apply(
         self, plan: Plan, on_result: StepCallback | None = None, measure: Callable[[], int] | None = None
@@ -89,6 +90,7 @@ class Executor:
         # Reference of each pull or tag that did not happen -> True when only a rate limit stopped it.
         failed_refs: dict[str, bool] = {}
         self._failed_refs = failed_refs  # read by removal checks: a tag that stayed because its move failed
+        self._dropping = _dropped_references(plan)
         results = []
         before: int | None = None
         for step in plan.steps:
@@ -162,11 +164,14 @@ class Executor:
             return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
 
     def _blocked(self, step: Step) -> StepResult:
-        """A blocked step is not run; a blocked removal may still untag if the image is kept anyway."""
-        if step.action is Action.REMOVE and step.image_id:
+        """A blocked step is not run, but for one case: an image a container uses, blocked because
+        losing these tags would remove it, that this run gave a tag the plan keeps (a pull landed
+        on it). It stays whatever happens, so its dropped references may go as plain untags."""
+        if step.is_destructive and step.image_id:
             try:
                 image = self._inspect(step.image_id)
-                untagged = self._untag_if_kept(step, image) if image else None
+                kept = _tags(image) - self._dropping.get(step.image_id, set()) if image else set()
+                untagged = self._untag_if_kept(step, image) if image and kept else None
             except (StepSkipped, docker.errors.APIError, *TRANSPORT_ERRORS):
                 untagged = None
             if untagged:
@@ -391,6 +396,15 @@ def _measured_freed(results: list[StepResult], before: int | None, measure: Call
     except (docker.errors.APIError, *TRANSPORT_ERRORS):
         return None
     return freed if freed >= 0 else None
+
+
+def _dropped_references(plan: Plan) -> dict[str, set[str]]:
+    """Image id -> canonical references the plan's untags and removals take from it, blocked or not."""
+    dropping: dict[str, set[str]] = {}
+    for step in plan.steps:
+        if step.is_destructive and step.image_id:
+            dropping.setdefault(step.image_id, set()).add(_key(step.ref))
+    return dropping
 
 
 def _survives_untag(image: Mapping[str, Any], ref: str) -> bool:

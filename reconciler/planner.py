@@ -35,7 +35,7 @@ def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     claims = _claims_of(manifest)
     ensure = [step for spec in manifest.present() for step in _ensure_present(spec, inventory)]
     moved_away = _tags_moved_away(ensure, inventory)
-    drops = _drop_steps(manifest, inventory, claims, moved_away)
+    drops = _drop_steps(manifest, inventory, claims, moved_away, _tags_gained(ensure))
     untagged = _absent_untagged_steps(manifest, inventory, claims)
     dangling = _dangling_steps(manifest, inventory, claims, moved_away) if manifest.prune.dangling else []
     steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: run_order(step, inventory))
@@ -211,8 +211,21 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: _Claims) -> 
     return drops
 
 
+def _tags_gained(steps: Iterable[Step]) -> dict[str, set[str]]:
+    """Image id -> canonical tags that this plan's tag steps point at it (when the image is known)."""
+    gained: dict[str, set[str]] = {}
+    for step in steps:
+        if step.action is Action.TAG and step.image_id and not step.blocked:
+            gained.setdefault(step.image_id, set()).add(_parse_known(step.ref).canonical())
+    return gained
+
+
 def _drop_steps(
-    manifest: Manifest, inventory: Inventory, claims: _Claims, moved_away: dict[str, set[str]]
+    manifest: Manifest,
+    inventory: Inventory,
+    claims: _Claims,
+    moved_away: dict[str, set[str]],
+    gained: dict[str, set[str]],
 ) -> list[Step]:
     absent = {spec.repository.name for spec in manifest.absent()}
     steps: list[Step] = []
@@ -221,7 +234,7 @@ def _drop_steps(
         if _holds_pin(image, claims):
             # A pinned image stays whatever happens to its tags: only untags, and never of the
             # last tags of the pinned repository, which the daemon deletes with its digest references.
-            dropped = dropped - _tags_holding_pins(image, dropped, claims)
+            dropped = dropped - _tags_holding_pins(image, dropped, claims, gained.get(image_id, set()))
             refs = sorted(_parse_known(c).familiar() for c in dropped)
             steps.extend(_untag(image, ref, _drop_reason(_parse_known(ref), absent)) for ref in refs)
             continue
@@ -300,12 +313,14 @@ def _in_use(image: ImageRecord, inventory: Inventory) -> str | None:
     return f"in use by {noun} {names}; an image a container uses is never removed"
 
 
-def _tags_holding_pins(image: ImageRecord, dropped: set[str], claims: _Claims) -> set[str]:
-    """Dropped tags that must stay: in a pinned repository where no other tag of the image remains."""
+def _tags_holding_pins(image: ImageRecord, dropped: set[str], claims: _Claims, gained: set[str]) -> set[str]:
+    """Dropped tags that must stay: in a pinned repository where no other tag of the image remains,
+    counting the tags this plan gives the image."""
     keep: set[str] = set()
     for pin in (d for d in image.digests if d.canonical() in claims.digests):
         same_repo = {t.canonical() for t in image.tags if t.name == pin.name}
-        if same_repo and same_repo <= dropped:
+        arriving = {t for t in gained if _parse_known(t).name == pin.name}
+        if same_repo and same_repo <= dropped and not arriving:
             keep |= same_repo
     return keep
 

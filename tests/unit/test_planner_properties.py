@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from reconciler.inventory import ImageRecord, Inventory
 from reconciler.manifest import ImageState, Manifest, PullPolicy
-from reconciler.plan import Action, Plan
+from reconciler.plan import Action, Plan, Step
 from reconciler.planner import plan_changes
 from reconciler.reference import parse_reference
 
@@ -27,13 +27,21 @@ TAGS = ("1", "2", "latest")
 REGISTRY = {f"{r}:{t}": f"{r}:{'2' if t == 'latest' else t}" for r in REPOS for t in TAGS}
 
 
+# Content by its digest, for pulls by digest: repository name and content.
+BY_DIGEST = {f"{ref.rsplit(':', 1)[0]}@{digest(content)}": content for ref, content in REGISTRY.items()}
+
+
 def registry_image(ref: str) -> ImageRecord:
-    """The image a pull of ``ref`` (name:tag) yields in the model."""
-    name = ref.rsplit(":", 1)[0]
-    content = REGISTRY[ref]
+    """The image a pull of ``ref`` (name:tag or name@digest) yields in the model."""
+    if "@" in ref:
+        name, content = ref.split("@", 1)[0], BY_DIGEST[ref]
+        tags: tuple[str, ...] = ()
+    else:
+        name, content = ref.rsplit(":", 1)[0], REGISTRY[ref]
+        tags = (ref,)
     return ImageRecord(
         id=image_id(content),
-        tags=(parse_reference(ref),),
+        tags=tuple(parse_reference(t) for t in tags),
         digests=(parse_reference(f"{name}@{digest(content)}"),),
         size=100,
         shared_size=0,
@@ -48,10 +56,16 @@ def hosts(draw: st.DrawFn) -> Inventory:
         pulled = registry_image(ref)
         have = images.get(pulled.id, dataclasses.replace(pulled, tags=()))
         images[pulled.id] = dataclasses.replace(have, tags=(*have.tags, *pulled.tags))
+    # Some images also carry a tag of another repository, as `docker tag` makes them.
+    for record in list(images.values()):
+        if draw(st.booleans()):
+            other = draw(st.sampled_from([f"{r}:copy" for r in REPOS]))
+            if all(other != t.familiar() for i in images.values() for t in i.tags):
+                images[record.id] = dataclasses.replace(record, tags=(*record.tags, parse_reference(other)))
     extra_tags = draw(st.lists(st.sampled_from([f"{r}:old" for r in REPOS]), unique=True, max_size=3))
     for i, ref in enumerate(extra_tags):
-        record = registry_image(f"{ref.rsplit(':', 1)[0]}:1")
-        images[f"x{i}"] = dataclasses.replace(record, id=image_id(f"extra{i}"), tags=(parse_reference(ref),))
+        # Built locally: an image of its own, with no digest reference (a digest names one image only).
+        images[f"x{i}"] = ImageRecord(id=image_id(f"extra{i}"), tags=(parse_reference(ref),), size=80, shared_size=0)
     for i in range(draw(st.integers(0, 2))):
         images[f"d{i}"] = ImageRecord(id=image_id(f"dangling{i}"), size=50, shared_size=0)
     records = tuple(images.values())
@@ -67,9 +81,10 @@ def manifests(draw: st.DrawFn) -> Manifest:
     present_count = draw(st.integers(0, 3))
     specs = []
     for repo in repos[:present_count]:
-        tags = draw(st.lists(st.sampled_from(TAGS), unique=True, min_size=1, max_size=2))
+        tags = draw(st.lists(st.sampled_from(TAGS), unique=True, min_size=0, max_size=2))
+        pin = digest(REGISTRY[f"{repo}:{draw(st.sampled_from(TAGS))}"]) if draw(st.booleans()) or not tags else None
         alias = (f"reg.local/alias-{repo[-1]}:x",) if draw(st.booleans()) else ()
-        specs.append(spec(repo, *tags, aliases=alias, pull=PullPolicy.IF_MISSING))
+        specs.append(spec(repo, *tags, aliases=alias, digest=pin, pull=PullPolicy.IF_MISSING))
     specs += [spec(repo, state=ImageState.ABSENT) for repo in repos[present_count:] if draw(st.booleans())]
     return manifest(*specs, unlisted_tags=draw(st.booleans()), dangling=draw(st.booleans()))
 
@@ -94,33 +109,52 @@ def simulate(plan: Plan, host: Inventory) -> Inventory:
         record = images[target]
         images[target] = dataclasses.replace(record, tags=(*record.tags, parse_reference(ref)))
 
+    def drop_reference(record: ImageRecord, ref: str) -> ImageRecord:
+        """Docker: deleting a repository's last tag deletes that repository's digest references too."""
+        gone = key(ref)
+        tags = tuple(t for t in record.tags if t.canonical() != gone)
+        name = parse_reference(ref).name
+        digests = tuple(d for d in record.digests if d.canonical() != gone)
+        if not any(t.name == name for t in tags):
+            digests = tuple(d for d in digests if d.name != name)
+        return dataclasses.replace(record, tags=tags, digests=digests)
+
+    dropping: dict[str, set[str]] = {}
     for step in plan.steps:
-        if step.blocked and step.action is not Action.REMOVE:
+        if step.action in (Action.UNTAG, Action.REMOVE) and step.image_id:
+            dropping.setdefault(step.image_id, set()).add(key(step.ref))
+
+    def kept_anyway(step: Step) -> bool:
+        """The executor's rule for a blocked step: the image carries a tag the plan keeps."""
+        record = images.get(step.image_id or "")
+        return record is not None and bool({t.canonical() for t in record.tags} - dropping.get(record.id, set()))
+
+    for step in plan.steps:
+        if step.blocked and not (step.action in (Action.UNTAG, Action.REMOVE) and kept_anyway(step)):
             continue
         if step.action is Action.PULL:
             pulled = registry_image(step.ref)
-            images.setdefault(pulled.id, dataclasses.replace(pulled, tags=()))
-            point(step.ref, pulled.id)
+            have = images.get(pulled.id, dataclasses.replace(pulled, tags=(), digests=()))
+            digests = tuple({d.canonical(): d for d in (*have.digests, *pulled.digests)}.values())
+            images[pulled.id] = dataclasses.replace(have, digests=digests)
+            if pulled.tags:
+                point(step.ref, pulled.id)
         elif step.action is Action.TAG:
             source = holder(step.source or "")
             assert source is not None, f"tag from {step.source}, which is not on the host"
             point(step.ref, source)
         elif step.action is Action.UNTAG:
-            record = images[step.image_id or ""]
-            dropped = key(step.ref)
-            remaining = tuple(t for t in record.tags if t.canonical() != dropped)
-            assert remaining, f"untag of {step.ref} would remove the image"
-            images[record.id] = dataclasses.replace(record, tags=remaining)
+            record = drop_reference(images[step.image_id or ""], step.ref)
+            assert record.tags or record.digests, f"untag of {step.ref} would remove the image"
+            images[record.id] = record
         elif step.action is Action.REMOVE:
             record = images[step.image_id or ""]
             others = tuple(t for t in record.tags if t.canonical() != key(step.ref))
             if others and len(others) < len(record.tags):
-                images[record.id] = dataclasses.replace(record, tags=others)  # the daemon only untags
-            elif step.blocked:
-                continue
+                images[record.id] = drop_reference(record, step.ref)  # the daemon only untags
             else:
                 assert not others, f"remove of {step.ref} while the image still has {others}"
-                del images[record.id]
+                del images[record.id]  # the executor also drops digest references left in other repositories
     return dataclasses.replace(host, images=tuple(images.values()))
 
 
@@ -138,11 +172,14 @@ def test_never_removes_an_image_in_use_or_declared(m: Manifest, host: Inventory)
     plan = plan_changes(m, host)
     in_use = {c.image_id for c in host.containers}
     declared = {ref.canonical() for s in m.present() for ref in (*s.tag_references(), *s.aliases)}
+    pins = {s.repository.with_digest(s.digest).canonical() for s in m.present() if s.digest}
+    pinned = {i.id for i in host.images if any(d.canonical() in pins for d in i.digests)}
     for step in plan.runnable:
         if step.action in (Action.UNTAG, Action.REMOVE):
             assert key(step.ref) not in declared
         if step.action is Action.REMOVE:
             assert step.image_id not in in_use
+            assert step.image_id not in pinned
 
 
 @settings(max_examples=200, deadline=None)
