@@ -228,16 +228,30 @@ class Executor:
         untagged = self._untag_if_kept(step, image)
         if untagged:
             return untagged
+        # Tags the plan meant to move away and could not are no new tags: the removal waited on them.
+        gained = _tags(image) - self._dropping.get(step.image_id, set()) - set(self._failed_refs)
+        if gained and _key(step.ref) not in _tags(image):
+            # A dangling image's removal (by digest reference or id), and the image now carries a
+            # tag the plan keeps (a pull of this very run may have landed on it): it is no
+            # dangling image any more, so it is left alone, as `docker image prune` would.
+            names = ", ".join(sorted(parse_reference(k).familiar() for k in gained))
+            return StepResult(step, Outcome.DONE, f"left alone: it now carries {names}, so it is not dangling", bytes=0)
         self._check_removable(step, image)
         deleted = self._delete(step.ref)
         if step.image_id not in deleted:
             deleted += self._delete_leftover_digests(step)
         if step.image_id not in deleted:
             left = self._inspect(step.image_id)
-            if left is not None and not _tags(left) and not left.get("RepoDigests"):
+            if left is None:
+                return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
+            if not _tags(left) and not left.get("RepoDigests"):
                 # Docker keeps an untagged image that other images are built on; it goes with the last of them.
                 detail = "untagged; the image stays as the base of other images and goes with the last of them"
                 return StepResult(step, Outcome.DONE, detail, deleted=deleted, bytes=0)
+            if not _tags(left):
+                # Pulled by digest from a repository this plan does not touch: that reference keeps it.
+                held = ", ".join(sorted(left.get("RepoDigests") or ()))
+                return StepResult(step, Outcome.DONE, f"untagged; the image stays, held by {held}", bytes=0)
             raise StepFailed(f"untagged {step.ref}, but the daemon kept image {_short(step.image_id)}")
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
 
@@ -303,8 +317,14 @@ class Executor:
             return (step.image_id,)
         if _tags(image):
             return ()
+        # Only references of repositories this plan drops from the image: another repository's
+        # digest reference is not ours to delete, and keeps the image.
+        ours = {parse_reference(k).name for k in self._dropping.get(step.image_id, set()) if "@" in k or ":" in k}
+        leftovers = sorted(image.get("RepoDigests") or ())
+        if any(parse_reference(r).name not in ours for r in leftovers):
+            return ()
         deleted: tuple[str, ...] = ()
-        for ref in sorted(image.get("RepoDigests") or ()):
+        for ref in leftovers:
             deleted += self._delete(ref)
         return deleted
 

@@ -13,6 +13,7 @@ Docker semantics the plan follows:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -33,11 +34,15 @@ class _Claims:
 def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     """Return the plan that makes ``inventory`` match ``manifest``."""
     claims = _claims_of(manifest)
-    ensure = [step for spec in manifest.present() for step in _ensure_present(spec, inventory)]
+    ensure = _wait_on_blocked_pulls([step for spec in manifest.present() for step in _ensure_present(spec, inventory)])
     moved_away = _tags_moved_away(ensure, inventory)
     drops = _drop_steps(manifest, inventory, claims, moved_away, _tags_gained(ensure))
     untagged = _absent_untagged_steps(manifest, inventory, claims)
-    dangling = _dangling_steps(manifest, inventory, claims, moved_away) if manifest.prune.dangling else []
+    dangling = (
+        _dangling_steps(inventory, claims, moved_away, _tags_to_drop(manifest, inventory, claims))
+        if manifest.prune.dangling
+        else []
+    )
     steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: run_order(step, inventory))
     return Plan(
         steps=tuple(steps),
@@ -88,6 +93,17 @@ def _ensure_present(spec: ImageSpec, inventory: Inventory) -> Iterator[Step]:
             primary_settled = False
             yield _pull_step(spec, pinned, "the pinned digest is not on the host")
     yield from _ensure_aliases(spec, primary_image if primary_settled else None, inventory)
+
+
+def _wait_on_blocked_pulls(steps: list[Step]) -> list[Step]:
+    """A tag whose source a blocked pull was to fetch cannot run either."""
+    unreachable = {step.ref for step in steps if step.action is Action.PULL and step.blocked}
+    return [
+        dataclasses.replace(step, blocked=f"it points at {step.source}, which cannot be pulled (pull: never)")
+        if step.action is Action.TAG and not step.blocked and step.source in unreachable
+        else step
+        for step in steps
+    ]
 
 
 def _ensure_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) -> Iterator[Step]:
@@ -198,7 +214,9 @@ def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, s
 
 
 def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: _Claims) -> dict[str, set[str]]:
-    """Image id -> canonical tags the manifest wants gone (absent repositories, unlisted tags)."""
+    """Image id -> canonical references the manifest wants gone from images that have tags:
+    tags of absent repositories and unlisted tags, and digest references of absent repositories
+    (images with digest references only are _absent_untagged_steps' business)."""
     absent = {spec.repository.name for spec in manifest.absent()}
     pruned = {spec.repository.name for spec in manifest.present()} if manifest.prune.unlisted_tags else set()
     drops: dict[str, set[str]] = {}
@@ -208,7 +226,26 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: _Claims) -> 
                 continue
             if tag.name in absent or tag.name in pruned:
                 drops.setdefault(image.id, set()).add(tag.canonical())
+        # A repository's digest references go with its last tag; only those of repositories the
+        # image carries no tag of need a step of their own.
+        tagged = {tag.name for tag in image.tags}
+        if tagged:
+            for ref in image.digests:
+                if ref.name in absent and ref.name not in tagged and ref.canonical() not in claims.digests:
+                    drops.setdefault(image.id, set()).add(ref.canonical())
     return drops
+
+
+def _stays(image: ImageRecord, dropped: set[str], moved: set[str]) -> bool:
+    """Whether the image keeps a reference once ``dropped`` are deleted and ``moved`` pulled elsewhere,
+    as Docker counts them: a tag left, or a digest reference the deletions do not take along (the
+    daemon deletes a repository's digest references with its last tag, and only those)."""
+    if {t.canonical() for t in image.tags} - dropped - moved:
+        return True
+    # With no tag left, a repository loses its digest references when a tag of it is deleted here;
+    # one whose tags a pull only moved elsewhere keeps them.
+    emptied = {_parse_known(c).name for c in dropped if "@" not in c}
+    return any(d.canonical() not in dropped and d.name not in emptied for d in image.digests)
 
 
 def _tags_gained(steps: Iterable[Step]) -> dict[str, set[str]]:
@@ -238,10 +275,11 @@ def _drop_steps(
             refs = sorted(_parse_known(c).familiar() for c in dropped)
             steps.extend(_untag(image, ref, _drop_reason(_parse_known(ref), absent)) for ref in refs)
             continue
-        remaining = {t.canonical() for t in image.tags} - dropped - moved_away.get(image_id, set())
-        refs = sorted(_parse_known(c).familiar() for c in dropped)
+        # Digest references first, a tag last: the removal that deletes the image goes by a tag,
+        # which, should a pull of this run have given the image another, only untags.
+        refs = sorted((_parse_known(c).familiar() for c in dropped), key=lambda r: ("@" not in r, r))
         why = {r: _drop_reason(_parse_known(r), absent) for r in refs}
-        if remaining:
+        if _stays(image, dropped, moved_away.get(image_id, set())):
             steps.extend(_untag(image, ref, why[ref]) for ref in refs)
             continue
         blocked = _in_use(image, inventory)
@@ -265,20 +303,33 @@ def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: _Cl
 
 
 def _dangling_steps(
-    manifest: Manifest, inventory: Inventory, claims: _Claims, moved_away: dict[str, set[str]]
+    inventory: Inventory, claims: _Claims, moved_away: dict[str, set[str]], drops: dict[str, set[str]]
 ) -> list[Step]:
-    """Remove images with no tag (now, or once this plan moved their tags elsewhere) and no container."""
+    """Remove images with no tag and no container: now, or once this plan moved or dropped their tags.
+
+    Such an image may still hold digest references (pulled by digest, or of a repository it had
+    no tag of); they go one by one, the last deleting the image.
+    """
     steps: list[Step] = []
+    parents = {image.parent_id for image in inventory.images if image.parent_id}
     for image in inventory.images:
-        left = {t.canonical() for t in image.tags} - moved_away.get(image.id, set())
-        if left or _holds_pin(image, claims) or inventory.users_of(image.id):
+        dropped = drops.get(image.id, set())
+        left = {t.canonical() for t in image.tags} - moved_away.get(image.id, set()) - dropped
+        # An image others are built on is no dangling image to `docker image prune` either.
+        if left or _holds_pin(image, claims) or inventory.users_of(image.id) or image.id in parents:
             continue
-        ref = min((d.familiar() for d in image.digests), default=image.id)
+        # The daemon deletes a repository's digest references with the last tag this plan drops of it.
+        emptied = {_parse_known(c).name for c in dropped if "@" not in c}
+        refs = sorted(d.familiar() for d in image.digests if d.canonical() not in dropped and d.name not in emptied)
+        if image.tags and not refs and dropped:
+            continue  # the drop steps' last removal deletes it
         if image.tags:
-            reason = "dangling once this plan points its tags at newer images"
-            steps.append(_remove(image, ref, reason, None))
+            reason = "dangling once this plan moves or drops its tags"
         else:
-            steps.append(_remove(image, ref, "dangling: no tag and no container", None))
+            reason = "dangling: no tag and no container"
+        refs = refs or [image.id]
+        steps.extend(_untag(image, ref, f"{reason}; its other references go first") for ref in refs[:-1])
+        steps.append(_remove(image, refs[-1], reason, None))
     return steps
 
 

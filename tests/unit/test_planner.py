@@ -251,3 +251,35 @@ def test_tags_dropped_from_a_pinned_image_are_untagged_but_the_pin_survives() ->
     m = manifest(spec("reg.local/app", digest=pin), unlisted_tags=True)
     inv = inventory(image("a", "reg.local/app:2", digests=(pinned,)))
     assert plan_changes(m, inv).steps == ()
+
+
+def test_an_image_held_by_another_repositorys_digest_reference_is_only_untagged() -> None:
+    # Pulled by digest from reg.local/d too: deleting its last tag leaves it, as `docker rmi` does.
+    m = manifest(spec("reg.local/e", "2", pull=PullPolicy.NEVER), unlisted_tags=True)
+    inv = inventory(image("a", "reg.local/e:1", digests=(f"reg.local/d@{digest('x')}", f"reg.local/e@{digest('x')}")))
+    steps = [(s.action, s.ref) for s in plan_changes(m, inv).runnable]
+    assert steps == [(Action.UNTAG, "reg.local/e:1")]
+
+
+def test_an_absent_repositorys_digest_reference_goes_from_an_image_kept_by_its_tags() -> None:
+    m = manifest(spec("reg.local/e", "1"), spec("reg.local/d", state=ImageState.ABSENT))
+    inv = inventory(image("a", "reg.local/e:1", digests=(f"reg.local/d@{digest('x')}",)))
+    assert [(s.action, s.ref) for s in plan_changes(m, inv).steps] == [(Action.UNTAG, f"reg.local/d@{digest('x')}")]
+
+
+def test_tags_waiting_on_a_pull_that_pull_never_forbids_are_blocked_too() -> None:
+    pin = digest("app")
+    m = manifest(spec("reg.local/f", "1", digest=pin, aliases=("reg.local/g:x",), pull=PullPolicy.NEVER), dangling=True)
+    inv = inventory(image("b", "reg.local/f:1", digests=(f"reg.local/f@{digest('b')}",)))
+    plan = plan_changes(m, inv)
+    assert plan.runnable == ()
+    assert not plan.has_runnable
+    assert {s.action for s in plan.blocked} == {Action.PULL, Action.TAG}
+
+
+def test_a_dangling_image_others_are_built_on_is_left_alone() -> None:
+    import dataclasses
+
+    parent = image("p", digests=(f"reg.local/v@{digest('v')}",))
+    child = dataclasses.replace(image("c", "reg.local/child:1"), parent_id=parent.id)
+    assert plan_changes(manifest(spec("reg.local/child", "1"), dangling=True), inventory(parent, child)).steps == ()

@@ -56,6 +56,13 @@ def hosts(draw: st.DrawFn) -> Inventory:
         pulled = registry_image(ref)
         have = images.get(pulled.id, dataclasses.replace(pulled, tags=()))
         images[pulled.id] = dataclasses.replace(have, tags=(*have.tags, *pulled.tags))
+    # Some images were also pulled by digest from another repository: a digest reference of
+    # a repository the image carries no tag of, which Docker keeps when the tags go.
+    for record in list(images.values()):
+        if draw(st.integers(0, 3)) == 0:
+            other = draw(st.sampled_from(REPOS))
+            ref = parse_reference(f"{other}@{digest('mirror-' + record.id)}")
+            images[record.id] = dataclasses.replace(record, digests=(*record.digests, ref))
     # Some images also carry a tag of another repository, as `docker tag` makes them.
     for record in list(images.values()):
         if draw(st.booleans()):
@@ -115,7 +122,7 @@ def simulate(plan: Plan, host: Inventory) -> Inventory:
         tags = tuple(t for t in record.tags if t.canonical() != gone)
         name = parse_reference(ref).name
         digests = tuple(d for d in record.digests if d.canonical() != gone)
-        if not any(t.name == name for t in tags):
+        if "@" not in ref and not any(t.name == name for t in tags):  # only a tag takes them along
             digests = tuple(d for d in digests if d.name != name)
         return dataclasses.replace(record, tags=tags, digests=digests)
 
@@ -148,13 +155,24 @@ def simulate(plan: Plan, host: Inventory) -> Inventory:
             assert record.tags or record.digests, f"untag of {step.ref} would remove the image"
             images[record.id] = record
         elif step.action is Action.REMOVE:
-            record = images[step.image_id or ""]
+            record = images.get(step.image_id or "")
+            if record is None:
+                continue  # gone already: the executor says so
+            tags = {t.canonical() for t in record.tags}
+            if key(step.ref) not in tags and tags - dropping.get(record.id, set()):
+                continue  # a dangling image's removal, but it now carries a kept tag: left alone
             others = tuple(t for t in record.tags if t.canonical() != key(step.ref))
-            if others and len(others) < len(record.tags):
+            if others and key(step.ref) in tags:
                 images[record.id] = drop_reference(record, step.ref)  # the daemon only untags
+                continue
+            assert not others, f"remove of {step.ref} while the image still has {others}"
+            after = record if step.ref.startswith("sha256:") else drop_reference(record, step.ref)
+            # The executor deletes leftover digest references only of repositories the plan drops.
+            ours = {parse_reference(k).name for k in dropping.get(record.id, set()) if not k.startswith("sha256:")}
+            if all(d.name in ours for d in after.digests):
+                del images[record.id]
             else:
-                assert not others, f"remove of {step.ref} while the image still has {others}"
-                del images[record.id]  # the executor also drops digest references left in other repositories
+                images[record.id] = dataclasses.replace(after, tags=())  # held by another repository's reference
     return dataclasses.replace(host, images=tuple(images.values()))
 
 
