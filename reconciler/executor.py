@@ -382,6 +382,8 @@ class Executor:
         extra = _tags(image) - {_key(step.ref)}
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
+            if extra <= set(self._failed_refs):  # tags the plan was to move away, and could not
+                raise StepStale(f"the image still carries {names}: the step that was to move it did not run{_AGAIN}")
             raise StepStale(f"the image gained the tag {names} since the plan{_AGAIN}")
         names = ", ".join(self._containers_using(step.image_id))
         if names:
