@@ -36,13 +36,10 @@ def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     claims = _claims_of(manifest)
     ensure = _wait_on_blocked_pulls([step for spec in manifest.present() for step in _ensure_present(spec, inventory)])
     moved_away = _tags_moved_away(ensure, inventory)
-    drops = _drop_steps(manifest, inventory, claims, moved_away, _tags_gained(ensure))
+    wanted_gone = _tags_to_drop(manifest, inventory, claims)
+    drops = _drop_steps(manifest, inventory, claims, wanted_gone, moved_away, _tags_gained(ensure))
     untagged = _absent_untagged_steps(manifest, inventory, claims)
-    dangling = (
-        _dangling_steps(inventory, claims, moved_away, _tags_to_drop(manifest, inventory, claims))
-        if manifest.prune.dangling
-        else []
-    )
+    dangling = _dangling_steps(inventory, claims, moved_away, wanted_gone) if manifest.prune.dangling else []
     steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: run_order(step, inventory))
     return Plan(
         steps=tuple(steps),
@@ -261,12 +258,13 @@ def _drop_steps(
     manifest: Manifest,
     inventory: Inventory,
     claims: _Claims,
+    wanted_gone: dict[str, set[str]],
     moved_away: dict[str, set[str]],
     gained: dict[str, set[str]],
 ) -> list[Step]:
     absent = {spec.repository.name for spec in manifest.absent()}
     steps: list[Step] = []
-    for image_id, dropped in sorted(_tags_to_drop(manifest, inventory, claims).items()):
+    for image_id, dropped in sorted(wanted_gone.items()):
         image = inventory.image_by_id[image_id]
         if _holds_pin(image, claims):
             # A pinned image stays whatever happens to its tags: only untags, and never of the
