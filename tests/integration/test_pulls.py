@@ -20,18 +20,13 @@ from typing import Any
 import pytest
 from docker import APIClient
 from docker.errors import NotFound
+from docker_state import image_id
 
 from tests.integration.conftest import CliResult, CliRun, DockerRun, ImageFactory
 from tests.integration.registry_proxy import RegistryProxy, closed_port
 
 ManifestWriter = Callable[..., Path]
 
-
-def image_id(api: APIClient, ref: str) -> str | None:
-    try:
-        return str(api.inspect_image(ref)["Id"])
-    except NotFound:
-        return None
 
 
 def outcomes(result: CliResult) -> dict[tuple[str, str], dict[str, Any]]:

@@ -10,19 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from docker import APIClient
-from docker.errors import ImageNotFound
+from docker_state import image_id
 
 ImageFactory = Callable[..., str]
 DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
 CliRun = Callable[..., Any]
 WriteManifest = Callable[..., Path]
 
-
-def image_id(api: APIClient, ref: str) -> str | None:
-    try:
-        return str(api.inspect_image(ref)["Id"])
-    except ImageNotFound:
-        return None
 
 
 def own_state(tmp_path: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from docker import APIClient
-from docker.errors import ImageNotFound
+from docker_state import image_id
 
 from reconciler.lock import SYSTEM_LOCK_DIR, unix_socket_path
 from reconciler.metrics import LAST_SUCCESS, parse_metrics
@@ -31,12 +31,6 @@ WriteManifest = Callable[..., Path]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ESCAPE = "\x1b["
 
-
-def image_id(api: APIClient, ref: str) -> str | None:
-    try:
-        return str(api.inspect_image(ref)["Id"])
-    except ImageNotFound:
-        return None
 
 
 @pytest.fixture
