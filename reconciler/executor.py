@@ -21,6 +21,7 @@ from typing import Any
 import docker
 
 from reconciler.daemon import TRANSPORT_ERRORS
+from reconciler.inventory import short_id
 from reconciler.plan import Action, Plan, Step
 from reconciler.puller import Puller, PullFailed, Verdict
 from reconciler.reference import parse_reference
@@ -201,11 +202,11 @@ class Executor:
         if source is None:
             raise StepFailed(f"{step.source} is not on the host, so {step.ref} cannot point at it")
         if step.image_id and source["Id"] != step.image_id:
-            raise StepSkipped(f"{step.source} now points at {_short(source['Id'])}, not at the planned image; plan again")
+            raise StepSkipped(f"{step.source} now points at {short_id(source['Id'])}, not at the planned image; plan again")
         target = parse_reference(step.ref)
         assert target.tag is not None
         self.api.tag(source["Id"], target.name, target.tag)
-        return StepResult(step, Outcome.DONE, f"now points at {_short(source['Id'])}", image_id=source["Id"])
+        return StepResult(step, Outcome.DONE, f"now points at {short_id(source['Id'])}", image_id=source["Id"])
 
     # --- untag and remove -----------------------------------------------------
 
@@ -214,7 +215,7 @@ class Executor:
         if image is None:
             return StepResult(step, Outcome.DONE, "already gone")
         if image["Id"] != step.image_id:
-            raise StepSkipped(f"{step.ref} now points at {_short(image['Id'])}, not at the planned image; plan again")
+            raise StepSkipped(f"{step.ref} now points at {short_id(image['Id'])}, not at the planned image; plan again")
         if not _survives_untag(image, step.ref):
             raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
         self.api.remove_image(step.ref, force=False, noprune=False)
@@ -252,7 +253,7 @@ class Executor:
                 # Pulled by digest from a repository this plan does not touch: that reference keeps it.
                 held = ", ".join(sorted(left.get("RepoDigests") or ()))
                 return StepResult(step, Outcome.DONE, f"untagged; the image stays, held by {held}", bytes=0)
-            raise StepFailed(f"untagged {step.ref}, but the daemon kept image {_short(step.image_id)}")
+            raise StepFailed(f"untagged {step.ref}, but the daemon kept image {short_id(step.image_id)}")
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
 
     def _untag_if_kept(self, step: Step, image: Mapping[str, Any]) -> StepResult | None:
@@ -396,10 +397,10 @@ class Executor:
             return
         if current_id is None:
             assert expected is not None
-            raise StepStale(f"{ref} is no longer on the host; the plan expected image {_short(expected)}{_AGAIN}")
+            raise StepStale(f"{ref} is no longer on the host; the plan expected image {short_id(expected)}{_AGAIN}")
         if expected is None:
-            raise StepStale(f"{ref} is now on the host (image {_short(current_id)}); the plan expected none{_AGAIN}")
-        raise StepStale(f"{ref} now points at {_short(current_id)}, not at the planned {_short(expected)}{_AGAIN}")
+            raise StepStale(f"{ref} is now on the host (image {short_id(current_id)}); the plan expected none{_AGAIN}")
+        raise StepStale(f"{ref} now points at {short_id(current_id)}, not at the planned {short_id(expected)}{_AGAIN}")
 
 
 _AGAIN = "; run `reconcile plan` again"
@@ -457,6 +458,3 @@ def _has_digest(image: Mapping[str, Any], name: str, digest: str) -> bool:
 def _api_message(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc).strip()
 
-
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]

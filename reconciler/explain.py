@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from reconciler.inventory import Inventory
+from reconciler.inventory import Inventory, short_id
 from reconciler.retention import Decision, Outcome, RetentionResult
 from reconciler.units import format_age
 
@@ -64,7 +64,7 @@ def verdicts_text(
         image = inventory.image_by_id.get(verdict.image_id)
         tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else "<untagged>"
         style = _STYLE[verdict.outcome]
-        short = verdict.image_id.removeprefix("sha256:")[:12]
+        short = short_id(verdict.image_id)
         used = last_used.get(verdict.image_id)
         seen = f" (last use {format_age(now - used)} ago)" if used is not None else ""
         lines.append(f"  [{style}]{verdict.outcome.value:<6}[/] {short} {escape(tags)}{seen}")

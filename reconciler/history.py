@@ -22,6 +22,7 @@ from typing import Any
 from rich.table import Table
 
 from reconciler.errors import HistoryError, UsageError
+from reconciler.inventory import short_id
 from reconciler.reference import ReferenceError, parse_reference
 from reconciler.render import human_bytes
 from reconciler.report import StepResult
@@ -297,7 +298,7 @@ def records_json(records: Sequence[HistoryRecord]) -> str:
 
 
 def _cells(record: HistoryRecord) -> tuple[str, ...]:
-    image = (record.image_id or "").removeprefix("sha256:")[:12]
+    image = short_id(record.image_id or "")
     size = human_bytes(record.bytes) if record.bytes is not None else ""
     when = record.time[:19].replace("T", " ") + "Z"
     return (when, record.host, record.manifest, record.action, record.ref, image, record.outcome,

@@ -14,6 +14,11 @@ from functools import cached_property
 from reconciler.reference import Reference
 
 
+def short_id(image_id: str) -> str:
+    """An image id as `docker image ls` shows it: its first 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: str  # "sha256:<64 hex>"
@@ -33,7 +38,7 @@ class ImageRecord:
 
     @property
     def short_id(self) -> str:
-        return self.id.removeprefix("sha256:")[:12]
+        return short_id(self.id)
 
     @property
     def is_dangling(self) -> bool:

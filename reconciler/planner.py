@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from reconciler.inventory import ImageRecord, Inventory
+from reconciler.inventory import ImageRecord, Inventory, short_id
 from reconciler.manifest import ImageSpec, Manifest, PullPolicy
 from reconciler.plan import Action, Plan, Step
 from reconciler.reference import Reference, parse_reference
@@ -131,15 +131,8 @@ def _ensure_pinned_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) ->
     if local is None:
         reason = f"{ref.familiar()} must point at the pinned digest {_short(spec.digest)}"
     else:
-        reason = f"{ref.familiar()} points at {_short_id(local.id)}, not at the pinned digest {_short(spec.digest)}"
-    yield Step(
-        action=Action.TAG,
-        ref=ref.familiar(),
-        source=pinned.familiar(),
-        image_id=pinned_image.id if pinned_image else None,
-        reason=reason,
-        bytes=0,
-    )
+        reason = f"{ref.familiar()} points at {short_id(local.id)}, not at the pinned digest {_short(spec.digest)}"
+    yield _tag_step(ref, pinned, pinned_image, reason)
 
 
 def _ensure_aliases(spec: ImageSpec, primary: ImageRecord | None, inventory: Inventory) -> Iterator[Step]:
@@ -153,15 +146,20 @@ def _ensure_aliases(spec: ImageSpec, primary: ImageRecord | None, inventory: Inv
         if local is None:
             reason = f"alias of {source.familiar()}; not on the host"
         else:
-            reason = f"alias of {source.familiar()}; now points at {_short_id(local.id)}"
-        yield Step(
-            action=Action.TAG,
-            ref=alias.familiar(),
-            source=source.familiar(),
-            image_id=primary.id if primary else None,
-            reason=reason,
-            bytes=0,
-        )
+            reason = f"alias of {source.familiar()}; now points at {short_id(local.id)}"
+        yield _tag_step(alias, source, primary, reason)
+
+
+def _tag_step(target: Reference, source: Reference, image: ImageRecord | None, reason: str) -> Step:
+    """Point ``target`` at the image of ``source``; ``image`` is that image when already known."""
+    return Step(
+        action=Action.TAG,
+        ref=target.familiar(),
+        source=source.familiar(),
+        image_id=image.id if image else None,
+        reason=reason,
+        bytes=0,
+    )
 
 
 def _primary_reference(spec: ImageSpec) -> Reference:
@@ -383,9 +381,6 @@ def _parse_known(text: str) -> Reference:
     return parse_reference(text)
 
 
-def _short_id(image_id: str) -> str:
-    """An image id as `docker image ls` shows it: 12 hex digits."""
-    return image_id.removeprefix("sha256:")[:12]
 
 
 def _short(digest_or_id: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from reconciler.inventory import short_id
 from reconciler.plan import Action, Plan, Step
 from reconciler.report import Outcome, Report, StepResult
 
@@ -53,7 +54,7 @@ def _step_line(step: Step) -> str:
         target = f"{target} -> {escape(step.source)}"
     extra = []
     if step.image_id and step.action is not Action.PULL:
-        extra.append(_short(step.image_id))
+        extra.append(short_id(step.image_id))
     if step.action is Action.REMOVE and not step.blocked:
         extra.append(f"frees {human_bytes(step.bytes)}")
     if step.platform:
@@ -197,6 +198,3 @@ def _dump(data: dict[str, Any]) -> str:
 def _name(path: str) -> str:
     return path or "the manifest"
 
-
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]
