@@ -16,10 +16,10 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-from reconciler.inventory import ContainerRecord, ImageRecord
-from reconciler.manifest import DiskBudget, Order, RetentionSpec, Rule, Selector, TagFilter
-from reconciler.reference import parse_reference
-from reconciler.retention import DiskUsage, RetentionResult, evaluate_retention
+from reconciler.model.inventory import ContainerRecord, ImageRecord
+from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Selector, TagFilter
+from reconciler.model.reference import parse_reference
+from reconciler.planning.retention import DiskUsage, RetentionResult, evaluate_retention
 
 NOW = 2_000_000_000.0
 DAY = 86_400

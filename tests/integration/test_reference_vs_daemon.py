@@ -31,7 +31,7 @@ import pytest
 from docker import APIClient
 from docker.errors import APIError
 
-from reconciler.reference import Reference, ReferenceError, parse_reference
+from reconciler.model.reference import Reference, ReferenceError, parse_reference
 
 DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
 

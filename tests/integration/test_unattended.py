@@ -21,8 +21,8 @@ import pytest
 from docker import APIClient
 from docker_state import image_id
 
-from reconciler.lock import SYSTEM_LOCK_DIR, unix_socket_path
-from reconciler.metrics import LAST_SUCCESS, parse_metrics
+from reconciler.state.lock import SYSTEM_LOCK_DIR, unix_socket_path
+from reconciler.state.metrics import LAST_SUCCESS, parse_metrics
 
 ImageFactory = Callable[..., str]
 CliRun = Callable[..., Any]
@@ -67,7 +67,7 @@ class LockHolder:
             import sys
             from pathlib import Path
             from docker import APIClient
-            from reconciler.lock import daemon_identity, daemon_lock, lock_directory
+            from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
             identity = daemon_identity(APIClient(base_url={address!r}), {address!r})
             with daemon_lock(lock_directory(Path({str(state_dir)!r})), identity):
                 print("locked", flush=True)

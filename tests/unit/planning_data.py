@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from reconciler.inventory import ContainerRecord, ImageRecord, Inventory
-from reconciler.manifest import ImageSpec, ImageState, Manifest, PruneSpec, PullPolicy
-from reconciler.reference import parse_reference, parse_repository
+from reconciler.model.inventory import ContainerRecord, ImageRecord, Inventory
+from reconciler.model.manifest import ImageSpec, ImageState, Manifest, PruneSpec, PullPolicy
+from reconciler.model.reference import parse_reference, parse_repository
 
 
 def image_id(seed: str) -> str:

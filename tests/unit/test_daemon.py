@@ -8,7 +8,7 @@ import docker
 import pytest
 import requests
 
-from reconciler.daemon import engine_id, resolve_host
+from reconciler.daemon.connection import engine_id, resolve_host
 from reconciler.errors import DaemonError, DaemonUnavailable, ExitCode, UsageError
 
 SCHEMES = "unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (npipe:// works on Windows only)"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.cli import cli
+from reconciler.cli.commands import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

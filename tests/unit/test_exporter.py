@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from reconciler.exporter import export_manifest
-from reconciler.inventory import Inventory
-from reconciler.loader import load_manifest_text
-from reconciler.planner import plan_changes
+from reconciler.loading.loader import load_manifest_text
+from reconciler.model.inventory import Inventory
+from reconciler.planning.export import export_manifest
+from reconciler.planning.images import plan_changes
 
 from .planning_data import container, digest, image
 

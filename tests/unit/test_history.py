@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import UsageError
-from reconciler.history import (
+from reconciler.model.plan import Action, Step
+from reconciler.model.report import Outcome, StepResult
+from reconciler.state.history import (
     HistoryQuery,
     RunRecorder,
     history_path,
@@ -19,8 +21,6 @@ from reconciler.history import (
     records_json,
     records_plain,
 )
-from reconciler.plan import Action, Step
-from reconciler.report import Outcome, StepResult
 
 HOST = "unix:///run/docker.sock"
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from reconciler.layers import (
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.planning.freed_space import (
     HistoryEntry,
     ImageLayers,
     chain_ids,
@@ -12,7 +13,6 @@ from reconciler.layers import (
     layer_sizes,
     with_freed_bytes,
 )
-from reconciler.plan import Action, Plan, Step
 
 
 def diff(name: str) -> str:

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from reconciler.errors import ManifestError
-from reconciler.inventory import ImageRecord
-from reconciler.loader import load_manifest_text
-from reconciler.manifest import (
+from reconciler.loading.loader import load_manifest_text
+from reconciler.model.inventory import ImageRecord
+from reconciler.model.manifest import (
     DiskBudget,
     Manifest,
     Order,
@@ -20,8 +20,8 @@ from reconciler.manifest import (
     TagFilter,
     Unmatched,
 )
-from reconciler.reference import parse_reference
-from reconciler.retention import declared_references, evaluate_retention
+from reconciler.model.reference import parse_reference
+from reconciler.planning.retention import declared_references, evaluate_retention
 
 DAY = 86_400
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reconciler.errors import ExitCode, LockHeld, StateDirError
-from reconciler.lock import (
+from reconciler.state.lock import (
     LockHolder,
     daemon_identity,
     daemon_lock,
@@ -22,7 +22,7 @@ from reconciler.lock import (
     read_holder,
     unix_socket_path,
 )
-from reconciler.state_dir import daemon_key, default_state_dir, ensure_state_dir
+from reconciler.state.state_dir import daemon_key, default_state_dir, ensure_state_dir
 
 IDENTITY = "engine ID 63FM:LL6P:4UCV"
 
@@ -205,7 +205,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from reconciler.lock import daemon_lock
+        from reconciler.state.lock import daemon_lock
         with daemon_lock(Path({str(tmp_path)!r}), {IDENTITY!r}):
             print("locked", flush=True)
             time.sleep(60)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.atomic_file import write_atomically
-from reconciler.metrics import (
+from reconciler.model.plan import Action, Step
+from reconciler.model.report import Outcome, Report, StepResult
+from reconciler.state.atomic_file import write_atomically
+from reconciler.state.metrics import (
     LAST_SUCCESS,
     MetricsRun,
     metrics_text,
@@ -18,8 +20,6 @@ from reconciler.metrics import (
     run_metrics,
     update_metrics_file,
 )
-from reconciler.plan import Action, Step
-from reconciler.report import Outcome, Report, StepResult
 
 PULL = Step(action=Action.PULL, ref="nginx:latest", reason="missing")
 REMOVE = Step(action=Action.REMOVE, ref="old:1", image_id="sha256:" + "ab" * 32, reason="absent", bytes=5000)

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.atomic_file import write_atomically
 from reconciler.errors import ExitCode, PlanFileError, StalePlanError
-from reconciler.plan import Action, Plan, Step
-from reconciler.plan_file import (
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.state.atomic_file import write_atomically
+from reconciler.state.plan_file import (
     SavedPlan,
     check_applicable,
     dump_plan,

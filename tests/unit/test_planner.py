@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from reconciler.manifest import ImageState, PullPolicy
-from reconciler.plan import Action, Step
-from reconciler.planner import plan_changes
+from reconciler.model.manifest import ImageState, PullPolicy
+from reconciler.model.plan import Action, Step
+from reconciler.planning.images import plan_changes
 
 from .planning_data import container, digest, image, image_id, inventory, manifest, spec
 

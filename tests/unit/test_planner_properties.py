@@ -13,11 +13,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.inventory import ImageRecord, Inventory
-from reconciler.manifest import ImageState, Manifest, PullPolicy
-from reconciler.plan import Action, Plan, Step
-from reconciler.planner import plan_changes
-from reconciler.reference import parse_reference
+from reconciler.model.inventory import ImageRecord, Inventory
+from reconciler.model.manifest import ImageState, Manifest, PullPolicy
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.reference import parse_reference
+from reconciler.planning.images import plan_changes
 
 from .planning_data import container, digest, image_id, inventory, manifest, spec
 

@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import ExitCode
-from reconciler.plan import Action, Step
-from reconciler.progress import plain_line
-from reconciler.puller import (
+from reconciler.cli.progress import plain_line
+from reconciler.daemon.pulling import (
     BACKOFF_CAP,
     EventKind,
     LayerTally,
@@ -21,9 +19,11 @@ from reconciler.puller import (
     classify,
     retry_after,
 )
-from reconciler.registry_auth import CredentialsError, RegistryAuth, load_registry_auth
-from reconciler.report import Outcome, Report, StepResult
-from reconciler.workflow import apply_exit_code
+from reconciler.daemon.registry_auth import CredentialsError, RegistryAuth, load_registry_auth
+from reconciler.errors import ExitCode
+from reconciler.flows.workflow import apply_exit_code
+from reconciler.model.plan import Action, Step
+from reconciler.model.report import Outcome, Report, StepResult
 
 # --- classify ------------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ def test_exit_code_is_temporary_only_when_every_failure_was_a_rate_limit() -> No
 
 
 def test_several_daemons_end_with_the_most_serious_exit_code() -> None:
-    from reconciler.workflow import worst_exit_code
+    from reconciler.flows.workflow import worst_exit_code
 
     assert worst_exit_code([]) is ExitCode.OK
     assert worst_exit_code([ExitCode.OK, ExitCode.CHANGES_PENDING]) is ExitCode.CHANGES_PENDING

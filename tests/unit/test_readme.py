@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.loader import load_manifest_text
+from reconciler.loading.loader import load_manifest_text
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)

@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reconciler.errors import ReconcilerError
-from reconciler.reference import (
+from reconciler.model.reference import (
     Reference,
     ReferenceError,
     is_valid_digest,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.registry_auth import load_registry_auth
+from reconciler.daemon.registry_auth import load_registry_auth
 
 SECRET = "!!c2VjcmV0"  # what must never be echoed
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from reconciler import render
-from reconciler.plan import Action, Plan, Step
-from reconciler.report import Outcome, Report, StepResult
+from reconciler.cli import render
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.report import Outcome, Report, StepResult
 
 PULL = Step(action=Action.PULL, ref="nginx:latest", reason="the tag is not on the host")
 REMOVE = Step(

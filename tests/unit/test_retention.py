@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.inventory import ContainerRecord, ImageRecord
-from reconciler.manifest import (
+from reconciler.model.inventory import ContainerRecord, ImageRecord
+from reconciler.model.manifest import (
     DiskBudget,
     Order,
     RetentionSpec,
@@ -18,8 +18,8 @@ from reconciler.manifest import (
     TagFilter,
     Unmatched,
 )
-from reconciler.reference import parse_reference
-from reconciler.retention import (
+from reconciler.model.reference import parse_reference
+from reconciler.planning.retention import (
     DiskUsage,
     Outcome,
     RetentionResult,
@@ -531,7 +531,7 @@ def test_an_empty_section_keeps_everything() -> None:
     assert result.refused is None and result.freed_bytes == 0
 
 
-@pytest.mark.parametrize("module", ["retention", "units"])
+@pytest.mark.parametrize("module", ["planning/retention", "model/units"])
 def test_retention_modules_stay_pure(module: str) -> None:
     source = Path(__file__).resolve().parents[2] / "reconciler" / f"{module}.py"
     imported: set[str] = set()

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import random
 
-from reconciler.inventory import ContainerRecord, Inventory
-from reconciler.manifest import DiskBudget, ImageState, Manifest, RetentionSpec, Rule, Selector
-from reconciler.plan import Action, Plan
-from reconciler.planner import plan_changes
-from reconciler.retention import DiskUsage, declared_references, evaluate_retention
-from reconciler.retention_plan import plan_retention, removal_guard
-from reconciler.units import format_age
+from reconciler.model.inventory import ContainerRecord, Inventory
+from reconciler.model.manifest import (
+    DiskBudget,
+    ImageState,
+    Manifest,
+    RetentionSpec,
+    Rule,
+    Selector,
+)
+from reconciler.model.plan import Action, Plan
+from reconciler.model.units import format_age
+from reconciler.planning.images import plan_changes
+from reconciler.planning.retention import DiskUsage, declared_references, evaluate_retention
+from reconciler.planning.retention_steps import plan_retention, removal_guard
 from tests.unit.planning_data import image, spec
 
 NOW = 2_000_000_000

@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.inventory import ContainerRecord, ImageRecord
-from reconciler.manifest import (
+from reconciler.model.inventory import ContainerRecord, ImageRecord
+from reconciler.model.manifest import (
     DiskBudget,
     Order,
     RetentionSpec,
@@ -18,8 +18,8 @@ from reconciler.manifest import (
     TagFilter,
     Unmatched,
 )
-from reconciler.reference import Reference, parse_reference
-from reconciler.retention import DiskUsage, Outcome, RetentionResult, evaluate_retention
+from reconciler.model.reference import Reference, parse_reference
+from reconciler.planning.retention import DiskUsage, Outcome, RetentionResult, evaluate_retention
 
 NOW = 2_000_000_000.0
 DAY = 86_400

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler.loader import load_manifest
-from reconciler.schema import load_schema, schema_text
+from reconciler.loading.loader import load_manifest
+from reconciler.loading.schema import load_schema, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "manifests").glob("*.yaml"))

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.units import UnitError, format_duration, parse_duration, parse_percent, parse_size
+from reconciler.model.units import (
+    UnitError,
+    format_duration,
+    parse_duration,
+    parse_percent,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,7 +89,7 @@ def test_invalid_percentages_are_refused(text: str) -> None:
 
 
 def test_ages_are_rounded_down_to_their_largest_unit() -> None:
-    from reconciler.units import format_age
+    from reconciler.model.units import format_age
 
     assert [format_age(s) for s in (-3, 0, 59.9, 60, 3599, 3600, 86399, 86400, 3.7152e6, 13 * 86400, 15 * 86400)] == [
         "0s",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.inventory import ContainerRecord, Inventory
-from reconciler.usage import (
+from reconciler.model.inventory import ContainerRecord, Inventory
+from reconciler.state.usage import (
     UsageFacts,
     UsageState,
     facts_from_events,

@@ -1,0 +1,1 @@
+"""The reconcile command: click commands, options, consoles and every rendering of plans and reports."""

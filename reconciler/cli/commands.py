@@ -1,0 +1,295 @@
+"""The ``reconcile`` command: thin click commands over load -> read -> plan -> apply.
+
+The CLI owns stdout, stderr and exit codes; every ReconcilerError is caught
+here, once, and printed as its sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import click
+import docker
+from rich.markup import escape
+
+from reconciler import __version__
+from reconciler.cli.console import echo_json, err, out
+from reconciler.cli.options import (
+    EXIT_CODES_HELP,
+    host_option,
+    manifest_argument,
+    one_host_option,
+    output_option,
+    quiet_option,
+    removal_guard_options,
+    state_dir_option,
+)
+from reconciler.daemon.connection import connect
+from reconciler.daemon.reading import (
+    read_inventory,
+)
+from reconciler.errors import (
+    DaemonError,
+    ExitCode,
+    ManifestError,
+    ReconcilerError,
+)
+from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
+from reconciler.flows.hosts import (
+    ApplyOptions,
+    HostOutcome,
+    PlanOptions,
+    apply_host,
+    exit_with,
+    for_each_host,
+    plan_host,
+    track_metrics,
+)
+from reconciler.flows.workflow import (
+    merge_reports,
+)
+from reconciler.loading.loader import load_manifest
+from reconciler.loading.schema import schema_text
+from reconciler.loading.yaml_source import read_yaml
+from reconciler.model.report import Report
+from reconciler.planning.export import export_manifest
+from reconciler.state.history import (
+    HistoryQuery,
+    parse_since,
+    query_history,
+    records_json,
+    records_plain,
+    records_table,
+    utc_now,
+)
+from reconciler.state.plan_file import (
+    now,
+    saved_plan_at,
+    write_or_explain,
+)
+from reconciler.state.state_dir import default_state_dir
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconcile")
+def cli() -> None:
+    """Make a Docker host's images match a desired-state file (images.yaml)."""
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@manifest_argument
+@output_option
+def validate(manifest_file: Path, output: str) -> None:
+    """Check FILE against the schema and Docker's rules; report every problem."""
+    if output == "json":
+        try:
+            manifest = load_manifest(manifest_file)
+        except ManifestError as exc:
+            diagnostics = [dataclasses.asdict(d) for d in exc.diagnostics]
+            echo_json({"valid": False, "file": str(manifest_file), "diagnostics": diagnostics})
+            sys.exit(exc.exit_code)
+        echo_json({"valid": True, "file": str(manifest_file), "images": len(manifest.images)})
+        return
+    manifest = load_manifest(manifest_file)
+    count = len(manifest.images)
+    out().print(f"{manifest_file} is valid: {count} image entr{'y' if count == 1 else 'ies'}.")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@manifest_argument
+@host_option
+@output_option
+@quiet_option
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
+@click.option(
+    "--out",
+    "out_file",
+    metavar="PLAN",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan to PLAN (JSON), for `reconcile apply PLAN`.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="List every image on the host with its retention verdict and what decided it.",
+)
+@removal_guard_options
+@state_dir_option
+def plan(
+    manifest_file: Path,
+    host: tuple[str, ...],
+    output: str,
+    quiet: bool,
+    detailed_exitcode: bool,
+    out_file: Path | None = None,
+    explain: bool = False,
+    max_removals: int | None = None,
+    allow_large_removal: bool = False,
+    state_dir: Path | None = None,
+) -> None:
+    """Show what apply would change on the host, without changing anything.
+
+    Not even reconcile's own state changes: the usage state retention keeps is only read.
+    Several --host options plan each daemon in turn.
+    """
+    manifest = load_manifest(manifest_file)
+    if out_file is not None and len(host) > 1:
+        raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
+    options = PlanOptions(output, quiet, detailed_exitcode, out_file, explain, max_removals, allow_large_removal)
+    state = state_dir or default_state_dir()
+    exit_with(for_each_host(host, output, lambda address: plan_host(manifest, address, state, options)))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@manifest_argument
+@host_option
+@output_option
+@click.option(
+    "--pull-timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_PULL_TIMEOUT,
+    show_default=True,
+    help="Seconds one pull may take, retries included, before it is given up.",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1, max=32),
+    default=DEFAULT_PARALLELISM,
+    show_default=True,
+    help="Pulls run at once.",
+)
+@quiet_option
+@state_dir_option
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another apply on the same daemon to finish (0: fail at once, exit 75).",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write Prometheus text-format metrics of this run to this file, atomically.",
+)
+@removal_guard_options
+def apply(
+    manifest_file: Path,
+    host: tuple[str, ...],
+    output: str,
+    pull_timeout: float,
+    parallelism: int,
+    quiet: bool,
+    state_dir: Path | None,
+    lock_timeout: float,
+    metrics_file: Path | None,
+    max_removals: int | None = None,
+    allow_large_removal: bool = False,
+) -> None:
+    """Change the host until it matches FILE: pull, tag, untag, remove.
+
+    FILE is a manifest, or a plan saved by `plan --out`: that plan runs as saved, and
+    steps whose host state changed since are refused as stale. Several --host options
+    apply to each daemon in turn, each under its own lock.
+    """
+    metrics = track_metrics(metrics_file)
+    saved = saved_plan_at(manifest_file)
+    if saved and len(host) > 1:
+        raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
+    manifest = None if saved else load_manifest(manifest_file)
+    options = ApplyOptions(
+        manifest_file, output, pull_timeout, parallelism, quiet, state_dir, lock_timeout, max_removals,
+        allow_large_removal,
+    )
+    reports: list[Report] = []
+
+    def one(address: str | None) -> HostOutcome:
+        outcome, report = apply_host(manifest, saved, address, options)
+        if report is not None:  # None: refused, nothing done; the run is then no success
+            reports.append(report)
+        return outcome
+
+    codes = for_each_host(host, output, one)
+    merged = merge_reports(reports)
+    if merged is not None and len(reports) == max(len(host), 1):
+        metrics.finished(merged)  # a daemon that gave no report leaves the run unfinished: not a success
+    exit_with(codes)
+
+
+@cli.command()
+@output_option
+def schema(output: str) -> None:
+    """Print the JSON Schema of images.yaml (for editors and CI linting); JSON with either -o."""
+    click.echo(schema_text(), nl=False)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--image", metavar="REF", help="Only this image: a reference (no tag: every tag) or an id prefix.")
+@click.option("--since", metavar="DURATION", help="Only steps this recent: 90m, 12h, 7d, 2w.")
+@click.option("--host", "-H", metavar="URL", help="Only steps on this daemon (default: every daemon).")
+@output_option
+@state_dir_option
+def history(image: str | None, since: str | None, host: str | None, output: str, state_dir: Path | None) -> None:
+    """Show the recorded steps of past applies: what removed an image, and why."""
+    query = HistoryQuery(image=image, since=parse_since(since, utc_now()) if since else None, host=host)
+    records = query_history(state_dir or default_state_dir(), query)
+    console = out()
+    if output == "json":
+        click.echo(records_json(records))
+    elif console.is_terminal and records:
+        console.print(records_table(records))
+    else:
+        click.echo(records_plain(records))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@one_host_option
+@output_option
+@click.option(
+    "--out",
+    "out_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (atomically) instead of stdout.",
+)
+def export(host: tuple[str, ...], output: str, out_file: Path | None) -> None:
+    """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
+    if len(host) > 1:
+        raise click.UsageError("export writes one daemon's images; give a single --host.")
+    daemon = connect(host[0] if host else None)
+    text = export_manifest(read_inventory(daemon), now())
+    if output == "json":
+        text = json.dumps(read_yaml(text, "export").data, indent=2) + "\n"
+    if out_file is None:
+        click.echo(text, nl=False)
+    else:
+        write_or_explain(out_file, text, "the manifest")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and map every outcome to a documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="reconcile", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err().print("Aborted.")
+        sys.exit(ExitCode.UNEXPECTED)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except ReconcilerError as exc:
+        err().print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except docker.errors.APIError as exc:
+        error = DaemonError(f"The Docker daemon refused a request: {exc.explanation or exc}")
+        err().print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
+        sys.exit(error.exit_code)
+    sys.exit(ExitCode.OK)

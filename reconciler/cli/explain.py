@@ -1,0 +1,95 @@
+"""``plan --explain``: every image's retention verdict, with what decided it. Pure: returns data and text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.markup import escape
+
+from reconciler.model.inventory import Inventory, short_id
+from reconciler.model.units import format_age
+from reconciler.planning.retention import Decision, Outcome, RetentionResult
+
+_STYLE = {Outcome.KEEP: "green", Outcome.UNTAG: "yellow", Outcome.REMOVE: "red", Outcome.EVICT: "red"}
+
+
+def verdicts_json(
+    result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """One entry per image: id, references, last use, verdict, and each decision with its inputs."""
+    entries = []
+    for verdict in result.verdicts:
+        image = inventory.image_by_id.get(verdict.image_id)
+        entries.append(
+            {
+                "image_id": verdict.image_id,
+                "tags": sorted(t.familiar() for t in image.tags) if image else [],
+                "created": image.created if image else None,
+                "last_used": last_used.get(verdict.image_id),
+                "verdict": verdict.outcome.value,
+                "untag": [ref.familiar() for ref in verdict.untag],
+                "bytes": verdict.freed_bytes,
+                "decisions": [_decision_json(d, now) for d in verdict.decisions],
+            }
+        )
+    return entries
+
+
+def _decision_json(decision: Decision, now: float) -> dict[str, Any]:
+    return {
+        "subject": decision.subject,
+        "kept": decision.kept,
+        "rung": decision.rung.value,
+        "rule": decision.rule,
+        "condition": decision.condition,
+        "reason": decision.reason,
+        "age_seconds": round(decision.age, 3),
+        "last_used": decision.last_used,
+        "last_used_ago_seconds": None
+        if decision.last_used is None
+        else round(now - decision.last_used, 3),
+        "containers": list(decision.containers),
+        "pattern": decision.pattern,
+        "rank": decision.rank,
+    }
+
+
+def verdicts_text(
+    result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]
+) -> str:
+    """Rich markup: a line per image (verdict, id, tags), then a line per decision."""
+    lines = [f"Retention verdicts for the {len(result.verdicts)} images on the host:", ""]
+    for verdict in result.verdicts:
+        image = inventory.image_by_id.get(verdict.image_id)
+        tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else "<untagged>"
+        style = _STYLE[verdict.outcome]
+        short = short_id(verdict.image_id)
+        used = last_used.get(verdict.image_id)
+        seen = f" (last use {format_age(now - used)} ago)" if used is not None else ""
+        lines.append(f"  [{style}]{verdict.outcome.value:<6}[/] {short} {escape(tags)}{seen}")
+        lines += [f"      {escape(_decision_line(d, now))}" for d in verdict.decisions]
+    if result.refused:
+        lines += ["", f"Retention guard: {escape(result.refused)}"]
+    return "\n".join(lines)
+
+
+def _decision_line(decision: Decision, now: float) -> str:
+    who = decision.rung.value if decision.rule is None else f"rule {decision.rule}"
+    inputs = [f"age {format_age(decision.age)}"]
+    if decision.last_used is not None:
+        inputs.append(f"last use {format_age(now - decision.last_used)} ago")
+    if decision.containers:
+        inputs.append(f"container {', '.join(decision.containers)}")
+    if decision.pattern:
+        inputs.append(f"pattern {decision.pattern}")
+    if decision.rank is not None:
+        inputs.append(f"rank {decision.rank}")
+    verb = "keep" if decision.kept else "drop"
+    # A decision on the whole image needs no subject: the line above names the image.
+    subject = "" if decision.subject.startswith("sha256:") or _is_short_id(decision.subject) else f"{decision.subject}: "
+    return f"{subject}{verb} by {who}: {decision.reason} [{'; '.join(inputs)}]"
+
+
+def _is_short_id(text: str) -> bool:
+    return len(text) == 12 and all(c in "0123456789abcdef" for c in text)

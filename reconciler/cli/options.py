@@ -1,0 +1,97 @@
+"""Options and help text shared by the ``reconcile`` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from reconciler.state.state_dir import STATE_DIR_ENV
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0   success; the host matches (or the manifest is valid)
+  2   plan --detailed-exitcode: changes are pending (a plan of only blocked steps is 0)
+  3   apply finished, but some steps failed or were skipped for safety
+      (or plan/apply: more removals than --max-removals/max_removal_percent)
+  4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
+  64  usage error
+  65  invalid manifest, or a saved plan that is corrupt or of an unknown version
+  69  Docker daemon unreachable
+  75  apply: another apply holds this daemon's lock (see --lock-timeout),
+      or only registry rate limits (HTTP 429) kept pulls from finishing
+  1   anything unexpected
+"""
+
+
+def host_option(func: F) -> F:
+    return click.option(
+        "--host",
+        "-H",
+        metavar="URL",
+        multiple=True,
+        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket); "
+        "repeat it to work on several daemons in turn.",
+    )(func)
+
+
+def output_option(func: F) -> F:
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, json for programs.",
+    )(func)
+
+
+def one_host_option(func: F) -> F:
+    return click.option(
+        "--host",
+        "-H",
+        metavar="URL",
+        multiple=True,  # taken as a list so that a second one is refused, not silently dropped
+        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket).",
+    )(func)
+
+
+def quiet_option(func: F) -> F:
+    return click.option(
+        "--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary."
+    )(func)
+
+
+def state_dir_option(func: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=STATE_DIR_ENV,
+        help="Where the run history and the usage state live; plan only reads them "
+        "(default: $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler).",
+    )(func)
+
+
+def removal_guard_options(func: F) -> F:
+    func = click.option(
+        "--allow-large-removal",
+        is_flag=True,
+        help="Go ahead even when the plan removes more than --max-removals or max_removal_percent.",
+    )(func)
+    return click.option(
+        "--max-removals",
+        type=click.IntRange(min=0),
+        metavar="N",
+        help="Refuse (exit 3, nothing done) a plan that removes more than N images.",
+    )(func)
+
+
+manifest_argument = click.argument(
+    "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+
+

@@ -1,0 +1,122 @@
+"""Show pulls while they run: a live display on a terminal, one line per event otherwise.
+
+Fed :class:`~reconciler.daemon.pulling.PullEvent`\\ s from the pull threads; both displays
+are safe to call from several threads. Output goes to stderr, so stdout keeps only
+the plan and the report.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from reconciler.cli.render import human_bytes
+from reconciler.daemon.pulling import EventKind, PullEvent
+
+
+class PullDisplay(Protocol):
+    def __call__(self, event: PullEvent) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def plain_line(event: PullEvent) -> str | None:
+    """The one-line message for ``event``, or None for events shown only live."""
+    if event.kind is EventKind.START:
+        return f"pulling {event.ref}"
+    if event.kind is EventKind.RETRY:
+        return f"retrying {event.ref} in {event.delay:.0f}s: {event.reason}"
+    if event.kind is EventKind.DONE:
+        return f"pulled {event.ref} ({human_bytes(event.bytes_total)}) in {event.elapsed:.1f}s"
+    if event.kind is EventKind.FAILED:
+        return f"pull of {event.ref} failed after {event.elapsed:.1f}s: {event.reason}"
+    return None
+
+
+class PlainPullLog:
+    """One line per start, retry, end: readable in CI logs, where a live display is noise."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._lock = threading.Lock()
+
+    def __call__(self, event: PullEvent) -> None:
+        line = plain_line(event)
+        if line is not None:
+            with self._lock:
+                self._console.print(escape(line), highlight=False)
+
+    def stop(self) -> None:
+        """Nothing to tidy: every line is already out."""
+
+
+class LivePullProgress:
+    """A bar per image: layers done/total, bytes, rate; started at the first event."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[layers]}"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+
+    def __call__(self, event: PullEvent) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            if not self._started:
+                self._progress.start()
+                self._started = True
+            task = self._tasks.get(event.ref)
+            if task is None:
+                task = self._progress.add_task(escape(event.ref), total=None, layers="")
+                self._tasks[event.ref] = task
+            self._update(task, event)
+
+    def _update(self, task: TaskID, event: PullEvent) -> None:
+        name = escape(event.ref)
+        layers = f"{event.layers_done}/{event.layers_total} layers" if event.layers_total else ""
+        if event.kind is EventKind.PROGRESS or event.kind is EventKind.DONE:
+            total = event.bytes_total or None
+            done = event.bytes_total if event.kind is EventKind.DONE else event.bytes_done
+            description = f"[green]pulled[/] {name}" if event.kind is EventKind.DONE else name
+            self._progress.update(task, description=description, completed=done, total=total, layers=layers)
+        elif event.kind is EventKind.RETRY:
+            reason = escape(event.reason)
+            self._progress.update(task, description=f"{name} [yellow]retry in {event.delay:.0f}s: {reason}[/]")
+        elif event.kind is EventKind.FAILED:
+            self._progress.update(task, description=f"{name} [red]failed: {escape(event.reason)}[/]")
+
+    def stop(self) -> None:
+        """End the live display (idempotent), before anything else is printed."""
+        with self._lock:
+            if self._started and not self._stopped:
+                self._progress.stop()
+            self._stopped = True
+
+
+def pull_display(console: Console) -> PullDisplay:
+    """The live display on a terminal, plain lines everywhere else."""
+    if console.is_terminal:
+        return LivePullProgress(console)
+    return PlainPullLog(console)

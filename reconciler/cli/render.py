@@ -1,0 +1,200 @@
+"""Plans and reports as text for people and as JSON for machines. Pure: returns strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+
+from reconciler.model.inventory import short_id
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.report import Outcome, Report, StepResult
+
+NO_CHANGES = "No changes. The host matches {manifest}."
+
+_SIGN = {Action.PULL: "+", Action.TAG: "+", Action.UNTAG: "-", Action.REMOVE: "-"}
+_STYLE = {Action.PULL: "green", Action.TAG: "green", Action.UNTAG: "yellow", Action.REMOVE: "red"}
+_OUTCOME_STYLE = {
+    Outcome.DONE: "green",
+    Outcome.SKIPPED: "yellow",
+    Outcome.FAILED: "red bold",
+    Outcome.STALE: "magenta",
+}
+
+
+def human_bytes(count: int | None) -> str:
+    """Decimal units, as ``docker image ls`` prints them."""
+    if count is None:
+        return "unknown"
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+# --- plan -----------------------------------------------------------------------
+
+
+def plan_text(plan: Plan) -> str:
+    """Rich markup: one line a step, then the totals; or the no-change sentence."""
+    if not plan.steps:
+        return NO_CHANGES.format(manifest=escape(_name(plan.manifest_path)))
+    lines = [f"Plan for {escape(_name(plan.manifest_path))} on {escape(plan.host)}:", ""]
+    lines += [_step_line(step) for step in plan.steps]
+    lines += ["", plan_summary_text(plan)]
+    return "\n".join(lines)
+
+
+def _step_line(step: Step) -> str:
+    target = escape(step.ref)
+    if step.action is Action.TAG and step.source:
+        target = f"{target} -> {escape(step.source)}"
+    extra = []
+    if step.image_id and step.action is not Action.PULL:
+        extra.append(short_id(step.image_id))
+    if step.action is Action.REMOVE and not step.blocked:
+        extra.append(f"frees {human_bytes(step.bytes)}")
+    if step.platform:
+        extra.append(step.platform)
+    detail = f" ({', '.join(extra)})" if extra else ""
+    if step.blocked:
+        return (
+            f"  [yellow]! blocked {step.action.value:<6}[/] {target}{detail}\n"
+            f"      {escape(step.reason)}; {escape(step.blocked)}"
+        )
+    style = _STYLE[step.action]
+    return f"  [{style}]{_SIGN[step.action]} {step.action.value:<6}[/] {target}{detail}\n      {escape(step.reason)}"
+
+
+def plan_summary_text(plan: Plan) -> str:
+    counts = [f"{plan.count(a)} to {a.value}" for a in Action if plan.count(a)]
+    blocked = f", {len(plan.blocked)} blocked" if plan.blocked else ""
+    pulls = plan.count(Action.PULL)
+    download = f"{pulls} image{'s' if pulls != 1 else ''}, size known once pulled" if pulls else "nothing"
+    if not plan.count(Action.REMOVE):
+        free = "nothing"
+    else:
+        free = human_bytes(plan.bytes_to_free) if plan.bytes_to_free_known else "unknown"
+    return f"Plan: {', '.join(counts) or 'nothing to run'}{blocked}. To download: {download}. To free: {free}."
+
+
+def plan_json(plan: Plan, images: list[dict[str, Any]] | None = None) -> str:
+    """The plan's steps and summary; with ``images`` (``plan --explain``) each image's verdict too."""
+    return _dump(plan_document(plan, images))
+
+
+def plan_document(plan: Plan, images: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"steps": [step_dict(s) for s in plan.steps]}
+    if images is not None:
+        data["images"] = images
+    data["summary"] = plan_summary(plan)
+    return data
+
+
+def hosts_json(documents: list[dict[str, Any]]) -> str:
+    """Several daemons' plans or reports, each as its one-daemon document with its host."""
+    return _dump({"hosts": documents})
+
+
+def step_dict(step: Step) -> dict[str, Any]:
+    return {
+        "action": step.action.value,
+        "ref": step.ref,
+        "image_id": step.image_id,
+        "reason": step.reason,
+        "bytes": step.bytes,
+        "source": step.source,
+        "platform": step.platform,
+        "expected_digest": step.expected_digest,
+        "blocked": step.blocked,
+    }
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    return {
+        "manifest": plan.manifest_path,
+        "host": plan.host,
+        "changes": plan.has_runnable,
+        **{a.value: plan.count(a) for a in Action},
+        "blocked": len(plan.blocked),
+        "bytes_to_free": plan.bytes_to_free if plan.bytes_to_free_known else None,
+        "bytes_to_download": None,  # the daemon cannot tell before it pulls
+    }
+
+
+# --- report ---------------------------------------------------------------------
+
+
+def result_line(result: StepResult) -> str:
+    step = result.step
+    style = _OUTCOME_STYLE[result.outcome]
+    target = escape(step.ref)
+    if step.action is Action.TAG and step.source:
+        target = f"{target} -> {escape(step.source)}"
+    return f"  [{style}]{result.outcome.value:<7}[/] {step.action.value:<6} {target}: {escape(result.detail)}"
+
+
+def report_summary_text(report: Report) -> str:
+    done = len(report.with_outcome(Outcome.DONE))
+    skipped = len(report.with_outcome(Outcome.SKIPPED))
+    failed = len(report.with_outcome(Outcome.FAILED))
+    verdict = "Apply complete" if report.complete else "Apply incomplete"
+    freed = _freed_text(report)
+    stale = len(report.with_outcome(Outcome.STALE))
+    refused = f", {stale} stale" if stale else ""
+    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}"
+    if skipped or failed:
+        text += " Skipped and failed steps are listed above; nothing else was touched."
+    if stale:
+        text += " The host changed since the plan was made: run `reconcile plan` again."
+    return text
+
+
+def _freed_text(report: Report) -> str:
+    """The predicted freed space, and what the daemon's disk usage really lost when measured."""
+    if report.measured_freed is None:
+        return f" Freed {human_bytes(report.bytes_freed)}." if report.bytes_freed else ""
+    return f" Freed {human_bytes(report.measured_freed)} (predicted {human_bytes(report.bytes_freed)})."
+
+
+def report_json(report: Report) -> str:
+    return _dump(report_document(report))
+
+
+def report_document(report: Report) -> dict[str, Any]:
+    return {"steps": [result_dict(r) for r in report.results], "summary": report_summary(report)}
+
+
+def result_dict(result: StepResult) -> dict[str, Any]:
+    return {
+        **step_dict(result.step),
+        "outcome": result.outcome.value,
+        "detail": result.detail,
+        "result_image_id": result.image_id,
+        "deleted": list(result.deleted),
+        "result_bytes": result.bytes,
+    }
+
+
+def report_summary(report: Report) -> dict[str, Any]:
+    return {
+        "manifest": report.manifest_path,
+        "host": report.host,
+        "complete": report.complete,
+        **{o.value: len(report.with_outcome(o)) for o in Outcome},
+        "images_deleted": len(report.images_deleted),
+        "bytes_freed": report.bytes_freed,
+        "bytes_freed_measured": report.measured_freed,
+    }
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def _name(path: str) -> str:
+    return path or "the manifest"
+

@@ -1,0 +1,301 @@
+"""Pull one image through the daemon: streamed, under a deadline, retried when the failure is transient.
+
+Why streamed: docker-py's high-level pull ignores error chunks and can hand back the
+old image. Why a watchdog: ``POST /images/create`` has no timeout of its own.
+Why retried: registries answer 5xx, 429 and dropped connections in passing; a
+pipeline should not fail on them. Not-found and access-denied are never retried
+("not found" may mean "no access", and retrying does not change that).
+
+The retry policy (:func:`classify`, :func:`retry_after`, :func:`backoff_delay`) is
+pure; progress is reported as :class:`PullEvent`\\ s to a callback, never printed here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import docker
+import requests
+
+from reconciler.daemon.registry_auth import RegistryAuth
+from reconciler.model.reference import Reference
+
+BACKOFF_BASE = 1.0  # seconds before the first retry
+BACKOFF_FACTOR = 2.0
+BACKOFF_CAP = 30.0  # no single wait is longer
+
+
+class Verdict(StrEnum):
+    TRANSIENT = "transient"  # retry
+    RATE_LIMITED = "rate-limited"  # retry; when it never clears, the run may be tried again later
+    PERMANENT = "permanent"  # do not retry
+    DAEMON_LOST = "daemon-lost"  # the daemon itself does not answer: no retry, and the run cannot go on
+
+
+_RATE_LIMITED = re.compile(r"toomanyrequests|too many requests|rate limit|\b429\b", re.IGNORECASE)
+# Checked before the transient markers: "not found" or "denied" stay final whatever else the text says.
+_PERMANENT = re.compile(
+    r"not found|manifest unknown|unknown manifest|access.*denied|denied|unauthorized|authentication required"
+    r"|repository does not exist|no such host|connection refused|invalid reference|no matching manifest",
+    re.IGNORECASE,
+)
+_TRANSIENT = re.compile(
+    r"connection reset|connection aborted|broken pipe|unexpected eof|\beof\b|i/o timeout|tls handshake timeout"
+    r"|temporarily unavailable|service unavailable|bad gateway|gateway timeout"
+    r"|unexpected http status: 5\d\d|\b50[0234]\b",
+    re.IGNORECASE,
+)
+_RETRY_AFTER = re.compile(r"retry[- ]after\W{0,3}(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def classify(message: str, status: int | None = None) -> Verdict:
+    """Whether a pull that failed with ``message`` (and registry HTTP ``status``) is worth retrying."""
+    if status == 429 or _RATE_LIMITED.search(message):
+        return Verdict.RATE_LIMITED
+    if _PERMANENT.search(message):
+        return Verdict.PERMANENT
+    if (status is not None and 500 <= status < 600) or _TRANSIENT.search(message):
+        return Verdict.TRANSIENT
+    return Verdict.PERMANENT
+
+
+def retry_after(message: str) -> float | None:
+    """Seconds the registry asked us to wait, when the daemon relayed its Retry-After."""
+    found = _RETRY_AFTER.search(message)
+    return float(found.group(1)) if found else None
+
+
+def backoff_delay(attempt: int, rand: float, asked: float | None = None) -> float:
+    """Wait before retry number ``attempt`` (1-based), with ``rand`` in [0, 1) for jitter.
+
+    Exponential (base 1 s, factor 2, cap 30 s) with "equal jitter": half fixed, half
+    random, so parallel pulls that failed together do not return together. A
+    Retry-After the registry sent is a floor.
+    """
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR ** (attempt - 1))
+    delay = ceiling / 2 + rand * ceiling / 2
+    return max(delay, asked) if asked is not None else delay
+
+
+# --- progress ---------------------------------------------------------------------
+
+
+class EventKind(StrEnum):
+    START = "start"
+    PROGRESS = "progress"
+    RETRY = "retry"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class PullEvent:
+    kind: EventKind
+    ref: str
+    layers_done: int = 0
+    layers_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    elapsed: float = 0.0  # seconds since the first attempt started
+    delay: float = 0.0  # RETRY: seconds until the next attempt
+    reason: str = ""  # RETRY, FAILED: the error
+
+
+PullCallback = Callable[[PullEvent], None]
+
+_LAYER_DONE = ("pull complete", "already exists")
+
+
+@dataclass
+class LayerTally:
+    """Layers and bytes of one pull, from the stream's ``status``/``progressDetail`` chunks."""
+
+    current: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, chunk: Mapping[str, Any]) -> bool:
+        """Take one chunk; True when it was about a layer."""
+        layer, status = chunk.get("id"), str(chunk.get("status") or "").lower()
+        # The first chunk names the tag ("Pulling from ..."), not a layer.
+        if not layer or status.startswith("pulling from") or status.startswith("digest:"):
+            return False
+        layer = str(layer)
+        self.seen.add(layer)
+        detail = chunk.get("progressDetail") or {}
+        if status == "downloading" and detail.get("total"):
+            self.current[layer] = int(detail.get("current") or 0)
+            self.total[layer] = int(detail["total"])
+        elif status in ("download complete", "verifying checksum") and layer in self.total:
+            self.current[layer] = self.total[layer]
+        elif status in _LAYER_DONE:
+            self.done.add(layer)
+            if layer in self.total:
+                self.current[layer] = self.total[layer]
+        return True
+
+    def event(self, kind: EventKind, ref: str, elapsed: float) -> PullEvent:
+        return PullEvent(
+            kind,
+            ref,
+            layers_done=len(self.done),
+            layers_total=len(self.seen),
+            bytes_done=sum(self.current.values()),
+            bytes_total=sum(self.total.values()),
+            elapsed=elapsed,
+        )
+
+
+# --- pulling ------------------------------------------------------------------------
+
+
+class PullFailed(Exception):
+    """A pull failed for good; the message is the sentence for the report."""
+
+    def __init__(self, message: str, verdict: Verdict) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, message: str, verdict: Verdict) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    attempts: int
+    seconds: float
+    bytes_downloaded: int
+
+
+class Puller:
+    """Pulls with retries inside one overall deadline; safe to share between threads."""
+
+    def __init__(
+        self,
+        deadline: float,
+        auth: RegistryAuth | None = None,
+        on_event: PullCallback | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.deadline = deadline
+        self.auth = auth
+        self.on_event = on_event
+        self._sleep = sleep
+        self._rand = rand
+
+    def pull(self, api: docker.APIClient, ref: Reference, platform: str | None) -> PullSummary:
+        """Pull ``ref`` until it succeeds, fails for good, or the deadline passes; raises PullFailed."""
+        name = ref.familiar()
+        started = time.monotonic()
+        self._emit(PullEvent(EventKind.START, name))
+        attempt = 0
+        while True:
+            attempt += 1
+            tally = LayerTally()
+            remaining = self.deadline - (time.monotonic() - started)
+            try:
+                self._attempt(api, ref, platform, remaining, tally, started)
+            except _AttemptFailed as exc:
+                elapsed = time.monotonic() - started
+                reason = str(exc)
+                if exc.verdict in (Verdict.PERMANENT, Verdict.DAEMON_LOST):
+                    self._fail(name, reason, elapsed)
+                    hint = self.auth.auth_failure_hint(ref.domain) if self.auth else None
+                    raise PullFailed(f"pull of {name} failed: {_explain(reason, hint)}", exc.verdict) from None
+                delay = backoff_delay(attempt, self._rand(), retry_after(reason))
+                if elapsed + delay >= self.deadline:
+                    self._fail(name, reason, elapsed)
+                    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                    raise PullFailed(
+                        f"pull of {name} failed after {tries} within {self.deadline:g}s: {reason}", exc.verdict
+                    ) from None
+                self._emit(PullEvent(EventKind.RETRY, name, elapsed=elapsed, delay=delay, reason=reason))
+                self._sleep(delay)
+                continue
+            elapsed = time.monotonic() - started
+            done = tally.event(EventKind.DONE, name, elapsed)
+            self._emit(done)
+            return PullSummary(attempts=attempt, seconds=elapsed, bytes_downloaded=done.bytes_total)
+
+    def _attempt(
+        self,
+        api: docker.APIClient,
+        ref: Reference,
+        platform: str | None,
+        remaining: float,
+        tally: LayerTally,
+        started: float,
+    ) -> None:
+        """One ``POST /images/create``, read to the end; raises _AttemptFailed."""
+        name = ref.familiar()
+        params: dict[str, str] = {"fromImage": ref.name, "tag": ref.digest or ref.tag or "latest"}
+        if platform:
+            params["platform"] = platform
+        header = self.auth.header(ref.domain) if self.auth else docker.auth.get_config_header(api, ref.domain)
+        headers = {"X-Registry-Auth": header} if header else {}
+        attempt_started = time.monotonic()
+        try:
+            response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
+        except requests.exceptions.RequestException as exc:
+            # The daemon, not a registry, failed to answer: retrying a dead socket only waits out the deadline.
+            raise _AttemptFailed(f"lost the connection to the daemon: {exc}", Verdict.DAEMON_LOST) from None
+        # No read timeout on the stream: a watchdog closes it at the deadline instead.
+        watchdog = threading.Timer(max(remaining, 0.0), response.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            api._raise_for_status(response)
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                chunk = json.loads(line)
+                error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
+                if error:
+                    raise _AttemptFailed(str(error), classify(str(error)))
+                if tally.add(chunk):
+                    self._emit(tally.event(EventKind.PROGRESS, name, time.monotonic() - started))
+        except docker.errors.APIError as exc:
+            message = str(exc.explanation or exc).strip()
+            raise _AttemptFailed(message, classify(message)) from None
+        except (requests.exceptions.RequestException, AttributeError, ValueError) as exc:
+            if time.monotonic() - attempt_started >= remaining:
+                raise _AttemptFailed(
+                    f"did not finish within {self.deadline:g}s", Verdict.PERMANENT
+                ) from None
+            # A stream that breaks off mid-pull (daemon restart, dropped socket) is worth another try.
+            raise _AttemptFailed(f"the pull stream broke off: {exc}", Verdict.TRANSIENT) from None
+        finally:
+            watchdog.cancel()
+            response.close()
+
+    def _fail(self, name: str, reason: str, elapsed: float) -> None:
+        self._emit(PullEvent(EventKind.FAILED, name, elapsed=elapsed, reason=reason))
+
+    def _emit(self, event: PullEvent) -> None:
+        if self.on_event:
+            self.on_event(event)
+
+
+def _explain(message: str, auth_hint: str | None = None) -> str:
+    lowered = message.lower()
+    if "pull access denied" in lowered or "repository does not exist" in lowered or "not found" in lowered:
+        return f"{message} (the registry may also say this when access is denied; nothing was removed)"
+    if "no basic auth credentials" in lowered or "unauthorized" in lowered or "authentication required" in lowered:
+        how = auth_hint.rstrip(".") if auth_hint else (
+            "set RECONCILE_REGISTRY_USER and RECONCILE_REGISTRY_PASSWORD, or log in with `docker login`"
+        )
+        return f"{message} ({how}; nothing was removed)"
+    return message

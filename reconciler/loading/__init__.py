@@ -1,0 +1,1 @@
+"""Reading images.yaml: bounded YAML with positions, variables, schema messages, each section checked."""

@@ -1,0 +1,120 @@
+"""Load images.yaml into a :class:`Manifest`, reporting every problem at once.
+
+Four passes over plain data, each adding diagnostics rather than stopping:
+read the YAML (:mod:`reconciler.loading.yaml_source`), substitute environment
+variables in string values (:mod:`reconciler.loading.env_substitution`), validate
+against the JSON Schema (:mod:`reconciler.loading.schema_messages`), then check what
+a schema cannot say (reference grammar, repositories and aliases declared
+twice: :mod:`reconciler.loading.images_section`; the ``retention:`` section:
+:mod:`reconciler.loading.retention_section`). Only when no pass found anything is a
+Manifest built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from reconciler.errors import Diagnostic, ManifestError
+from reconciler.loading.env_substitution import expand_variables, substitute_all
+from reconciler.loading.images_section import Semantics
+from reconciler.loading.retention_section import RetentionBuilder
+from reconciler.loading.schema_messages import schema_diagnostics
+from reconciler.loading.yaml_source import (
+    MAX_BYTES,
+    Plain,
+    SourceDocument,
+    read_yaml,
+    read_yaml_bytes,
+)
+from reconciler.model.manifest import Manifest, PruneSpec
+
+__all__ = ["expand_variables", "load_manifest", "load_manifest_text"]
+
+
+def load_manifest(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> Manifest:
+    """Read, validate and normalise the manifest at ``path``.
+
+    ``environ`` supplies ``${VAR}`` values (default: the process environment).
+    Raises :class:`ManifestError` carrying every problem found, in line order.
+    """
+    filename = os.fspath(path)
+    data = _read_file(filename)
+    document = read_yaml_bytes(data, filename)
+    return _build(document, _environment(environ), _sha256(data))
+
+
+def load_manifest_text(
+    text: str, filename: str, environ: Mapping[str, str] | None = None
+) -> Manifest:
+    """Like :func:`load_manifest`, for text already in memory; ``filename`` names it."""
+    document = read_yaml(text, filename)
+    return _build(document, _environment(environ), _sha256(text.encode("utf-8")))
+
+
+def _read_file(filename: str) -> bytes:
+    # One byte past the bound is enough to tell the file is too large.
+    try:
+        with open(filename, "rb") as handle:
+            return handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"cannot read the file: {reason}."
+        raise ManifestError([Diagnostic(filename, "", 0, 0, message)]) from exc
+
+
+def _environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) -> Manifest:
+    diagnostics = list(document.diagnostics)
+    data, found = substitute_all(document, environ)
+    diagnostics += found
+    diagnostics += schema_diagnostics(document, data)
+    flawed = {index for d in diagnostics if (index := _entry_index(d.path)) is not None}
+    images, found = Semantics(document).check(data.get("images"), flawed)
+    diagnostics += found
+    retention_flawed = any(d.path.startswith("retention") for d in diagnostics)
+    retention = RetentionBuilder(document)
+    retention_spec = None if retention_flawed else retention.build(data.get("retention"))
+    diagnostics += retention.diagnostics
+    if diagnostics:
+        raise ManifestError(_in_line_order(diagnostics))
+    return Manifest(
+        images=images,
+        prune=_prune(data.get("prune")),
+        retention=retention_spec,
+        path=document.filename,
+        digest=digest,
+    )
+
+
+def _in_line_order(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    unique = list(dict.fromkeys(diagnostics))
+    # Path and message only break ties, so that the order never depends on the validator's.
+    return sorted(unique, key=lambda d: (d.line, d.column, d.path, d.message))
+
+
+_ENTRY_PATH = re.compile(r"images\[(\d+)\]")
+
+
+def _entry_index(path: str) -> int | None:
+    match = _ENTRY_PATH.match(path)
+    return int(match.group(1)) if match else None
+
+
+def _prune(value: Plain) -> PruneSpec:
+    if not isinstance(value, dict):
+        return PruneSpec()
+    return PruneSpec(
+        unlisted_tags=value.get("unlisted_tags") is True, dangling=value.get("dangling") is True
+    )

@@ -1,0 +1,100 @@
+"""What the daemon has: images and containers, as plain frozen data.
+
+Built by :mod:`reconciler.daemon.reading` from a handful of list calls; read by
+the planner. Every reference in here is parsed and normalised, so it compares
+equal to the same reference written in a manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from reconciler.model.reference import Reference
+
+
+def short_id(image_id: str) -> str:
+    """An image id as `docker image ls` shows it: its first 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: str  # "sha256:<64 hex>"
+    tags: tuple[Reference, ...] = ()  # name:tag references
+    digests: tuple[Reference, ...] = ()  # name@digest references (RepoDigests)
+    created: int = 0  # build time, seconds since the epoch
+    size: int = 0  # total size, shared layers included
+    shared_size: int | None = None  # bytes of layers other images use too; None if not read
+    parent_id: str = ""  # the image this one was built on locally (classic builder); "" if none
+
+    @property
+    def unique_size(self) -> int | None:
+        """Bytes a removal of this image alone would free; None when unknown."""
+        if self.shared_size is None or self.shared_size < 0:
+            return None
+        return max(self.size - self.shared_size, 0)
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.id)
+
+    @property
+    def is_dangling(self) -> bool:
+        """Docker's meaning: the image has no tag (it may still have digest references)."""
+        return not self.tags
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str
+    name: str
+    image_id: str
+    state: str = ""  # running, exited, created, ...
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    images: tuple[ImageRecord, ...] = ()
+    containers: tuple[ContainerRecord, ...] = ()
+    # Registry digests of tags whose policy is ``pull: always``, keyed by canonical reference.
+    remote_digests: Mapping[str, str] = field(default_factory=dict)
+    host: str = ""
+
+    @cached_property
+    def image_by_tag(self) -> dict[str, ImageRecord]:
+        """Canonical ``name:tag`` -> image."""
+        return {ref.canonical(): image for image in self.images for ref in image.tags}
+
+    @cached_property
+    def image_by_digest(self) -> dict[str, ImageRecord]:
+        """Canonical ``name@digest`` -> image."""
+        return {ref.canonical(): image for image in self.images for ref in image.digests}
+
+    @cached_property
+    def image_by_id(self) -> dict[str, ImageRecord]:
+        return {image.id: image for image in self.images}
+
+    @cached_property
+    def containers_by_image(self) -> dict[str, tuple[ContainerRecord, ...]]:
+        users: dict[str, list[ContainerRecord]] = {}
+        for container in self.containers:
+            users.setdefault(container.image_id, []).append(container)
+        return {image_id: tuple(sorted(found, key=lambda c: c.name)) for image_id, found in users.items()}
+
+    def depth_of(self, image_id: str) -> int:
+        """How many listed images this one is built on: children sort after their parents."""
+        depth, seen = 0, {image_id}
+        parent = self.image_by_id[image_id].parent_id if image_id in self.image_by_id else ""
+        while parent in self.image_by_id and parent not in seen:
+            depth, seen = depth + 1, seen | {parent}
+            parent = self.image_by_id[parent].parent_id
+        return depth
+
+    def users_of(self, image_id: str) -> tuple[ContainerRecord, ...]:
+        return self.containers_by_image.get(image_id, ())

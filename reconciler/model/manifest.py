@@ -1,0 +1,145 @@
+"""The desired state: what a user declared in images.yaml, validated and normalised.
+
+Plain frozen data. Built by :mod:`reconciler.loading.loader`; read by the planner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from reconciler.model.reference import Reference
+
+
+class PullPolicy(StrEnum):
+    IF_MISSING = "if-missing"  # pull only when the tag is not on the host
+    ALWAYS = "always"  # re-pull when the registry's digest for the tag moved
+    NEVER = "never"  # never contact a registry; a missing tag is a problem
+
+
+class ImageState(StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"  # every local tag of the repository goes
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a declaration stands in the manifest, for messages."""
+
+    file: str
+    path: str  # e.g. ``images[1]``
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column} ({self.path})"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One entry of ``images:``.
+
+    ``repository`` is a name without tag or digest. ``aliases`` are full
+    references (with a tag) that must point at the image of the first tag.
+    """
+
+    repository: Reference
+    tags: tuple[str, ...] = ()
+    aliases: tuple[Reference, ...] = ()
+    digest: str | None = None
+    platform: str | None = None
+    pull: PullPolicy = PullPolicy.IF_MISSING
+    state: ImageState = ImageState.PRESENT
+    source: Source | None = field(default=None, compare=False)
+
+    def tag_references(self) -> tuple[Reference, ...]:
+        """The references ``repository:tag`` for every declared tag, in order."""
+        return tuple(self.repository.with_tag(tag) for tag in self.tags)
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    unlisted_tags: bool = False  # untag local tags of declared repositories that are not listed
+    dangling: bool = False  # remove images with no tag that no container uses
+
+
+class Order(StrEnum):
+    """How ``keep_last`` ranks the images of a repository, newest first."""
+
+    CREATED = "created"  # by image creation (build) time
+    SEMVER = "semver"  # by the highest version among the image's tags; releases before pre-releases
+
+
+class Unmatched(StrEnum):
+    KEEP = "keep"  # a tag or untagged image no rule selects stays
+    REMOVE = "remove"  # ... goes, unless a protection holds it
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    """Regexes matched against the whole tag (fullmatch); None matches every tag."""
+
+    include: str | None = None
+    exclude: str | None = None
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What a rule selects: tags (``untagged`` false) or untagged images (``untagged`` true).
+
+    ``repositories`` are globs; empty selects every repository.
+    """
+
+    repositories: tuple[str, ...] = ()
+    tags: TagFilter = TagFilter()
+    untagged: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of ``retention.rules``; durations in seconds. See :mod:`reconciler.planning.retention`."""
+
+    name: str
+    select: Selector = Selector()
+    keep_last: int | None = None
+    order: Order = Order.CREATED
+    keep_within: int | None = None
+    keep_tags: str | None = None
+    keep_previous: int | None = None
+    older_than: int | None = None
+
+
+@dataclass(frozen=True)
+class DiskBudget:
+    """Evict when images exceed ``max_total`` bytes or the disk is over ``high`` percent."""
+
+    max_total: int | None = None
+    high: float | None = None
+    low: float | None = None  # evict down to this percent; given together with high
+
+
+@dataclass(frozen=True)
+class RetentionSpec:
+    """The ``retention:`` section. Defaults are those of an empty section."""
+
+    min_age: int = 3600  # seconds: younger images are never removed
+    protect: tuple[str, ...] = ()
+    unmatched: Unmatched = Unmatched.KEEP
+    max_removal_percent: float = 50.0
+    disk: DiskBudget | None = None
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    images: tuple[ImageSpec, ...] = ()
+    prune: PruneSpec = PruneSpec()
+    retention: RetentionSpec | None = None
+    path: str = "<memory>"
+    digest: str = ""  # sha256 of the manifest file's bytes, to detect a changed file
+
+    def present(self) -> tuple[ImageSpec, ...]:
+        return tuple(spec for spec in self.images if spec.state is ImageState.PRESENT)
+
+    def absent(self) -> tuple[ImageSpec, ...]:
+        return tuple(spec for spec in self.images if spec.state is ImageState.ABSENT)

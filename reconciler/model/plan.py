@@ -1,0 +1,80 @@
+"""A plan: the ordered steps that take the host from its inventory to the manifest.
+
+Pure data; rendered by :mod:`reconciler.cli.render`, carried out by
+:mod:`reconciler.execution.executor`. A step's ``reason`` is for people: the executor
+decides only by the other fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    PULL = "pull"
+    TAG = "tag"
+    UNTAG = "untag"
+    REMOVE = "remove"
+
+
+# Steps run in this order: what is fetched before what is pointed at it, and
+# every untag before the removal that deletes the image behind it.
+ACTION_ORDER = {Action.PULL: 0, Action.TAG: 1, Action.UNTAG: 2, Action.REMOVE: 3}
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    ref: str  # the reference acted on, as `docker image ls` shows it; an image id for untagged images
+    reason: str
+    image_id: str | None = None  # the image the step expects to find; None for a pull of a missing tag
+    bytes: int | None = None  # pull: unknown before the pull; remove: unique bytes freed
+    source: str | None = None  # tag: the reference whose image gets the new tag
+    platform: str | None = None  # pull: os/arch[/variant]
+    expected_digest: str | None = None  # pull: the content the pulled reference must have
+    blocked: str | None = None  # why the step will not run (in use, pull: never, ...)
+
+    def sort_key(self) -> tuple[int, str, str]:
+        return (ACTION_ORDER[self.action], self.ref, self.image_id or "")
+
+    @property
+    def is_destructive(self) -> bool:
+        return self.action in (Action.UNTAG, Action.REMOVE)
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...] = ()
+    manifest_path: str = ""
+    manifest_digest: str = ""
+    host: str = ""
+
+    @property
+    def runnable(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.blocked is None)
+
+    @property
+    def blocked(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.blocked is not None)
+
+    @property
+    def has_changes(self) -> bool:
+        """Any step at all, blocked ones included: the host differs from the manifest."""
+        return bool(self.steps)
+
+    @property
+    def has_runnable(self) -> bool:
+        """Some step can run: what `plan --detailed-exitcode` reports as changes pending."""
+        return bool(self.runnable)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for step in self.runnable if step.action is action)
+
+    @property
+    def bytes_to_free(self) -> int:
+        return sum(step.bytes or 0 for step in self.runnable if step.action is Action.REMOVE)
+
+    @property
+    def bytes_to_free_known(self) -> bool:
+        return all(step.bytes is not None for step in self.runnable if step.action is Action.REMOVE)

@@ -1,0 +1,1 @@
+"""Pure decisions: what to pull, tag, untag and remove, retention, freed space, the removal guard."""

@@ -1,0 +1,138 @@
+"""Retention verdicts as plan steps, and the blast-radius guard. Pure: plain data in and out.
+
+:func:`plan_retention` adds to a plan (the one :func:`~reconciler.planning.images.plan_changes`
+made from ``images:`` and ``prune:``) the untag and remove steps the verdicts of
+:func:`~reconciler.planning.retention.evaluate_retention` call for, with the same shape as
+the planner's: the other tags of a removed image are untagged first, its last
+reference removed; a step the plan already has is not added twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reconciler.model.inventory import ImageRecord, Inventory
+from reconciler.model.manifest import RetentionSpec, Rule
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.reference import parse_reference
+from reconciler.model.units import format_age, format_duration
+from reconciler.planning.images import run_order
+from reconciler.planning.retention import Decision, Outcome, RetentionResult, Rung, Verdict
+
+__all__ = ["plan_retention", "removal_guard"]
+
+
+def plan_retention(
+    plan: Plan, inventory: Inventory, spec: RetentionSpec, result: RetentionResult, now: float
+) -> Plan:
+    """``plan`` with the steps ``result`` calls for; sorted as the planner sorts."""
+    handled = {(_key(s.ref), s.image_id) for s in plan.steps if s.is_destructive}
+    removed = {s.image_id for s in plan.steps if s.action is Action.REMOVE}
+    rules = {rule.name: rule for rule in spec.rules}
+    added: list[Step] = []
+    for verdict in result.verdicts:
+        if verdict.outcome is Outcome.KEEP or verdict.image_id in removed:
+            continue
+        image = inventory.image_by_id.get(verdict.image_id)
+        if image is None:
+            continue
+        gone = {_key(t.familiar()) for t in image.tags if (_key(t.familiar()), image.id) in handled}
+        if verdict.removes:
+            added += _removal(image, verdict, gone, rules, now)
+        else:
+            added += _untags(image, verdict, gone, rules, now)
+    if not added:
+        return plan
+    steps = sorted({*plan.steps, *added}, key=lambda step: run_order(step, inventory))
+    return dataclasses.replace(plan, steps=tuple(steps))
+
+
+def _removal(
+    image: ImageRecord, verdict: Verdict, gone: set[str], rules: dict[str, Rule], now: float
+) -> list[Step]:
+    """Untag every tag but the last, then remove the last reference (the image goes with it)."""
+    why = _reason(_deciding(verdict), rules, now)
+    refs = sorted(t.familiar() for t in image.tags if _key(t.familiar()) not in gone)
+    if not image.tags:
+        refs = [min((d.familiar() for d in image.digests), default=image.id)]
+    if not refs:
+        return []  # the plan already drops every tag: the planner's own steps remove it
+    untags = [_step(Action.UNTAG, image, ref, why, 0) for ref in refs[:-1]]
+    last = _step(Action.REMOVE, image, refs[-1], why, image.unique_size)
+    return [*untags, last]
+
+
+def _untags(
+    image: ImageRecord, verdict: Verdict, gone: set[str], rules: dict[str, Rule], now: float
+) -> list[Step]:
+    by_subject = {d.subject: d for d in verdict.decisions}
+    left = {_key(t.familiar()) for t in image.tags} - gone
+    steps = []
+    for ref in verdict.untag:
+        if _key(ref.familiar()) not in left or len(left) == 1:
+            continue  # already dropped, or the image's last tag: untagging it would remove it
+        left.discard(_key(ref.familiar()))
+        decision = by_subject.get(ref.familiar()) or _deciding(verdict)
+        steps.append(_step(Action.UNTAG, image, ref.familiar(), _reason(decision, rules, now), 0))
+    return steps
+
+
+def _step(action: Action, image: ImageRecord, ref: str, reason: str, size: int | None) -> Step:
+    return Step(action=action, ref=ref, image_id=image.id, reason=reason, bytes=size)
+
+
+def _deciding(verdict: Verdict) -> Decision:
+    """The decision that drops the image: the disk budget's, else the first that does not keep."""
+    dropping = [d for d in verdict.decisions if not d.kept]
+    disk = [d for d in dropping if d.rung is Rung.DISK]
+    return (disk or dropping or list(verdict.decisions))[0]
+
+
+def _reason(decision: Decision, rules: dict[str, Rule], now: float) -> str:
+    """A step reason naming the rule or rung that decided, with its inputs."""
+    age = format_age(decision.age)
+    if decision.rung is Rung.DISK:
+        last = (
+            f"last use {format_age(now - decision.last_used)} ago"
+            if decision.last_used is not None
+            else f"no recorded use; created {age} ago"
+        )
+        return f"disk budget: evicted, least recently used ({last}); {decision.reason.split(': ', 1)[-1]}"
+    if decision.rung is Rung.UNMATCHED:
+        return f"retention: no rule selects it, unmatched: remove (age {age})"
+    rule = rules.get(decision.rule or "")
+    name = decision.rule or "?"
+    if decision.condition == "older_than" and rule is not None and rule.older_than is not None:
+        return f"retention rule {name}: older_than {format_duration(rule.older_than)} (age {age})"
+    return f"retention rule {name}: selected and kept by none of its conditions (age {age})"
+
+
+def removal_guard(
+    plan: Plan, total_images: int | None, max_removal_percent: float | None, max_removals: int | None
+) -> str | None:
+    """Why ``plan`` removes too much, or None. Counts every removal that will run."""
+    removals = plan.count(Action.REMOVE)
+    problems = []
+    if max_removals is not None and removals > max_removals:
+        problems.append(f"it would remove {removals} images, more than --max-removals {max_removals}")
+    if (
+        max_removal_percent is not None
+        and total_images
+        and removals * 100 > max_removal_percent * total_images
+    ):
+        problems.append(
+            f"it would remove {removals} of the {total_images} images on the host,"
+            f" more than max_removal_percent {max_removal_percent:g}%"
+        )
+    if not problems:
+        return None
+    return (
+        "The plan was refused and nothing was done: "
+        + "; ".join(problems)
+        + ". Check the plan's removals; pass --allow-large-removal to go ahead."
+    )
+
+
+def _key(text: str) -> str:
+    return text if text.startswith("sha256:") else parse_reference(text).canonical()
+
