@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import click
-import docker
 from rich.markup import escape
 
 from reconciler import __version__
@@ -27,12 +26,11 @@ from reconciler.cli.options import (
     removal_guard_options,
     state_dir_option,
 )
-from reconciler.daemon.connection import connect
+from reconciler.daemon.address import connect
 from reconciler.daemon.reading import (
     read_inventory,
 )
 from reconciler.errors import (
-    DaemonError,
     ExitCode,
     ManifestError,
     ReconcilerError,
@@ -288,8 +286,4 @@ def main(argv: list[str] | None = None) -> None:
     except ReconcilerError as exc:
         err().print(f"[red]Error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
-    except docker.errors.APIError as exc:
-        error = DaemonError(f"The Docker daemon refused a request: {exc.explanation or exc}")
-        err().print(f"[red]Error:[/] {escape(str(error))}", highlight=False)
-        sys.exit(error.exit_code)
     sys.exit(ExitCode.OK)

@@ -12,19 +12,15 @@ pure; progress is reported as :class:`PullEvent`\\ s to a callback, never printe
 
 from __future__ import annotations
 
-import json
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import docker
-import requests
-
+from reconciler.daemon.host import DockerHost, ProgressChunk, PullStreamFailed
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.model.reference import Reference
 
@@ -196,7 +192,7 @@ class Puller:
         self._sleep = sleep
         self._rand = rand
 
-    def pull(self, api: docker.APIClient, ref: Reference, platform: str | None) -> PullSummary:
+    def pull(self, host: DockerHost, ref: Reference, platform: str | None) -> PullSummary:
         """Pull ``ref`` until it succeeds, fails for good, or the deadline passes; raises PullFailed."""
         name = ref.familiar()
         started = time.monotonic()
@@ -207,7 +203,7 @@ class Puller:
             tally = LayerTally()
             remaining = self.deadline - (time.monotonic() - started)
             try:
-                self._attempt(api, ref, platform, remaining, tally, started)
+                self._attempt(host, ref, platform, remaining, tally, started)
             except _AttemptFailed as exc:
                 elapsed = time.monotonic() - started
                 reason = str(exc)
@@ -232,54 +228,32 @@ class Puller:
 
     def _attempt(
         self,
-        api: docker.APIClient,
+        host: DockerHost,
         ref: Reference,
         platform: str | None,
         remaining: float,
         tally: LayerTally,
         started: float,
     ) -> None:
-        """One ``POST /images/create``, read to the end; raises _AttemptFailed."""
+        """One pull through the daemon, read to the end; raises _AttemptFailed."""
         name = ref.familiar()
-        params: dict[str, str] = {"fromImage": ref.name, "tag": ref.digest or ref.tag or "latest"}
-        if platform:
-            params["platform"] = platform
-        header = self.auth.header(ref.domain) if self.auth else docker.auth.get_config_header(api, ref.domain)
-        headers = {"X-Registry-Auth": header} if header else {}
-        attempt_started = time.monotonic()
+        header = self.auth.header(ref.domain) if self.auth else None
+
+        def progress(chunk: ProgressChunk) -> None:
+            if tally.add(chunk):
+                self._emit(tally.event(EventKind.PROGRESS, name, time.monotonic() - started))
+
         try:
-            response = api._post(api._url("/images/create"), params=params, headers=headers, stream=True, timeout=None)
-        except requests.exceptions.RequestException as exc:
-            # The daemon, not a registry, failed to answer: retrying a dead socket only waits out the deadline.
-            raise _AttemptFailed(f"lost the connection to the daemon: {exc}", Verdict.DAEMON_LOST) from None
-        # No read timeout on the stream: a watchdog closes it at the deadline instead.
-        watchdog = threading.Timer(max(remaining, 0.0), response.close)
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            api._raise_for_status(response)
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                chunk = json.loads(line)
-                error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
-                if error:
-                    raise _AttemptFailed(str(error), classify(str(error)))
-                if tally.add(chunk):
-                    self._emit(tally.event(EventKind.PROGRESS, name, time.monotonic() - started))
-        except docker.errors.APIError as exc:
-            message = str(exc.explanation or exc).strip()
-            raise _AttemptFailed(message, classify(message)) from None
-        except (requests.exceptions.RequestException, AttributeError, ValueError) as exc:
-            if time.monotonic() - attempt_started >= remaining:
-                raise _AttemptFailed(
-                    f"did not finish within {self.deadline:g}s", Verdict.PERMANENT
-                ) from None
-            # A stream that breaks off mid-pull (daemon restart, dropped socket) is worth another try.
-            raise _AttemptFailed(f"the pull stream broke off: {exc}", Verdict.TRANSIENT) from None
-        finally:
-            watchdog.cancel()
-            response.close()
+            host.pull(ref.name, ref.digest or ref.tag or "latest", platform, header, remaining, progress)
+        except PullStreamFailed as exc:
+            if exc.lost:
+                # The daemon, not a registry, failed to answer: retrying a dead socket only waits out the deadline.
+                raise _AttemptFailed(str(exc), Verdict.DAEMON_LOST) from None
+            if exc.timed_out:
+                raise _AttemptFailed(f"did not finish within {self.deadline:g}s", Verdict.PERMANENT) from None
+            if exc.broken:  # the stream broke off mid-pull (daemon restart, dropped socket): worth another try
+                raise _AttemptFailed(str(exc), Verdict.TRANSIENT) from None
+            raise _AttemptFailed(str(exc), classify(str(exc))) from None
 
     def _fail(self, name: str, reason: str, elapsed: float) -> None:
         self._emit(PullEvent(EventKind.FAILED, name, elapsed=elapsed, reason=reason))

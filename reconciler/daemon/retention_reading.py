@@ -8,44 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from typing import Any
 
-from reconciler.daemon.connection import Daemon, unavailable_as_error
+from reconciler.daemon.host import DockerHost
 from reconciler.errors import DiskUsageError
-from reconciler.model.inventory import Inventory
+from reconciler.model.inventory import DaemonEvent, Inventory
 from reconciler.model.manifest import DiskBudget
 from reconciler.planning.retention import DiskUsage
 
-EVENT_FILTERS = {
-    "type": ["container", "image"],
-    "event": ["create", "start", "pull", "tag"],
-}
 # With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
 FIRST_LOOKBACK_SECONDS = 30 * 86_400
 
 
-def read_events(daemon: Daemon, since: float | None, until: float) -> list[Mapping[str, Any]]:
+def read_events(host: DockerHost, since: float | None, until: float) -> tuple[DaemonEvent, ...]:
     """Container create/start and image pull/tag events in (since, until], in one call."""
     start = since if since is not None else until - FIRST_LOOKBACK_SECONDS
-    wanted = []
-    with unavailable_as_error(daemon.address):
-        # With `until` set the daemon ends the stream, so this returns. Fractions of a second
-        # matter: a whole-second `until` would leave out the events of the current second.
-        stream = daemon.api.events(since=start, until=until, filters=EVENT_FILTERS, decode=True)
-        for event in stream:
-            # The daemon filters by action for both types; keep only the pairs that mean use.
-            kind, action = event.get("Type"), event.get("Action")
-            if (kind, action) in _WANTED:
-                wanted.append(event)
-    return wanted
-
-
-_WANTED = {("container", "create"), ("container", "start"), ("image", "pull"), ("image", "tag")}
+    return host.events(start, until)
 
 
 def read_disk_usage(
-    daemon: Daemon, budget: DiskBudget, inventory: Inventory
+    host: DockerHost, budget: DiskBudget, inventory: Inventory
 ) -> tuple[DiskUsage, Inventory]:
     """The disk usage a budget needs, and the inventory with shared sizes from the same call.
 
@@ -54,25 +35,23 @@ def read_disk_usage(
     """
     filesystem_size = filesystem_used = 0
     if budget.high is not None:
-        if not daemon.address.startswith(("unix://", "http+unix://")):
+        if not host.address.startswith(("unix://", "http+unix://")):
             raise DiskUsageError(
                 f"The disk budget's high/low percentages need the filesystem of the daemon's data,"
-                f" which cannot be read from here: {daemon.address} is not a local socket."
+                f" which cannot be read from here: {host.address} is not a local socket."
                 " Use retention.disk.max_total (bytes the images may take) for a remote daemon."
             )
-        with unavailable_as_error(daemon.address):
-            root = str(daemon.api.info().get("DockerRootDir") or "")
+        root = host.identity().root_dir
         filesystem_size, filesystem_used = _filesystem(root)
-    with unavailable_as_error(daemon.address):
-        usage = daemon.api.df()
-    shared = {raw["Id"]: int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
+    usage = host.disk_usage()
+    shared = usage.shared_sizes
     images = tuple(
         dataclasses.replace(image, shared_size=shared[image.id])
         if image.id in shared and shared[image.id] >= 0
         else image
         for image in inventory.images
     )
-    disk = DiskUsage(filesystem_size, filesystem_used, int(usage.get("LayersSize") or 0))
+    disk = DiskUsage(filesystem_size, filesystem_used, usage.layers_size)
     return disk, dataclasses.replace(inventory, images=images)
 
 

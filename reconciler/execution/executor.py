@@ -16,13 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import docker
-
-from reconciler.daemon.connection import TRANSPORT_ERRORS
+from reconciler.daemon.host import DaemonRefused, DockerHost, ImageConflict, ImageDetails
 from reconciler.daemon.pulling import Puller, PullFailed, Verdict
-from reconciler.model.inventory import short_id
+from reconciler.errors import DaemonUnavailable
+from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import parse_reference
 from reconciler.model.report import Outcome, Report, StepResult
@@ -33,7 +31,6 @@ DEFAULT_PARALLELISM = 4  # pulls at once
 CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks before it is read again
 
 StepCallback = Callable[[StepResult], None]
-ClientFactory = Callable[[], docker.APIClient]
 
 
 class StepFailed(Exception):
@@ -55,24 +52,21 @@ class StepStale(Exception):
 class Executor:
     def __init__(
         self,
-        api: docker.APIClient,
+        host: DockerHost,
         pull_timeout: float = DEFAULT_PULL_TIMEOUT,
         *,
         puller: Puller | None = None,
         parallelism: int = 1,
-        new_client: ClientFactory | None = None,
         refuse_stale: bool = False,
     ) -> None:
-        """``new_client`` opens one client per pull thread (requests sessions are not
-        thread-safe); without it pulls run one at a time on ``api``."""
-        self.api = api
+        """Pulls run ``parallelism`` at a time, each on its own session of ``host``."""
+        self.host = host
         self.pull_timeout = pull_timeout
         self.puller = puller or Puller(deadline=pull_timeout)
-        self.parallelism = max(1, parallelism) if new_client else 1
-        self.new_client = new_client
+        self.parallelism = max(1, parallelism)
         # Saved plans: check what each step expects of the host first; refuse it as stale if changed.
         self.refuse_stale = refuse_stale
-        self._containers: tuple[float, list[dict[str, Any]]] | None = None  # (read at, containers)
+        self._containers: tuple[float, tuple[ContainerRecord, ...]] | None = None  # (read at, containers)
         self._failed_refs: Mapping[str, bool] = {}  # refs whose pull or tag failed -> only rate-limited
         self._dropping: dict[str, set[str]] = {}  # image id -> references the plan untags or removes
 
@@ -107,16 +101,18 @@ class Executor:
         return Report(results=tuple(results), host=plan.host, manifest_path=plan.manifest_path, measured_freed=freed)
 
     def _run_pulls(self, steps: list[Step]) -> dict[Step, StepResult]:
-        if self.parallelism == 1 or len(steps) <= 1 or self.new_client is None:
+        if self.parallelism == 1 or len(steps) <= 1:
             return {step: self._run(step, {}) for step in steps}
-        new_client = self.new_client
 
         def pull_on_own_client(step: Step) -> StepResult:
-            api = new_client()
             try:
-                return self._guarded(step, lambda: self._pull(step, api))
+                session = self.host.session()
+            except DaemonUnavailable as exc:
+                return StepResult(step, Outcome.FAILED, str(exc), daemon_lost=True)
+            try:
+                return self._guarded(step, lambda: self._pull(step, session))
             finally:
-                api.close()
+                session.close()
 
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool:
             return dict(zip(steps, pool.map(pull_on_own_client, steps), strict=True))
@@ -132,7 +128,7 @@ class Executor:
                 rate_limited=failed_refs[_key(step.source)],
             )
         handler = {
-            Action.PULL: lambda s: self._pull(s, self.api),
+            Action.PULL: lambda s: self._pull(s, self.host),
             Action.TAG: self._tag,
             Action.UNTAG: self._untag,
             Action.REMOVE: self._remove,
@@ -159,9 +155,9 @@ class Executor:
             return StepResult(step, Outcome.SKIPPED, str(exc), rate_limited=exc.rate_limited)
         except StepFailed as exc:
             return StepResult(step, Outcome.FAILED, str(exc))
-        except docker.errors.APIError as exc:
-            return StepResult(step, Outcome.FAILED, _api_message(exc))
-        except TRANSPORT_ERRORS as exc:
+        except DaemonRefused as exc:
+            return StepResult(step, Outcome.FAILED, exc.explanation)
+        except DaemonUnavailable as exc:
             return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
 
     def _blocked(self, step: Step) -> StepResult:
@@ -173,7 +169,7 @@ class Executor:
                 image = self._inspect(step.image_id)
                 kept = _tags(image) - self._dropping.get(step.image_id, set()) if image else set()
                 untagged = self._untag_if_kept(step, image) if image and kept else None
-            except (StepSkipped, docker.errors.APIError, *TRANSPORT_ERRORS):
+            except (StepSkipped, DaemonRefused, DaemonUnavailable):
                 untagged = None
             if untagged:
                 return untagged
@@ -182,31 +178,28 @@ class Executor:
 
     # --- pull and tag ---------------------------------------------------------
 
-    def _pull(self, step: Step, api: docker.APIClient) -> StepResult:
+    def _pull(self, step: Step, host: DockerHost) -> StepResult:
         ref = parse_reference(step.ref)
-        self.puller.pull(api, ref, step.platform)
-        try:
-            image: Mapping[str, Any] | None = api.inspect_image(ref.familiar())
-        except docker.errors.ImageNotFound:
-            image = None
+        self.puller.pull(host, ref, step.platform)
+        image = host.inspect_image(ref.familiar())
         if image is None:
             raise StepFailed(f"the daemon reported the pull of {step.ref} as done, but has no such image")
         if step.expected_digest and not _has_digest(image, ref.name, step.expected_digest):
             raise StepFailed(f"{step.ref} was pulled but its content is not {step.expected_digest}")
-        detail = "pulled" if image["Id"] != step.image_id else "pulled; the image did not change"
-        return StepResult(step, Outcome.DONE, detail, image_id=image["Id"], bytes=int(image.get("Size") or 0))
+        detail = "pulled" if image.id != step.image_id else "pulled; the image did not change"
+        return StepResult(step, Outcome.DONE, detail, image_id=image.id, bytes=image.size)
 
     def _tag(self, step: Step) -> StepResult:
         assert step.source is not None
         source = self._inspect(step.source)
         if source is None:
             raise StepFailed(f"{step.source} is not on the host, so {step.ref} cannot point at it")
-        if step.image_id and source["Id"] != step.image_id:
-            raise StepSkipped(f"{step.source} now points at {short_id(source['Id'])}, not at the planned image; plan again")
+        if step.image_id and source.id != step.image_id:
+            raise StepSkipped(f"{step.source} now points at {short_id(source.id)}, not at the planned image; plan again")
         target = parse_reference(step.ref)
         assert target.tag is not None
-        self.api.tag(source["Id"], target.name, target.tag)
-        return StepResult(step, Outcome.DONE, f"now points at {short_id(source['Id'])}", image_id=source["Id"])
+        self.host.tag(source.id, target.name, target.tag)
+        return StepResult(step, Outcome.DONE, f"now points at {short_id(source.id)}", image_id=source.id)
 
     # --- untag and remove -----------------------------------------------------
 
@@ -214,11 +207,11 @@ class Executor:
         image = self._inspect(step.ref)
         if image is None:
             return StepResult(step, Outcome.DONE, "already gone")
-        if image["Id"] != step.image_id:
-            raise StepSkipped(f"{step.ref} now points at {short_id(image['Id'])}, not at the planned image; plan again")
+        if image.id != step.image_id:
+            raise StepSkipped(f"{step.ref} now points at {short_id(image.id)}, not at the planned image; plan again")
         if not _survives_untag(image, step.ref):
             raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
-        self.api.remove_image(step.ref, force=False, noprune=False)
+        self.host.delete(step.ref)
         return StepResult(step, Outcome.DONE, "untagged; the image keeps its other tags")
 
     def _remove(self, step: Step) -> StepResult:
@@ -245,18 +238,18 @@ class Executor:
             left = self._inspect(step.image_id)
             if left is None:
                 return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
-            if not _tags(left) and not left.get("RepoDigests"):
+            if not _tags(left) and not left.repo_digests:
                 # Docker keeps an untagged image that other images are built on; it goes with the last of them.
                 detail = "untagged; the image stays as the base of other images and goes with the last of them"
                 return StepResult(step, Outcome.DONE, detail, deleted=deleted, bytes=0)
             if not _tags(left):
                 # Pulled by digest from a repository this plan does not touch: that reference keeps it.
-                held = ", ".join(sorted(left.get("RepoDigests") or ()))
+                held = ", ".join(sorted(left.repo_digests))
                 return StepResult(step, Outcome.DONE, f"untagged; the image stays, held by {held}", bytes=0)
             raise StepFailed(f"untagged {step.ref}, but the daemon kept image {short_id(step.image_id)}")
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
 
-    def _untag_if_kept(self, step: Step, image: Mapping[str, Any]) -> StepResult | None:
+    def _untag_if_kept(self, step: Step, image: ImageDetails) -> StepResult | None:
         """Drop just the reference when the image gained another tag since the plan.
 
         A pull in this very run can land on the image a removal targets; the reference
@@ -269,7 +262,7 @@ class Executor:
         names = ", ".join(sorted(parse_reference(k).familiar() for k in kept_by))
         return StepResult(step, Outcome.DONE, f"untagged; the image stays, as it now also carries {names}", bytes=0)
 
-    def _check_removable(self, step: Step, image: Mapping[str, Any]) -> None:
+    def _check_removable(self, step: Step, image: ImageDetails) -> None:
         """Refuse a removal when the image changed since the plan: new tags or new containers."""
         extra = _tags(image) - {_key(step.ref)}
         if extra:
@@ -292,23 +285,15 @@ class Executor:
         """
         now = time.monotonic()
         if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
-            self._containers = (now, self.api.containers(all=True))
-        listed = self._containers[1]
-        return sorted(
-            f"{str((c.get('Names') or ['?'])[0]).lstrip('/')} ({str(c['Id'])[:12]})"
-            for c in listed
-            if c.get("ImageID") == image_id
-        )
+            self._containers = (now, self.host.list_containers())
+        return sorted(f"{c.name} ({c.short_id})" for c in self._containers[1] if c.image_id == image_id)
 
     def _delete(self, ref: str) -> tuple[str, ...]:
         """``DELETE /images/{ref}`` without force; returns the ids the daemon deleted."""
         try:
-            answer = self.api.remove_image(ref, force=False, noprune=False)
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:
-                raise StepSkipped(f"the daemon refused: {_api_message(exc)}") from exc
-            raise
-        return tuple(str(item["Deleted"]) for item in answer or () if item.get("Deleted"))
+            return self.host.delete(ref)
+        except ImageConflict as exc:
+            raise StepSkipped(f"the daemon refused: {exc.explanation}") from exc
 
     def _delete_leftover_digests(self, step: Step) -> tuple[str, ...]:
         """Digest references of other repositories keep an untagged image; drop them too."""
@@ -321,7 +306,7 @@ class Executor:
         # Only references of repositories this plan drops from the image: another repository's
         # digest reference is not ours to delete, and keeps the image.
         ours = {parse_reference(k).name for k in self._dropping.get(step.image_id, set()) if "@" in k or ":" in k}
-        leftovers = sorted(image.get("RepoDigests") or ())
+        leftovers = sorted(image.repo_digests)
         if any(parse_reference(r).name not in ours for r in leftovers):
             return ()
         deleted: tuple[str, ...] = ()
@@ -329,11 +314,8 @@ class Executor:
             deleted += self._delete(ref)
         return deleted
 
-    def _inspect(self, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.api.inspect_image(name))
-        except docker.errors.ImageNotFound:
-            return None
+    def _inspect(self, name: str) -> ImageDetails | None:
+        return self.host.inspect_image(name)
 
     # --- saved plans: refuse what went stale ----------------------------------
 
@@ -347,7 +329,7 @@ class Executor:
                 self._check_fresh(step)
             except StepStale as exc:
                 found[step] = StepResult(step, Outcome.STALE, str(exc))
-            except (docker.errors.APIError, *TRANSPORT_ERRORS) as exc:
+            except (DaemonRefused, DaemonUnavailable) as exc:
                 found[step] = StepResult(step, Outcome.FAILED, f"could not read the host before pulling: {exc}")
         return found
 
@@ -390,9 +372,9 @@ class Executor:
         if names:
             raise StepStale(f"the image is now used by container {names}, so it is kept{_AGAIN}")
 
-    def _expect_points_at(self, ref: str, expected: str | None, found: Mapping[str, Any] | None = None) -> None:
+    def _expect_points_at(self, ref: str, expected: str | None, found: ImageDetails | None = None) -> None:
         current = found if found is not None else self._inspect(ref)
-        current_id = str(current["Id"]) if current is not None else None
+        current_id = current.id if current is not None else None
         if current_id == expected:
             return
         if current_id is None:
@@ -416,7 +398,7 @@ def _measured_freed(results: list[StepResult], before: int | None, measure: Call
         return None
     try:
         freed = before - measure()
-    except (docker.errors.APIError, *TRANSPORT_ERRORS):
+    except (DaemonRefused, DaemonUnavailable):
         return None
     return freed if freed >= 0 else None
 
@@ -430,31 +412,27 @@ def _dropped_references(plan: Plan) -> dict[str, set[str]]:
     return dropping
 
 
-def _survives_untag(image: Mapping[str, Any], ref: str) -> bool:
+def _survives_untag(image: ImageDetails, ref: str) -> bool:
     """Whether the image stays once ``ref`` goes: another tag, or a digest reference of another
     repository (the daemon deletes the ref's own repository's digest references with its last tag)."""
     if _tags(image) - {_key(ref)}:
         return True
     name = parse_reference(ref).name
-    return any(parse_reference(d).name != name for d in image.get("RepoDigests") or ())
+    return any(parse_reference(d).name != name for d in image.repo_digests)
 
 
 def _key(text: str) -> str:
     return parse_reference(text).canonical() if not text.startswith("sha256:") else text
 
 
-def _tags(image: Mapping[str, Any]) -> set[str]:
-    return {_key(t) for t in image.get("RepoTags") or () if t != "<none>:<none>"}
+def _tags(image: ImageDetails) -> set[str]:
+    return {_key(t) for t in image.repo_tags}
 
 
-def _has_digest(image: Mapping[str, Any], name: str, digest: str) -> bool:
-    for text in image.get("RepoDigests") or ():
+def _has_digest(image: ImageDetails, name: str, digest: str) -> bool:
+    for text in image.repo_digests:
         ref = parse_reference(text)
         if ref.name == name and ref.digest == digest:
             return True
     return False
-
-
-def _api_message(exc: docker.errors.APIError) -> str:
-    return str(exc.explanation or exc).strip()
 

@@ -23,7 +23,8 @@ from reconciler.cli import render
 from reconciler.cli.console import echo_json, err, error, out, warn
 from reconciler.cli.explain import verdicts_json, verdicts_text
 from reconciler.cli.progress import pull_display
-from reconciler.daemon.connection import Daemon, connect
+from reconciler.daemon.address import connect
+from reconciler.daemon.host import DockerHost
 from reconciler.daemon.pulling import Puller
 from reconciler.daemon.reading import read_layers_size
 from reconciler.daemon.registry_auth import load_registry_auth
@@ -59,7 +60,7 @@ def plan_host(manifest: Manifest, address: str | None, state: Path, options: Pla
     if not options.allow_large_removal:
         refusal = too_many_removals(current, manifest, run, options.max_removals)
     if options.out_file is not None and refusal is None:
-        save_plan(options.out_file, current, now(), engine=daemon_identity(daemon.api, daemon.address))
+        save_plan(options.out_file, current, now(), engine=daemon_identity(daemon))
         name = escape(str(options.out_file))
         err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
     verdicts = run if options.explain else None
@@ -108,7 +109,7 @@ def apply_host(
     The lock is released, and the run's history written, when this daemon's turn ends.
     """
     daemon = connect(address)
-    identity = daemon_identity(daemon.api, daemon.address)  # GET /info: the lock is the daemon's, not its address's
+    identity = daemon_identity(daemon)  # GET /info: the lock is the daemon's, not its address's
     if saved is not None:
         check_applicable(saved, daemon.address, identity)
     with contextlib.ExitStack() as turn:
@@ -119,7 +120,7 @@ def apply_host(
 
 
 def apply_locked(
-    manifest: Manifest | None, saved: Plan | None, daemon: Daemon, recorder: RunRecorder, options: ApplyOptions
+    manifest: Manifest | None, saved: Plan | None, daemon: DockerHost, recorder: RunRecorder, options: ApplyOptions
 ) -> tuple[HostOutcome, Report | None]:
     auth = load_registry_auth(os.environ)
     state = options.state_dir or default_state_dir()
@@ -163,11 +164,10 @@ def apply_locked(
             console.print(render.result_line(result), highlight=False)
 
     executor = Executor(
-        daemon.api,
+        daemon,
         pull_timeout=options.pull_timeout,
         puller=Puller(deadline=options.pull_timeout, auth=auth, on_event=display),
         parallelism=options.parallelism,
-        new_client=daemon.new_client,
         refuse_stale=saved is not None,
     )
     report = executor.apply(current, on_result=show, measure=lambda: read_layers_size(daemon))

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.daemon.connection import Daemon
+from reconciler.daemon.host import DockerHost
 from reconciler.daemon.reading import with_shared_sizes
 from reconciler.daemon.retention_reading import read_disk_usage, read_events
 from reconciler.errors import ReconcilerError
 from reconciler.model.inventory import Inventory
 from reconciler.model.manifest import Manifest, RetentionSpec
 from reconciler.model.plan import Action
-from reconciler.model.reference import ReferenceError, parse_reference
+from reconciler.model.reference import InvalidReference, parse_reference
 from reconciler.model.report import Outcome, Report
 from reconciler.planning.retention import RetentionResult, declared_references, evaluate_retention
 from reconciler.state.usage import (
@@ -45,7 +45,7 @@ class RetentionRun:
 
 
 def evaluate_host(
-    manifest: Manifest, daemon: Daemon, inventory: Inventory, state_dir: Path, now: float
+    manifest: Manifest, host: DockerHost, inventory: Inventory, state_dir: Path, now: float
 ) -> RetentionRun:
     """Read what retention needs from the state file and the daemon, and evaluate."""
     spec = manifest.retention or RetentionSpec()
@@ -53,11 +53,11 @@ def evaluate_host(
     facts: tuple[UsageFacts, ...] = ()
     disk = None
     if manifest.retention is not None:
-        events = read_events(daemon, stored.events_until, now)
+        events = read_events(host, stored.events_until, now)
         declared_tags = _declared_tags(manifest)
         facts = (facts_from_events(events, inventory), snapshot_facts(inventory, declared_tags, now))
         if spec.disk is not None:
-            disk, inventory = read_disk_usage(daemon, spec.disk, inventory)
+            disk, inventory = read_disk_usage(host, spec.disk, inventory)
     usage = stored.folded(*facts)
 
     def evaluate(images: Inventory) -> RetentionResult:
@@ -74,7 +74,7 @@ def evaluate_host(
 
     result = evaluate(inventory)
     if result.unknown_sizes:
-        inventory = with_shared_sizes(daemon, inventory)
+        inventory = with_shared_sizes(host, inventory)
         result = evaluate(inventory)
     return RetentionRun(result, inventory, usage, facts, now)
 
@@ -106,6 +106,6 @@ def _declared_tags(manifest: Manifest) -> set[str]:
 def _tag(text: str) -> str | None:
     try:
         ref = parse_reference(text)
-    except ReferenceError:
+    except InvalidReference:
         return None
     return ref.canonical() if ref.tag is not None and ref.digest is None else None

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from reconciler.daemon.connection import Daemon
+from reconciler.daemon.host import DockerHost
 from reconciler.daemon.reading import read_freed_bytes, read_inventory, with_shared_sizes
 from reconciler.daemon.registry_auth import RegistryAuth, load_registry_auth
 from reconciler.errors import ExitCode
@@ -26,7 +26,7 @@ from reconciler.state.state_dir import default_state_dir
 
 def make_plan(
     manifest: Manifest,
-    daemon: Daemon,
+    host: DockerHost,
     auth: RegistryAuth | None = None,
     *,
     state_dir: Path | None = None,
@@ -40,22 +40,22 @@ def make_plan(
     ``explain``) retention is evaluated at ``clock`` from the usage state in ``state_dir``
     (read only) and its steps join the plan's.
     """
-    inventory = read_inventory(daemon, manifest, auth or load_registry_auth(os.environ))
+    inventory = read_inventory(host, manifest, auth or load_registry_auth(os.environ))
     current = plan_changes(manifest, inventory)
     if any(s.action is Action.REMOVE and s.bytes is None for s in current.steps):
-        inventory = with_shared_sizes(daemon, inventory)
+        inventory = with_shared_sizes(host, inventory)
         current = plan_changes(manifest, inventory)
     run = None
     if manifest.retention is not None or explain:
         run = evaluate_host(
-            manifest, daemon, inventory, state_dir or default_state_dir(), clock or time.time()
+            manifest, host, inventory, state_dir or default_state_dir(), clock or time.time()
         )
         inventory = run.inventory
         if manifest.retention is not None:
             current = plan_retention(current, inventory, manifest.retention, run.result, run.now)
     removed = removed_images(current)
     if removed:
-        freed = read_freed_bytes(daemon, inventory, removed)
+        freed = read_freed_bytes(host, inventory, removed)
         if freed is not None:
             current = with_freed_bytes(current, freed)
     return current, run

@@ -16,8 +16,8 @@ from reconciler.loading.plain_values import as_text, as_texts
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath, format_path
 from reconciler.model.manifest import ImageSpec, ImageState, PullPolicy, Source
 from reconciler.model.reference import (
+    InvalidReference,
     Reference,
-    ReferenceError,
     is_valid_digest,
     is_valid_tag,
     parse_reference,
@@ -105,7 +105,7 @@ class Semantics:
         name_path = (*path, "name")
         try:
             reference = parse_reference(name)
-        except ReferenceError as exc:
+        except InvalidReference as exc:
             self._report(name_path, str(exc))
             return None
         if reference.tag is not None or reference.digest is not None:
@@ -113,7 +113,7 @@ class Semantics:
             return None
         try:
             return parse_repository(name)
-        except ReferenceError as exc:
+        except InvalidReference as exc:
             self._report(name_path, str(exc))
             return None
 
@@ -138,7 +138,7 @@ class Semantics:
             alias_path = (*path, "aliases", index)
             try:
                 alias = parse_reference(text)
-            except ReferenceError as exc:
+            except InvalidReference as exc:
                 self._report(alias_path, str(exc))
                 continue
             if alias.digest is not None:

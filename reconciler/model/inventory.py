@@ -59,6 +59,26 @@ class ContainerRecord:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One line of ``docker history``: the bytes it added and the command that made it."""
+
+    size: int
+    created_by: str
+
+
+@dataclass(frozen=True)
+class DaemonEvent:
+    """One ``GET /events`` entry: type, action, the actor's id and attributes, the time."""
+
+    type: str
+    action: str
+    actor_id: str
+    attributes: Mapping[str, str]
+    time: float  # seconds since the epoch, with the fraction the daemon gives
+    source: str = ""  # ``from``: the image a container event names
+
+
+@dataclass(frozen=True)
 class Inventory:
     images: tuple[ImageRecord, ...] = ()
     containers: tuple[ContainerRecord, ...] = ()

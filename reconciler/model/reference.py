@@ -33,8 +33,8 @@ from reconciler.errors import ExitCode, ReconcilerError
 __all__ = [
     "DEFAULT_DOMAIN",
     "DEFAULT_TAG",
+    "InvalidReference",
     "Reference",
-    "ReferenceError",
     "is_valid_digest",
     "is_valid_tag",
     "parse_reference",
@@ -91,7 +91,7 @@ _PATH_RULE = (
 )
 
 
-class ReferenceError(ReconcilerError, ValueError):
+class InvalidReference(ReconcilerError, ValueError):
     """Text that is not a valid Docker image reference, tag or digest."""
 
     exit_code = ExitCode.USAGE
@@ -117,7 +117,7 @@ class Reference:
         _check_field_types(self)
         text = _compose(self.name, self.tag, self.digest)
         if _parse_fields(text) != (self.domain, self.path, self.tag, self.digest):
-            raise ReferenceError(
+            raise InvalidReference(
                 f"{_show(text)} is not a normalised image reference; build references "
                 "with parse_reference()."
             )
@@ -150,14 +150,14 @@ class Reference:
     def with_tag(self, tag: str) -> Reference:
         """The same repository with this tag and no digest."""
         if not is_valid_tag(tag):
-            raise ReferenceError(f"{_show(tag)} is not a valid tag: {_TAG_RULE}.")
+            raise InvalidReference(f"{_show(tag)} is not a valid tag: {_TAG_RULE}.")
         return Reference(self.domain, self.path, tag=tag)
 
     def with_digest(self, digest: str) -> Reference:
         """The same repository with this digest and no tag."""
         problem = _digest_problem(digest)
         if problem:
-            raise ReferenceError(f"{_show(digest)} is not a valid digest: {problem}.")
+            raise InvalidReference(f"{_show(digest)} is not a valid digest: {problem}.")
         return Reference(self.domain, self.path, digest=digest)
 
     def repository(self) -> Reference:
@@ -180,7 +180,7 @@ class Reference:
 def parse_reference(text: str) -> Reference:
     """Parse any valid image reference, normalised like ``ParseNormalizedNamed``.
 
-    Raises :class:`ReferenceError` for anything else, including text that
+    Raises :class:`InvalidReference` for anything else, including text that
     reads as an image id or a bare digest rather than a name.
     """
     domain, path, tag, digest = _parse_fields(text)
@@ -191,11 +191,11 @@ def parse_repository(text: str) -> Reference:
     """Parse a repository name; a tag or digest in ``text`` is an error."""
     ref = parse_reference(text)
     if ref.digest is not None:
-        raise ReferenceError(
+        raise InvalidReference(
             f"{_show(text)} has a digest ({ref.digest}); only a repository name is allowed here."
         )
     if ref.tag is not None:
-        raise ReferenceError(
+        raise InvalidReference(
             f"{_show(text)} has a tag ({ref.tag!r}); only a repository name is allowed here."
             + _registry_hint(text, ref.tag)
         )
@@ -352,7 +352,7 @@ def _registry_hint(text: str, tag: str) -> str:
 def _checked_text(text: object) -> str:
     """``text`` itself when it is a string worth matching; raises otherwise."""
     if not isinstance(text, str):
-        raise ReferenceError(f"An image reference must be a string, not {type(text).__name__}.")
+        raise InvalidReference(f"An image reference must be a string, not {type(text).__name__}.")
     if not text:
         _fail(text, "it is empty")
     if text != text.strip():
@@ -370,7 +370,7 @@ def _check_field_types(ref: Reference) -> None:
         ("digest", ref.digest, True),
     ):
         if not isinstance(value, str) and not (optional and value is None):
-            raise ReferenceError(
+            raise InvalidReference(
                 f"The {field} of an image reference must be a string, not {type(value).__name__}."
             )
 
@@ -396,4 +396,4 @@ def _show(text: str) -> str:
 
 
 def _fail(text: str, reason: str) -> NoReturn:
-    raise ReferenceError(f"{_show(text)} is not a valid image reference: {reason}.")
+    raise InvalidReference(f"{_show(text)} is not a valid image reference: {reason}.")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reconciler.model.inventory import Inventory
-from reconciler.model.reference import Reference, ReferenceError, parse_repository
+from reconciler.model.reference import InvalidReference, Reference, parse_repository
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _written_name(ref: Reference) -> str:
     try:
         if parse_repository(ref.familiar_name).name == ref.name:
             return ref.familiar_name
-    except ReferenceError:
+    except InvalidReference:
         pass
     return ref.name
 

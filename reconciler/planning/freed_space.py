@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.model.inventory import HistoryEntry
 from reconciler.model.plan import Action, Plan, Step
 
 
@@ -39,12 +40,6 @@ def chain_ids(diff_ids: Sequence[str]) -> tuple[str, ...]:
         else:
             chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
     return tuple(chains)
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    size: int
-    created_by: str
 
 
 def layer_sizes(diff_ids: Sequence[str], history_oldest_first: Sequence[HistoryEntry]) -> tuple[int, ...] | None:

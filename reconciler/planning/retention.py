@@ -80,7 +80,7 @@ from enum import StrEnum
 
 from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, Manifest, Order, RetentionSpec, Rule, Unmatched
-from reconciler.model.reference import Reference, ReferenceError, parse_reference
+from reconciler.model.reference import InvalidReference, Reference, parse_reference
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
 from reconciler.planning.semver import SemverKey, semver_key
@@ -485,7 +485,7 @@ def _apply_rule(
 def _parse_tag(text: str) -> Reference | None:
     try:
         ref = parse_reference(text)
-    except ReferenceError:
+    except InvalidReference:
         return None
     return ref if ref.digest is None else None
 

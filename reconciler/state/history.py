@@ -24,7 +24,7 @@ from rich.table import Table
 from reconciler.cli.render import human_bytes
 from reconciler.errors import HistoryError, UsageError
 from reconciler.model.inventory import short_id
-from reconciler.model.reference import ReferenceError, parse_reference
+from reconciler.model.reference import InvalidReference, parse_reference
 from reconciler.model.report import StepResult
 from reconciler.state.sqlite_store import open_store, transaction
 from reconciler.state.state_dir import daemon_key, ensure_state_dir
@@ -201,7 +201,7 @@ def _names(ref: str) -> tuple[str | None, str | None]:
         return None, None
     try:
         parsed = parse_reference(ref)
-    except ReferenceError:
+    except InvalidReference:
         return None, None
     return parsed.canonical(), parsed.name
 
@@ -250,7 +250,7 @@ def _image_clause(text: str) -> tuple[str, list[Any]]:
     params: list[Any] = []
     try:
         ref = parse_reference(text)
-    except ReferenceError:
+    except InvalidReference:
         ref = None
     if ref is not None and (ref.tag or ref.digest):
         clauses.append("steps.canonical = ?")

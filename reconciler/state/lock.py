@@ -29,10 +29,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from reconciler.daemon.connection import engine_id
+from reconciler.daemon.host import DockerHost
 from reconciler.errors import LockHeld, StateDirError
 from reconciler.state.state_dir import daemon_key, ensure_state_dir
 
@@ -43,19 +42,14 @@ SYSTEM_LOCK_DIR = Path("/run/lock")  # 1777 on Debian and most Linux systems
 _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
-class InfoSource(Protocol):
-    """What :func:`daemon_identity` needs of a client: ``GET /info``."""
-
-    def info(self) -> Any: ...
-
-
-def daemon_identity(api: InfoSource, address: str) -> str:
-    """What the lock of the daemon at ``address`` is keyed on, in words fit for a message.
+def daemon_identity(host: DockerHost) -> str:
+    """What the lock of ``host`` is keyed on, in words fit for a message.
 
     The daemon's ID from ``GET /info`` (one call); a daemon that gives none is known by
     the real path of its unix socket, else by its normalised address.
     """
-    found = engine_id(api, address)
+    address = host.address
+    found = host.identity().engine_id
     if found:
         return f"engine ID {found}"
     socket = unix_socket_path(address)

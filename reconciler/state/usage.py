@@ -18,11 +18,10 @@ from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from reconciler.errors import HistoryError
-from reconciler.model.inventory import Inventory
-from reconciler.model.reference import ReferenceError, parse_reference
+from reconciler.model.inventory import DaemonEvent, Inventory
+from reconciler.model.reference import InvalidReference, parse_reference
 from reconciler.state.sqlite_store import open_store, schema_version, transaction
 from reconciler.state.state_dir import daemon_key, ensure_state_dir
 
@@ -95,23 +94,20 @@ class UsageFacts:
     tags: tuple[tuple[str, str, float], ...] = ()  # (canonical tag, image id, time), oldest first
 
 
-def facts_from_events(events: Iterable[Mapping[str, Any]], inventory: Inventory) -> UsageFacts:
+def facts_from_events(events: Iterable[DaemonEvent], inventory: Inventory) -> UsageFacts:
     """Container create/start mark their image used; image pull/tag say where a tag points."""
     uses: dict[str, float] = {}
     tags: list[tuple[str, str, float]] = []
     containers = {c.id: c.image_id for c in inventory.containers}
     for event in events:
-        when = float(event.get("time") or 0)
-        actor = event.get("Actor") or {}
-        attributes = actor.get("Attributes") or {}
-        kind = event.get("Type")
-        if kind == "container":
-            image_id = containers.get(str(actor.get("ID"))) or _resolve(
-                inventory, str(attributes.get("image") or event.get("from") or "")
+        when = event.time
+        if event.type == "container":
+            image_id = containers.get(event.actor_id) or _resolve(
+                inventory, event.attributes.get("image") or event.source
             )
-        elif kind == "image":
-            ref = str(attributes.get("name") if event.get("Action") == "tag" else actor.get("ID"))
-            image_id = _resolve(inventory, str(actor.get("ID") or ""))
+        elif event.type == "image":
+            ref = event.attributes.get("name", "") if event.action == "tag" else event.actor_id
+            image_id = _resolve(inventory, event.actor_id)
             tag = _canonical_tag(ref)
             if image_id and tag:
                 tags.append((tag, image_id, when))
@@ -152,7 +148,7 @@ def _resolve(inventory: Inventory, text: str) -> str | None:
             return matches[0]
     try:
         ref = parse_reference(text)
-    except ReferenceError:
+    except InvalidReference:
         return None
     if ref.digest is not None:
         image = inventory.image_by_digest.get(ref.canonical())
@@ -164,7 +160,7 @@ def _resolve(inventory: Inventory, text: str) -> str | None:
 def _canonical_tag(text: str) -> str | None:
     try:
         ref = parse_reference(text)
-    except ReferenceError:
+    except InvalidReference:
         return None
     return ref.canonical() if ref.digest is None else None
 

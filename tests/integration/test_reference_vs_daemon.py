@@ -31,7 +31,7 @@ import pytest
 from docker import APIClient
 from docker.errors import APIError
 
-from reconciler.model.reference import Reference, ReferenceError, parse_reference
+from reconciler.model.reference import InvalidReference, Reference, parse_reference
 
 DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -374,10 +374,10 @@ def _ask_inspect(docker: DockerRun, text: str) -> Answer:
     pytest.fail(f"unexpected answer from docker image inspect: {message!r}")
 
 
-def _ours(text: str) -> Reference | ReferenceError:
+def _ours(text: str) -> Reference | InvalidReference:
     try:
         return parse_reference(text)
-    except ReferenceError as exc:
+    except InvalidReference as exc:
         return exc
 
 
@@ -437,7 +437,7 @@ def test_parser_agrees_with_the_daemon(
         assert inspect.accepted == daemon.accepted, f"{context}; inspect={inspect.message!r}"
 
     if text in STRICTER:
-        assert daemon.accepted and isinstance(ours, ReferenceError), context
+        assert daemon.accepted and isinstance(ours, InvalidReference), context
         return
     if newer_grammar(text) and isinstance(ours, Reference):
         assert not daemon.accepted, context

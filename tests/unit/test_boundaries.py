@@ -36,6 +36,5 @@ def test_docker_errors_stay_in_the_daemon_modules() -> None:
     users = {str(p.relative_to(PACKAGE).with_suffix("")) for p in PACKAGE.rglob("*.py") if "docker" in imported_roots(p)}
     # puller writes to the daemon; registry_auth turns credential-helper failures into our errors.
     assert users <= {
-        "daemon/connection", "daemon/reading", "execution/executor", "daemon/pulling", "daemon/registry_auth",
-        "cli/commands",
+        "daemon/address", "daemon/docker_engine", "daemon/registry_auth", "cli/commands",
     }

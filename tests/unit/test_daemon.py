@@ -8,7 +8,8 @@ import docker
 import pytest
 import requests
 
-from reconciler.daemon.connection import engine_id, resolve_host
+from reconciler.daemon.address import resolve_host
+from reconciler.daemon.docker_engine import DockerEngine
 from reconciler.errors import DaemonError, DaemonUnavailable, ExitCode, UsageError
 
 SCHEMES = "unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (npipe:// works on Windows only)"
@@ -67,15 +68,15 @@ class Info:
 
 
 def test_engine_id_is_the_id_of_get_info() -> None:
-    assert engine_id(Info({"ID": " ABCD:EFGH \n"}), "unix:///d.sock") == "ABCD:EFGH"
-    assert engine_id(Info({"ID": ""}), "unix:///d.sock") == ""
-    assert engine_id(Info({}), "unix:///d.sock") == ""
-    assert engine_id(Info(["not", "a", "dict"]), "unix:///d.sock") == ""
+    assert DockerEngine("unix:///d.sock", Info({"ID": " ABCD:EFGH \n"})).identity().engine_id == "ABCD:EFGH"
+    assert DockerEngine("unix:///d.sock", Info({"ID": ""})).identity().engine_id == ""
+    assert DockerEngine("unix:///d.sock", Info({})).identity().engine_id == ""
+    assert DockerEngine("unix:///d.sock", Info(["not", "a", "dict"])).identity().engine_id == ""
 
 
 def test_engine_id_failures_are_our_errors() -> None:
     with pytest.raises(DaemonUnavailable, match=r"Cannot reach the Docker daemon at unix:///d\.sock"):
-        engine_id(Info(requests.exceptions.ConnectionError("refused")), "unix:///d.sock")
+        DockerEngine("unix:///d.sock", Info(requests.exceptions.ConnectionError("refused"))).identity()
     refused = docker.errors.APIError("500 Server Error", explanation="boom")
     with pytest.raises(DaemonError, match=r"did not say which daemon it is \(GET /info failed: boom\)"):
-        engine_id(Info(refused), "unix:///d.sock")
+        DockerEngine("unix:///d.sock", Info(refused)).identity()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.daemon.docker_engine import DockerEngine
 from reconciler.errors import ExitCode, LockHeld, StateDirError
 from reconciler.state.lock import (
     LockHolder,
@@ -63,7 +64,7 @@ def test_the_daemon_id_is_the_identity_whatever_the_address() -> None:
     api = FakeApi({"ID": "63FM:LL6P:4UCV", "Name": "box"})
     spellings = ["unix:///var/run/docker.sock", "unix:///run/docker.sock", "tcp://localhost:2375",
                  "tcp://127.0.0.1:2375", "ssh://me@box"]
-    assert {daemon_identity(api, address) for address in spellings} == {IDENTITY}
+    assert {daemon_identity(DockerEngine(address, api)) for address in spellings} == {IDENTITY}
     assert api.calls == len(spellings)  # one GET /info each
 
 
@@ -78,9 +79,11 @@ def test_without_an_id_a_unix_socket_is_known_by_its_real_path(tmp_path: Path) -
     expected = f"socket {os.path.realpath(socket)}"
     for spelling in (f"unix://{socket}", f"unix://{tmp_path}/var/run/docker.sock", f"unix://{tmp_path}/link.sock",
                      f"unix://{tmp_path}/run//./docker.sock"):
-        assert daemon_identity(no_id, spelling) == expected
-    assert daemon_identity(FakeApi({}), "TCP://Host:2375/") == "address tcp://host:2375"
-    assert daemon_identity(FakeApi(None), "tcp://host:2375") != daemon_identity(FakeApi(None), "tcp://host:2376")
+        assert daemon_identity(DockerEngine(spelling, no_id)) == expected
+    assert daemon_identity(DockerEngine("TCP://Host:2375/", FakeApi({}))) == "address tcp://host:2375"
+    assert daemon_identity(DockerEngine("tcp://host:2375", FakeApi(None))) != daemon_identity(
+        DockerEngine("tcp://host:2376", FakeApi(None))
+    )
 
 
 def test_unix_socket_paths_as_docker_py_reads_them() -> None:

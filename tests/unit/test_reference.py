@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from reconciler.errors import ReconcilerError
 from reconciler.model.reference import (
+    InvalidReference,
     Reference,
-    ReferenceError,
     is_valid_digest,
     is_valid_tag,
     parse_reference,
@@ -210,7 +210,7 @@ INVALID = {
 
 @pytest.mark.parametrize(("text", "word"), INVALID.items(), ids=lambda v: repr(v)[:60])
 def test_parse_invalid(text: str, word: str) -> None:
-    with pytest.raises(ReferenceError) as caught:
+    with pytest.raises(InvalidReference) as caught:
         parse_reference(text)
     message = str(caught.value)
     assert word in message
@@ -220,7 +220,7 @@ def test_parse_invalid(text: str, word: str) -> None:
 
 @pytest.mark.parametrize("value", [None, 42, b"nginx", ["nginx"]])
 def test_non_string_input_raises_reference_error(value: object) -> None:
-    with pytest.raises(ReferenceError, match="must be a string"):
+    with pytest.raises(InvalidReference, match="must be a string"):
         parse_reference(value)  # type: ignore[arg-type]
 
 
@@ -329,7 +329,7 @@ def test_with_tag_with_digest_and_repository() -> None:
 
 @pytest.mark.parametrize("tag", ["", "-x", ".x", "a b", "t" * 129, "tëst", "x\n", "a/b", "a:b"])
 def test_with_tag_refuses_invalid_tags(tag: str) -> None:
-    with pytest.raises(ReferenceError, match="not a valid tag"):
+    with pytest.raises(InvalidReference, match="not a valid tag"):
         parse_reference("nginx").with_tag(tag)
 
 
@@ -346,7 +346,7 @@ def test_with_tag_refuses_invalid_tags(tag: str) -> None:
     ],
 )
 def test_with_digest_refuses_invalid_digests(digest: str) -> None:
-    with pytest.raises(ReferenceError, match="not a valid digest"):
+    with pytest.raises(InvalidReference, match="not a valid digest"):
         parse_reference("nginx").with_digest(digest)
 
 
@@ -373,7 +373,7 @@ def test_constructor_accepts_normalised_fields() -> None:
 def test_constructor_refuses_invalid_or_unnormalised_fields(
     domain: str, path: str, tag: str | None, digest: str | None
 ) -> None:
-    with pytest.raises(ReferenceError):
+    with pytest.raises(InvalidReference):
         Reference(domain, path, tag, digest)
 
 
@@ -409,24 +409,24 @@ def test_parse_repository_accepts_names(text: str) -> None:
     ],
 )
 def test_parse_repository_refuses_tags_and_digests(text: str, word: str) -> None:
-    with pytest.raises(ReferenceError, match=word):
+    with pytest.raises(InvalidReference, match=word):
         parse_repository(text)
 
 
 @pytest.mark.parametrize("text", ["localhost:5000", "registry.example.com:443"])
 def test_parse_repository_hints_at_a_registry_without_a_path(text: str) -> None:
-    with pytest.raises(ReferenceError, match=f"{text}/name"):
+    with pytest.raises(InvalidReference, match=f"{text}/name"):
         parse_repository(text)
 
 
 def test_parse_repository_gives_no_registry_hint_for_a_plain_tag() -> None:
-    with pytest.raises(ReferenceError) as caught:
+    with pytest.raises(InvalidReference) as caught:
         parse_repository("nginx:1")
     assert "registry" not in str(caught.value)
 
 
 def test_parse_repository_passes_on_invalid_names() -> None:
-    with pytest.raises(ReferenceError, match="lowercase"):
+    with pytest.raises(InvalidReference, match="lowercase"):
         parse_repository("foo/Bar")
 
 
@@ -577,7 +577,7 @@ NEAR_REFERENCE_TEXT = st.text(st.sampled_from("abAZ09._-/:@[]%é \n") | st.chara
 def test_arbitrary_text_parses_or_raises_reference_error(text: str) -> None:
     try:
         ref = parse_reference(text)
-    except ReferenceError:
+    except InvalidReference:
         return
     assert parse_reference(ref.canonical()) == pinned(ref)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconciler.daemon.docker_engine import event_from_api
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.state.usage import (
     UsageFacts,
@@ -36,7 +37,7 @@ def test_container_events_mark_their_image_used_via_the_container_or_the_image_n
         {"Type": "container", "Action": "start", "time": 90, "Actor": {"ID": "c" * 64, "Attributes": {}}},
         {"Type": "container", "Action": "start", "time": 95, "Actor": {"ID": "e" * 64, "Attributes": {"image": "gone:1"}}},
     ]
-    facts = facts_from_events(events, inventory)
+    facts = facts_from_events([event_from_api(e) for e in events], inventory)
     assert facts.uses == {image_id("a"): 100.0, image_id("b"): 150.0}
 
 
@@ -46,7 +47,7 @@ def test_image_events_say_where_tags_point() -> None:
         {"Type": "image", "Action": "pull", "time": 10, "Actor": {"ID": "app:1", "Attributes": {"name": "app"}}},
         {"Type": "image", "Action": "tag", "time": 20, "Actor": {"ID": image_id("b"), "Attributes": {"name": "app:old"}}},
     ]
-    facts = facts_from_events(events, inventory)
+    facts = facts_from_events([event_from_api(e) for e in events], inventory)
     assert facts.tags == ((TAG, image_id("a"), 10.0), ("docker.io/library/app:old", image_id("b"), 20.0))
     assert facts.uses == {image_id("a"): 10.0, image_id("b"): 20.0}
 

@@ -1,0 +1,362 @@
+"""The daemon seam over docker-py's low-level client: the only module that speaks the Engine API.
+
+Every call runs under a deadline (``timeout`` seconds for one call; a pull under its own),
+turns docker-py's and ``requests``' exceptions into ours, naming the daemon, and turns the
+API's dicts into the project's records. docker-py reports a dead socket or a restarted
+daemon as ``requests`` exceptions, not as ``DockerException``; both are mapped here.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import requests
+
+from reconciler.daemon.host import (
+    DaemonIdentity,
+    DaemonRefused,
+    DiskUsage,
+    ImageConflict,
+    ImageDetails,
+    ImageMissing,
+    ProgressChunk,
+    PullStreamFailed,
+)
+from reconciler.errors import DaemonError, DaemonUnavailable
+from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
+from reconciler.model.reference import InvalidReference, Reference, parse_reference
+
+DEFAULT_TIMEOUT = 60.0  # seconds for one API call; pulls set their own deadline
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection, whatever the call
+TRANSPORT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+EVENT_FILTERS = {"type": ["container", "image"], "event": ["create", "start", "pull", "tag"]}
+_WANTED_EVENTS = {("container", "create"), ("container", "start"), ("image", "pull"), ("image", "tag")}
+_NONE_REFS = {"<none>:<none>", "<none>@<none>"}
+
+
+class DockerEngine:
+    """One Docker (API-compatible) daemon at ``address``, reached through docker-py."""
+
+    def __init__(
+        self, address: str, client: Any, options: Mapping[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """``client`` is a docker-py ``APIClient`` made with ``options``; :meth:`connect` makes both."""
+        self._address = address
+        self._api = client
+        self._options = dict(options or {})
+        self._timeout = timeout
+        self._identity: DaemonIdentity | None = None
+
+    @classmethod
+    def connect(cls, address: str, options: Mapping[str, Any], timeout: float = DEFAULT_TIMEOUT) -> DockerEngine:
+        """Open a client and check the daemon answers (the API version handshake)."""
+        with cls._calling(address, "GET /version"):
+            client = _api_client(options, version="auto", timeout=timeout)
+        return cls(address, client, options, timeout)
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def session(self) -> DockerEngine:
+        """Another client (requests sessions are not thread-safe), same daemon and API version."""
+        with self._call("a new connection"):
+            client = _api_client(self._options, version=self._api.api_version, timeout=self._timeout)
+        engine = DockerEngine(self._address, client, self._options, self._timeout)
+        engine._identity = self._identity
+        return engine
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- reading --------------------------------------------------------------
+
+    def identity(self) -> DaemonIdentity:
+        if self._identity is None:
+            try:
+                with self._call("GET /info"):
+                    info = self._api.info()
+            except DaemonRefused as exc:
+                raise DaemonError(
+                    f"The Docker daemon at {self._address} did not say which daemon it is "
+                    f"(GET /info failed: {exc.explanation}); nothing was changed."
+                ) from exc
+            found = info if isinstance(info, dict) else {}
+            self._identity = DaemonIdentity(
+                engine_id=_text(found.get("ID")), name=_text(found.get("Name")), root_dir=_text(found.get("DockerRootDir"))
+            )
+        return self._identity
+
+    def list_images(self) -> tuple[ImageRecord, ...]:
+        with self._call("GET /images/json"):
+            return tuple(image_from_api(raw) for raw in self._api.images(all=False))
+
+    def list_containers(self) -> tuple[ContainerRecord, ...]:
+        with self._call("GET /containers/json"):
+            return tuple(container_from_api(raw) for raw in self._api.containers(all=True))
+
+    def inspect_image(self, name: str) -> ImageDetails | None:
+        try:
+            with self._call(f"GET /images/{name}/json"):
+                raw = self._api.inspect_image(name)
+        except ImageMissing:
+            return None
+        return details_from_api(raw)
+
+    def image_history(self, image_id: str) -> tuple[HistoryEntry, ...] | None:
+        try:
+            with self._call(f"GET /images/{image_id}/history"):
+                raw = self._api.history(image_id)
+        except ImageMissing:
+            return None
+        return tuple(HistoryEntry(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in raw or ())
+
+    def disk_usage(self) -> DiskUsage:
+        with self._call("GET /system/df"):
+            usage = self._api.df()
+        shared = {str(raw["Id"]): int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
+        return DiskUsage(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)
+
+    def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
+        found = []
+        # With `until` set the daemon ends the stream, so this returns. Fractions of a second
+        # matter: a whole-second `until` would leave out the events of the current second.
+        # docker-py's own events() reads with no timeout at all: a hung daemon would hang us.
+        params = {"since": f"{since:.9f}", "until": f"{until:.9f}", "filters": docker.utils.convert_filters(EVENT_FILTERS)}
+        with self._call("GET /events"):
+            response = self._api.get(self._url("/events"), params=params, stream=True, timeout=self._api.timeout)
+            try:
+                _raise_for_status(response)
+                lines = [json.loads(line) for line in response.iter_lines() if line]
+            finally:
+                response.close()
+            for raw in lines:
+                event = event_from_api(raw)
+                # The daemon filters by action for both types; keep only the pairs that mean use.
+                if (event.type, event.action) in _WANTED_EVENTS:
+                    found.append(event)
+        return tuple(found)
+
+    def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
+        url = self._url(f"/distribution/{reference}/json")
+        headers = {"X-Registry-Auth": auth_header} if auth_header else {}
+        try:
+            with self._call(f"GET /distribution/{reference}/json"):
+                response = self._api.get(url, headers=headers, timeout=self._api.timeout)
+                _raise_for_status(response)
+                answer = response.json()
+        except DaemonRefused:
+            return None  # the registry cannot be asked: the planner then pulls, as pull: always promises
+        digest = (answer.get("Descriptor") or {}).get("digest") if isinstance(answer, dict) else None
+        return str(digest) if digest else None
+
+    # --- changing -------------------------------------------------------------
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        with self._call(f"POST /images/{image_id}/tag"):
+            self._api.tag(image_id, repository, tag)
+
+    def delete(self, reference: str) -> tuple[str, ...]:
+        with self._call(f"DELETE /images/{reference}"):
+            # Never forced: force deletes images that stopped containers still need.
+            answer = self._api.remove_image(reference, force=False, noprune=False)
+        return tuple(str(item["Deleted"]) for item in answer or () if item.get("Deleted"))
+
+    def pull(
+        self,
+        name: str,
+        tag_or_digest: str,
+        platform: str | None,
+        auth_header: str | None,
+        deadline: float,
+        on_chunk: Callable[[ProgressChunk], None],
+    ) -> None:
+        params = {"fromImage": name, "tag": tag_or_digest}
+        if platform:
+            params["platform"] = platform
+        headers = {"X-Registry-Auth": auth_header} if auth_header else {}
+        url = self._url("/images/create")
+        started = time.monotonic()
+        remaining = max(deadline, 0.001)
+        try:
+            # The request itself has the deadline: a hung daemon never sends the response head.
+            response = self._api.post(
+                url, params=params, headers=headers, stream=True, timeout=(min(CONNECT_TIMEOUT, remaining), remaining)
+            )
+        except requests.exceptions.Timeout:
+            raise PullStreamFailed(f"the daemon did not start the pull within {deadline:g}s", timed_out=True) from None
+        except requests.exceptions.RequestException as exc:
+            raise PullStreamFailed(f"lost the connection to the daemon: {exc}", lost=True) from None
+        # Each read also waits at most the deadline; a watchdog closes the stream when the whole pull is late.
+        watchdog = threading.Timer(remaining, response.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            try:
+                _raise_for_status(response)
+            except docker.errors.APIError as exc:
+                raise PullStreamFailed(str(exc.explanation or exc).strip(), exc.status_code) from None
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                chunk = json.loads(line)
+                error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
+                if error:
+                    raise PullStreamFailed(str(error))
+                on_chunk(chunk)
+        except (requests.exceptions.RequestException, AttributeError, ValueError) as exc:
+            if time.monotonic() - started >= remaining:
+                raise PullStreamFailed(f"did not finish within {deadline:g}s", timed_out=True) from None
+            # A stream that breaks off mid-pull (daemon restart, dropped socket) is worth another try.
+            raise PullStreamFailed(f"the pull stream broke off: {exc}", broken=True) from None
+        finally:
+            watchdog.cancel()
+            response.close()
+
+    # --- errors ---------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self._api.base_url}/v{self._api.api_version}{path}"
+
+    def _call(self, what: str) -> Any:
+        return self._calling(self._address, what)
+
+    @staticmethod
+    @contextmanager
+    def _calling(address: str, what: str) -> Iterator[None]:
+        """Map docker-py and transport failures of one call to our errors, naming the daemon."""
+        try:
+            yield
+        except docker.errors.APIError as exc:
+            raise refused(address, what, exc) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise DaemonUnavailable(unreachable(address, exc)) from exc
+        except docker.errors.DockerException as exc:
+            raise DaemonUnavailable(unreachable(address, exc)) from exc
+
+
+def refused(address: str, what: str, exc: docker.errors.APIError) -> DaemonRefused:
+    """The error for an API answer: 404 and 409 have their own kinds, the rest is DaemonRefused."""
+    explanation = str(exc.explanation or exc).strip()
+    status = exc.status_code
+    kind = ImageMissing if status == 404 else ImageConflict if status == 409 else DaemonRefused
+    message = f"The Docker daemon at {address} refused {what}: {explanation}"
+    return kind(message, status, explanation)
+
+
+def unreachable(address: str, exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (
+        f"Cannot reach the Docker daemon at {address} ({detail}). "
+        "Check that it runs and that you may use its socket, or pick another with --host or DOCKER_HOST."
+    )
+
+
+def _raise_for_status(response: requests.Response) -> None:
+    """docker-py's APIError (ImageNotFound, ...) for an error answer, as its own calls raise it."""
+    try:
+        response.raise_for_status()
+    except requests.exceptions.HTTPError as exc:
+        docker.errors.create_api_error_from_http_exception(exc)
+
+
+_CONFIG_BYPASS = threading.Lock()
+
+
+def _api_client(options: Mapping[str, Any], **more: Any) -> docker.APIClient:
+    """docker-py's client, which parses the Docker config's credentials as it starts.
+
+    A broken `auths` entry would stop it there, for every command and every registry;
+    the connection needs no credentials (pulls take theirs from registry_auth, which
+    says what is wrong when a registry refuses us), so the client then starts without.
+    """
+    try:
+        return docker.APIClient(**options, **more)
+    except (ValueError, TypeError, binascii.Error):
+        with _CONFIG_BYPASS:  # pull threads open clients too: one swap at a time
+            original = docker.api.client.auth.load_config
+            docker.api.client.auth.load_config = lambda *args, **kwargs: docker.auth.AuthConfig({})
+            try:
+                return docker.APIClient(**options, **more)
+            finally:
+                docker.api.client.auth.load_config = original
+
+
+# --- the API's dicts as our records ------------------------------------------------
+
+
+def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
+    """One entry of ``GET /images/json`` as an ImageRecord (untagged forms normalised)."""
+    shared = raw.get("SharedSize")
+    return ImageRecord(
+        id=str(raw["Id"]),
+        tags=parse_refs(raw.get("RepoTags")),
+        digests=parse_refs(raw.get("RepoDigests")),
+        created=int(raw.get("Created") or 0),
+        size=int(raw.get("Size") or 0),
+        shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
+        parent_id=str(raw.get("ParentId") or ""),
+    )
+
+
+def container_from_api(raw: Mapping[str, Any]) -> ContainerRecord:
+    names = raw.get("Names") or ()
+    name = str(names[0]).lstrip("/") if names else str(raw["Id"])[:12]
+    return ContainerRecord(
+        id=str(raw["Id"]), name=name, image_id=str(raw.get("ImageID") or ""), state=str(raw.get("State") or "")
+    )
+
+
+def details_from_api(raw: Mapping[str, Any]) -> ImageDetails:
+    rootfs = raw.get("RootFS") or {}
+    return ImageDetails(
+        id=str(raw["Id"]),
+        repo_tags=tuple(str(t) for t in raw.get("RepoTags") or () if t not in _NONE_REFS),
+        repo_digests=tuple(str(d) for d in raw.get("RepoDigests") or () if d not in _NONE_REFS),
+        size=int(raw.get("Size") or 0),
+        layers=tuple(str(layer) for layer in rootfs.get("Layers") or ()),
+        os=_text(raw.get("Os")),
+        architecture=_text(raw.get("Architecture")),
+        variant=_text(raw.get("Variant")),
+    )
+
+
+def event_from_api(raw: Mapping[str, Any]) -> DaemonEvent:
+    actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    return DaemonEvent(
+        type=_text(raw.get("Type")),
+        action=_text(raw.get("Action")),
+        actor_id=_text(actor.get("ID")),
+        attributes={str(k): str(v) for k, v in attributes.items()},
+        time=float(raw.get("timeNano") or 0) / 1e9 or float(raw.get("time") or 0),
+        source=_text(raw.get("from")),
+    )
+
+
+def parse_refs(values: Iterable[str] | None) -> tuple[Reference, ...]:
+    """RepoTags/RepoDigests may be null, empty or ``<none>:<none>`` for untagged images."""
+    refs = []
+    for text in values or ():
+        if text in _NONE_REFS:
+            continue
+        try:
+            refs.append(parse_reference(text))
+        except InvalidReference:
+            continue  # the daemon never hands out invalid references; ignore rather than crash
+    return tuple(sorted(refs, key=lambda r: r.canonical()))
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""

@@ -1,0 +1,149 @@
+"""The one door to a daemon: what the rest of reconciler may ask of a Docker engine.
+
+Everything here speaks the project's own records (:mod:`reconciler.model.inventory`)
+and raises only :class:`~reconciler.errors.ReconcilerError` subclasses whose messages
+name the daemon. :class:`~reconciler.daemon.docker_engine.DockerEngine` implements it over
+docker-py; the tests' fake implements it in memory with Docker's own delete rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reconciler.errors import DaemonError
+from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
+
+
+@dataclass(frozen=True)
+class DaemonIdentity:
+    """Who a daemon is (``GET /info``): its engine ID, host name and data directory."""
+
+    engine_id: str = ""
+    name: str = ""
+    root_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """One image as ``GET /images/{name}/json`` describes it; references as the daemon spells them."""
+
+    id: str
+    repo_tags: tuple[str, ...] = ()
+    repo_digests: tuple[str, ...] = ()
+    size: int = 0
+    layers: tuple[str, ...] = ()  # the diff ids of its layers, base first
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """``GET /system/df`` for images: the layers' total and each image's shared bytes."""
+
+    layers_size: int
+    shared_sizes: Mapping[str, int] = field(default_factory=dict)  # image id -> shared bytes; -1 unknown
+
+
+class DaemonRefused(DaemonError):
+    """The daemon answered a request with an error; ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, status: int | None, explanation: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.explanation = explanation  # the daemon's own words, for step reports
+
+
+class ImageConflict(DaemonRefused):
+    """409 from an image delete: in use by a container, a parent, or referenced elsewhere."""
+
+
+class ImageMissing(DaemonRefused):
+    """404: no such image (a delete or tag of an image that went away)."""
+
+
+class PullStreamFailed(DaemonError):
+    """One pull attempt failed: the daemon refused it or its stream reported an error.
+
+    ``status`` is the HTTP status of a refused request; ``lost`` is True when the daemon
+    itself stopped answering (no retry can help), ``timed_out`` when the deadline passed,
+    ``broken`` when the stream broke off midway (worth another try).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        *,
+        lost: bool = False,
+        timed_out: bool = False,
+        broken: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.lost = lost
+        self.timed_out = timed_out
+        self.broken = broken
+
+
+ProgressChunk = Mapping[str, Any]  # one decoded line of a pull's progress stream
+
+
+class DockerHost(Protocol):
+    """One daemon. Each call has its own deadline; none waits on a hung daemon for ever."""
+
+    @property
+    def address(self) -> str: ...
+
+    def identity(self) -> DaemonIdentity: ...
+
+    def list_images(self) -> tuple[ImageRecord, ...]: ...
+
+    def list_containers(self) -> tuple[ContainerRecord, ...]: ...
+
+    def inspect_image(self, name: str) -> ImageDetails | None:
+        """The image ``name`` (a reference or an id) points at, or None when there is none."""
+        ...
+
+    def image_history(self, image_id: str) -> tuple[HistoryEntry, ...] | None:
+        """Newest first, as the daemon lists it; None when the image is gone."""
+        ...
+
+    def disk_usage(self) -> DiskUsage: ...
+
+    def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
+        """Container create/start and image pull/tag events in (since, until]."""
+        ...
+
+    def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
+        """The digest the registry gives ``reference`` now, without pulling; None when it cannot say."""
+        ...
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None: ...
+
+    def delete(self, reference: str) -> tuple[str, ...]:
+        """Remove one reference (never forced); the ids of the images the daemon deleted.
+
+        Raises ImageConflict (409) when Docker refuses, ImageMissing when it is gone.
+        """
+        ...
+
+    def pull(
+        self,
+        name: str,
+        tag_or_digest: str,
+        platform: str | None,
+        auth_header: str | None,
+        deadline: float,
+        on_chunk: Callable[[ProgressChunk], None],
+    ) -> None:
+        """One ``POST /images/create`` read to its end within ``deadline`` seconds; raises PullStreamFailed."""
+        ...
+
+    def session(self) -> DockerHost:
+        """Another connection to the same daemon, for another thread."""
+        ...
+
+    def close(self) -> None: ...
