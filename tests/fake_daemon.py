@@ -130,7 +130,7 @@ class FakeDockerHost:
         points elsewhere moves here, as ``docker tag`` moves it."""
         image_id = image_id or sha(f"image:{next(self._seeds)}")
         below = self.images[parent].content.layers if parent else ()
-        own = _layers(layers, size, f"{image_id}:own")
+        own = _layers(layers, size, f"own:{image_id}")
         content = FakeImage(image_id, sha("manifest:" + image_id), below + own, created, os, architecture)
         self.images[image_id] = _Local(content, parent)
         for text in (*tags, *digests):
@@ -160,7 +160,7 @@ class FakeDockerHost:
         """Serve ``image`` (new content unless given) as ``ref`` and as ``name@its digest``."""
         if image is None:
             image_id = image_id or sha(f"registry:{ref}")
-            own = _layers(layers, None if layers else size, f"{image_id}:own")
+            own = _layers(layers, None if layers else size, f"own:{image_id}")
             image = FakeImage(image_id, sha("manifest:" + image_id), own, created, os, architecture)
         parsed = parse_reference(ref)
         self.registry[parsed.canonical()] = image
