@@ -104,6 +104,12 @@ class HistoryError(ReconcilerError):
     exit_code = ExitCode.UNEXPECTED
 
 
+class UsageStateError(ReconcilerError):
+    """The usage state (last use of each image, where tags pointed) cannot be read or written."""
+
+    exit_code = ExitCode.UNEXPECTED
+
+
 class DiskUsageError(ReconcilerError):
     """The disk usage a ``retention.disk`` budget needs cannot be read."""
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
 
 from reconciler import __version__
-from reconciler.cli.console import echo_json, err, out
+from reconciler.cli.console import echo_json, err, out, warn
 from reconciler.cli.options import (
     EXIT_CODES_HELP,
     host_option,
@@ -26,33 +28,23 @@ from reconciler.cli.options import (
     removal_guard_options,
     state_dir_option,
 )
+from reconciler.cli.show import ApplyConsole, host_heading, print_documents, show_apply, show_plan
 from reconciler.daemon.address import connect
-from reconciler.daemon.reading import (
-    read_inventory,
-)
 from reconciler.errors import (
     ExitCode,
     ManifestError,
     ReconcilerError,
 )
 from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
-from reconciler.flows.hosts import (
-    ApplyOptions,
-    HostOutcome,
-    PlanOptions,
-    apply_host,
-    exit_with,
-    for_each_host,
-    plan_host,
-    track_metrics,
-)
-from reconciler.flows.workflow import (
-    merge_reports,
-)
+from reconciler.flows.apply_host import ApplyOptions, apply_host
+from reconciler.flows.host_facts import read_inventory
+from reconciler.flows.outcomes import ApplyOutcome, merge_reports, worst_exit_code
+from reconciler.flows.plan_host import PlanOptions, plan_host
+from reconciler.flows.several_hosts import for_each_host
 from reconciler.loading.loader import load_manifest
 from reconciler.loading.schema import schema_text
 from reconciler.loading.yaml_source import read_yaml
-from reconciler.model.report import Report
+from reconciler.model.clock import utc_now
 from reconciler.planning.export import export_manifest
 from reconciler.state.history import (
     HistoryQuery,
@@ -61,10 +53,9 @@ from reconciler.state.history import (
     records_json,
     records_plain,
     records_table,
-    utc_now,
 )
+from reconciler.state.metrics import MetricsRun
 from reconciler.state.plan_file import (
-    now,
     saved_plan_at,
     write_or_explain,
 )
@@ -136,9 +127,24 @@ def plan(
     manifest = load_manifest(manifest_file)
     if out_file is not None and len(host) > 1:
         raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
-    options = PlanOptions(output, quiet, detailed_exitcode, out_file, explain, max_removals, allow_large_removal)
-    state = state_dir or default_state_dir()
-    exit_with(for_each_host(host, output, lambda address: plan_host(manifest, address, state, options)))
+    options = PlanOptions(
+        state_dir=state_dir or default_state_dir(),
+        detailed_exitcode=detailed_exitcode,
+        out_file=out_file,
+        explain=explain,
+        max_removals=max_removals,
+        allow_large_removal=allow_large_removal,
+    )
+    documents: list[tuple[str, dict[str, Any] | None]] = []
+    outcomes = for_each_host(
+        host,
+        lambda address: plan_host(manifest, address, options),
+        on_start=host_heading if output == "text" else None,
+        on_outcome=lambda o: documents.append((o.host, show_plan(o, output, quiet))),
+    )
+    if output == "json":
+        print_documents(documents, several=len(host) > 1)
+    exit_with(o.code for o in outcomes)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -200,22 +206,53 @@ def apply(
         raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
     manifest = None if saved else load_manifest(manifest_file)
     options = ApplyOptions(
-        manifest_file, output, pull_timeout, parallelism, quiet, state_dir, lock_timeout, max_removals,
-        allow_large_removal,
+        manifest_file=manifest_file,
+        state_dir=state_dir or default_state_dir(),
+        warn=warn,
+        pull_timeout=pull_timeout,
+        parallelism=parallelism,
+        lock_timeout=lock_timeout,
+        max_removals=max_removals,
+        allow_large_removal=allow_large_removal,
     )
-    reports: list[Report] = []
-
-    def one(address: str | None) -> HostOutcome:
-        outcome, report = apply_host(manifest, saved, address, options)
-        if report is not None:  # None: refused, nothing done; the run is then no success
-            reports.append(report)
-        return outcome
-
-    codes = for_each_host(host, output, one)
+    console = ApplyConsole(output, quiet)
+    documents: list[tuple[str, dict[str, Any] | None]] = []
+    outcomes = for_each_host(
+        host,
+        lambda address: apply_host(manifest, saved, address, options, console),
+        on_start=host_heading if output == "text" else None,
+        on_outcome=lambda o: documents.append((o.host, show_apply(o, output, quiet))),
+    )
+    if output == "json":
+        print_documents(documents, several=len(host) > 1)
+    # A daemon that gave no report (refused, unreachable) leaves the run unfinished: not a success.
+    reports = [o.report for o in outcomes if isinstance(o, ApplyOutcome) and o.report is not None]
     merged = merge_reports(reports)
     if merged is not None and len(reports) == max(len(host), 1):
-        metrics.finished(merged)  # a daemon that gave no report leaves the run unfinished: not a success
-    exit_with(codes)
+        metrics.finished(merged)
+    exit_with(o.code for o in outcomes)
+
+
+def track_metrics(path: Path | None) -> MetricsRun:
+    """Time this apply; its metrics file is written when the command ends, however it ends."""
+    run = MetricsRun(path)
+    if path is None:
+        return run
+
+    def write() -> None:
+        try:
+            run.write()
+        except OSError as exc:
+            warn(f"The metrics file {path} could not be written: {exc.strerror or exc}.")
+
+    click.get_current_context().call_on_close(write)
+    return run
+
+
+def exit_with(codes: Iterable[ExitCode]) -> None:
+    code = worst_exit_code(codes)
+    if code is not ExitCode.OK:
+        sys.exit(code)
 
 
 @cli.command()
@@ -259,7 +296,7 @@ def export(host: tuple[str, ...], output: str, out_file: Path | None) -> None:
     if len(host) > 1:
         raise click.UsageError("export writes one daemon's images; give a single --host.")
     daemon = connect(host[0] if host else None)
-    text = export_manifest(read_inventory(daemon), now())
+    text = export_manifest(read_inventory(daemon), utc_now())
     if output == "json":
         text = json.dumps(read_yaml(text, "export").data, indent=2) + "\n"
     if out_file is None:

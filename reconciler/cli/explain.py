@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.markup import escape
 
-from reconciler.model.inventory import Inventory, short_id
+from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.units import format_age
-from reconciler.planning.retention import Decision, Outcome, RetentionResult
+from reconciler.planning.retention import Decision, Outcome, RetentionResult, Verdict
 
 _STYLE = {Outcome.KEEP: "green", Outcome.UNTAG: "yellow", Outcome.REMOVE: "red", Outcome.EVICT: "red"}
 
@@ -29,11 +29,18 @@ def verdicts_json(
                 "last_used": last_used.get(verdict.image_id),
                 "verdict": verdict.outcome.value,
                 "untag": [ref.familiar() for ref in verdict.untag],
-                "bytes": verdict.freed_bytes,
+                "bytes": _freed_bytes(verdict, image),
                 "decisions": [_decision_json(d, now) for d in verdict.decisions],
             }
         )
     return entries
+
+
+def _freed_bytes(verdict: Verdict, image: ImageRecord | None) -> int | None:
+    """What the image's removal frees: known at evaluation, or from the sizes read since."""
+    if not verdict.removes:
+        return verdict.freed_bytes
+    return verdict.freed_bytes if verdict.freed_bytes is not None else image.unique_size if image else None
 
 
 def _decision_json(decision: Decision, now: float) -> dict[str, Any]:
@@ -56,7 +63,11 @@ def _decision_json(decision: Decision, now: float) -> dict[str, Any]:
 
 
 def verdicts_text(
-    result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]
+    result: RetentionResult,
+    inventory: Inventory,
+    now: float,
+    last_used: Mapping[str, float],
+    refusal: str | None = None,
 ) -> str:
     """Rich markup: a line per image (verdict, id, tags), then a line per decision."""
     lines = [f"Retention verdicts for the {len(result.verdicts)} images on the host:", ""]
@@ -69,8 +80,8 @@ def verdicts_text(
         seen = f" (last use {format_age(now - used)} ago)" if used is not None else ""
         lines.append(f"  [{style}]{verdict.outcome.value:<6}[/] {short} {escape(tags)}{seen}")
         lines += [f"      {escape(_decision_line(d, now))}" for d in verdict.decisions]
-    if result.refused:
-        lines += ["", f"Retention guard: {escape(result.refused)}"]
+    if refusal:
+        lines += ["", f"Removal guard: {escape(refusal)}"]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import requests
 from reconciler.daemon.host import (
     DaemonIdentity,
     DaemonRefused,
-    DiskUsage,
+    DiskUsageReport,
     ImageConflict,
     ImageDetails,
     ImageMissing,
@@ -122,11 +122,11 @@ class DockerEngine:
             return None
         return tuple(HistoryEntry(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in raw or ())
 
-    def disk_usage(self) -> DiskUsage:
+    def disk_usage(self) -> DiskUsageReport:
         with self._call("GET /system/df"):
             usage = self._api.df()
         shared = {str(raw["Id"]): int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
-        return DiskUsage(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)
+        return DiskUsageReport(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
         found = []

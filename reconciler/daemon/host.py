@@ -40,7 +40,7 @@ class ImageDetails:
 
 
 @dataclass(frozen=True)
-class DiskUsage:
+class DiskUsageReport:
     """``GET /system/df`` for images: the layers' total and each image's shared bytes."""
 
     layers_size: int
@@ -111,7 +111,7 @@ class DockerHost(Protocol):
         """Newest first, as the daemon lists it; None when the image is gone."""
         ...
 
-    def disk_usage(self) -> DiskUsage: ...
+    def disk_usage(self) -> DiskUsageReport: ...
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
         """Container create/start and image pull/tag events in (since, until]."""

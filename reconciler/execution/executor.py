@@ -22,7 +22,7 @@ from reconciler.daemon.pulling import Puller, PullFailed, Verdict
 from reconciler.errors import DaemonUnavailable
 from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.reference import parse_reference
+from reconciler.model.reference import parse_reference, reference_key
 from reconciler.model.report import Outcome, Report, StepResult
 
 DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
@@ -93,7 +93,7 @@ class Executor:
                 before = measure()
             result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
-                failed_refs[_key(step.ref)] = result.rate_limited
+                failed_refs[reference_key(step.ref)] = result.rate_limited
             results.append(result)
             if on_result:
                 on_result(result)
@@ -120,12 +120,12 @@ class Executor:
     def _run(self, step: Step, failed_refs: Mapping[str, bool]) -> StepResult:
         if step.blocked:
             return self._blocked(step)
-        if step.source and _key(step.source) in failed_refs:
+        if step.source and reference_key(step.source) in failed_refs:
             return StepResult(
                 step,
                 Outcome.SKIPPED,
                 f"{step.source} was not fetched, so nothing was tagged",
-                rate_limited=failed_refs[_key(step.source)],
+                rate_limited=failed_refs[reference_key(step.source)],
             )
         handler = {
             Action.PULL: lambda s: self._pull(s, self.host),
@@ -224,7 +224,7 @@ class Executor:
             return untagged
         # Tags the plan meant to move away and could not are no new tags: the removal waited on them.
         gained = _tags(image) - self._dropping.get(step.image_id, set()) - set(self._failed_refs)
-        if gained and _key(step.ref) not in _tags(image):
+        if gained and reference_key(step.ref) not in _tags(image):
             # A dangling image's removal (by digest reference or id), and the image now carries a
             # tag the plan keeps (a pull of this very run may have landed on it): it is no
             # dangling image any more, so it is left alone, as `docker image prune` would.
@@ -255,8 +255,8 @@ class Executor:
         A pull in this very run can land on the image a removal targets; the reference
         still goes, but deleting it now only untags and the image stays, as Docker does.
         """
-        kept_by = _tags(image) - {_key(step.ref)}
-        if not kept_by or _key(step.ref) not in _tags(image):
+        kept_by = _tags(image) - {reference_key(step.ref)}
+        if not kept_by or reference_key(step.ref) not in _tags(image):
             return None
         self._delete(step.ref)
         names = ", ".join(sorted(parse_reference(k).familiar() for k in kept_by))
@@ -264,7 +264,7 @@ class Executor:
 
     def _check_removable(self, step: Step, image: ImageDetails) -> None:
         """Refuse a removal when the image changed since the plan: new tags or new containers."""
-        extra = _tags(image) - {_key(step.ref)}
+        extra = _tags(image) - {reference_key(step.ref)}
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
             # A tag this plan meant to move away stays when its pull or tag failed: the removal
@@ -362,7 +362,7 @@ class Executor:
             current = self._inspect(step.ref)
             if current is not None:
                 self._expect_points_at(step.ref, step.image_id, current)
-        extra = _tags(image) - {_key(step.ref)}
+        extra = _tags(image) - {reference_key(step.ref)}
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
             if extra <= set(self._failed_refs):  # tags the plan was to move away, and could not
@@ -408,25 +408,21 @@ def _dropped_references(plan: Plan) -> dict[str, set[str]]:
     dropping: dict[str, set[str]] = {}
     for step in plan.steps:
         if step.is_destructive and step.image_id:
-            dropping.setdefault(step.image_id, set()).add(_key(step.ref))
+            dropping.setdefault(step.image_id, set()).add(reference_key(step.ref))
     return dropping
 
 
 def _survives_untag(image: ImageDetails, ref: str) -> bool:
     """Whether the image stays once ``ref`` goes: another tag, or a digest reference of another
     repository (the daemon deletes the ref's own repository's digest references with its last tag)."""
-    if _tags(image) - {_key(ref)}:
+    if _tags(image) - {reference_key(ref)}:
         return True
     name = parse_reference(ref).name
     return any(parse_reference(d).name != name for d in image.repo_digests)
 
 
-def _key(text: str) -> str:
-    return parse_reference(text).canonical() if not text.startswith("sha256:") else text
-
-
 def _tags(image: ImageDetails) -> set[str]:
-    return {_key(t) for t in image.repo_tags}
+    return {reference_key(t) for t in image.repo_tags}
 
 
 def _has_digest(image: ImageDetails, name: str, digest: str) -> bool:

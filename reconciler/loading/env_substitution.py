@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from reconciler.errors import Diagnostic
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath
 
-__all__ = ["expand_variables", "substitute_all"]
-
-
 _VARIABLE = re.compile(
     r"\$(?:(?P<dollar>\$)"
     r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default>:-[^}]*)?\}"

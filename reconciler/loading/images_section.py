@@ -24,8 +24,6 @@ from reconciler.model.reference import (
     parse_repository,
 )
 
-__all__ = ["Semantics"]
-
 _TAG_RULE = (
     "a tag has 1 to 128 ASCII letters, digits, '_', '.' or '-', and does not start with '.' or '-'"
 )

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from reconciler.errors import Diagnostic, ManifestError
-from reconciler.loading.env_substitution import expand_variables, substitute_all
+from reconciler.loading.env_substitution import substitute_all
 from reconciler.loading.images_section import Semantics
 from reconciler.loading.retention_section import RetentionBuilder
 from reconciler.loading.schema_messages import schema_diagnostics
@@ -30,8 +30,6 @@ from reconciler.loading.yaml_source import (
     read_yaml_bytes,
 )
 from reconciler.model.manifest import Manifest, PruneSpec
-
-__all__ = ["expand_variables", "load_manifest", "load_manifest_text"]
 
 
 def load_manifest(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from reconciler.loading.yaml_source import Plain
 
-__all__ = ["as_text", "as_texts"]
-
 
 def as_text(value: Plain) -> str | None:
     """``value`` when it is a string, else None."""

@@ -25,8 +25,6 @@ from reconciler.model.manifest import (
 )
 from reconciler.model.units import UnitError, parse_duration, parse_percent, parse_size
 
-__all__ = ["RetentionBuilder"]
-
 _Measure = TypeVar("_Measure", int, float)
 
 

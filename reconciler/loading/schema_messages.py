@@ -21,8 +21,6 @@ from reconciler.loading.schema import load_schema
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath, format_path
 from reconciler.model.units import UnitError, parse_duration, parse_percent, parse_size
 
-__all__ = ["schema_diagnostics"]
-
 
 @cache
 def _validator() -> Draft202012Validator:

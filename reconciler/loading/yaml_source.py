@@ -416,15 +416,3 @@ def _refuse(filename: str, position: Position, message: str) -> NoReturn:
     raise ManifestError([Diagnostic(filename, "", line, column, message)])
 
 
-__all__ = [
-    "MAX_BYTES",
-    "MAX_DEPTH",
-    "MAX_NODES",
-    "Plain",
-    "Position",
-    "SourceDocument",
-    "YamlPath",
-    "format_path",
-    "read_yaml",
-    "read_yaml_bytes",
-]

@@ -7,6 +7,7 @@ equal to the same reference written in a manifest.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -106,6 +107,16 @@ class Inventory:
         for container in self.containers:
             users.setdefault(container.image_id, []).append(container)
         return {image_id: tuple(sorted(found, key=lambda c: c.name)) for image_id, found in users.items()}
+
+    def with_shared_sizes(self, shared: Mapping[str, int]) -> Inventory:
+        """This inventory with each image's shared bytes from ``shared`` (by id; -1: unknown)."""
+        images = tuple(
+            dataclasses.replace(image, shared_size=shared[image.id])
+            if shared.get(image.id, -1) >= 0
+            else image
+            for image in self.images
+        )
+        return dataclasses.replace(self, images=images)
 
     def depth_of(self, image_id: str) -> int:
         """How many listed images this one is built on: children sort after their parents."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from reconciler.model.reference import Reference
 
@@ -131,6 +132,18 @@ class RetentionSpec:
 
 
 @dataclass(frozen=True)
+class DeclaredReferences:
+    """Every reference ``images:`` wants kept, as canonical strings: what nothing may remove."""
+
+    tags: frozenset[str]  # declared tags and aliases
+    pins: frozenset[str]  # declared digest pins (name@digest)
+
+    @property
+    def all(self) -> frozenset[str]:
+        return self.tags | self.pins
+
+
+@dataclass(frozen=True)
 class Manifest:
     images: tuple[ImageSpec, ...] = ()
     prune: PruneSpec = PruneSpec()
@@ -143,3 +156,14 @@ class Manifest:
 
     def absent(self) -> tuple[ImageSpec, ...]:
         return tuple(spec for spec in self.images if spec.state is ImageState.ABSENT)
+
+    @cached_property
+    def declared(self) -> DeclaredReferences:
+        """The tags, aliases and digest pins of every present entry."""
+        tags: set[str] = set()
+        pins: set[str] = set()
+        for spec in self.present():
+            tags.update(ref.canonical() for ref in (*spec.tag_references(), *spec.aliases))
+            if spec.digest:
+                pins.add(spec.repository.with_digest(spec.digest).canonical())
+        return DeclaredReferences(frozenset(tags), frozenset(pins))

@@ -30,17 +30,6 @@ from typing import NoReturn
 
 from reconciler.errors import ExitCode, ReconcilerError
 
-__all__ = [
-    "DEFAULT_DOMAIN",
-    "DEFAULT_TAG",
-    "InvalidReference",
-    "Reference",
-    "is_valid_digest",
-    "is_valid_tag",
-    "parse_reference",
-    "parse_repository",
-]
-
 DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
 # Counted over the whole name, registry included, as distribution v2 (which
@@ -397,3 +386,18 @@ def _show(text: str) -> str:
 
 def _fail(text: str, reason: str) -> NoReturn:
     raise InvalidReference(f"{_show(text)} is not a valid image reference: {reason}.")
+
+
+def reference_key(text: str) -> str:
+    """The one key of a reference however it is written (step, daemon, manifest): its canonical
+    form, so ``nginx`` and ``docker.io/library/nginx:latest`` meet; an image id stays as it is."""
+    return text if text.startswith("sha256:") else parse_reference(text).canonical()
+
+
+def tag_key(text: str) -> str | None:
+    """The canonical ``name:tag`` of ``text``; None for a digest reference or what is no reference."""
+    try:
+        ref = parse_reference(text)
+    except InvalidReference:
+        return None
+    return ref.canonical() if ref.digest is None else None

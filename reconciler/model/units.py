@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["UnitError", "format_age", "format_duration", "parse_duration", "parse_percent", "parse_size"]
-
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _SIZE_BYTES = {
     "b": 1,

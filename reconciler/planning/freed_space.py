@@ -10,13 +10,12 @@ beneath it, as the daemon's layer store keys them) and sized from the image hist
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.model.inventory import HistoryEntry
-from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.plan import Action, Plan
 
 
 @dataclass(frozen=True)
@@ -95,14 +94,3 @@ def removed_images(plan: Plan) -> tuple[str, ...]:
         if step.action is Action.REMOVE and step.image_id:
             seen.setdefault(step.image_id)
     return tuple(seen)
-
-
-def with_freed_bytes(plan: Plan, freed: Mapping[str, int]) -> Plan:
-    """The plan with each runnable removal's bytes set from ``freed`` (by image id)."""
-
-    def sized(step: Step) -> Step:
-        if step.action is Action.REMOVE and step.blocked is None and step.image_id in freed:
-            return dataclasses.replace(step, bytes=freed[str(step.image_id)])
-        return step
-
-    return dataclasses.replace(plan, steps=tuple(sized(step) for step in plan.steps))

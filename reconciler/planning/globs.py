@@ -14,8 +14,6 @@ from functools import cache
 
 from reconciler.model.reference import Reference
 
-__all__ = ["ReferencePattern", "glob_regex", "name_matches"]
-
 
 @cache
 def glob_regex(glob: str) -> re.Pattern[str]:

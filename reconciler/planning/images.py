@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
-from reconciler.model.manifest import ImageSpec, Manifest, PullPolicy
+from reconciler.model.manifest import DeclaredReferences, ImageSpec, Manifest, PullPolicy
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference
 
 
-@dataclass(frozen=True)
-class _Claims:
-    """Every reference the manifest wants kept, as canonical strings."""
-
-    tags: frozenset[str]  # declared tags and aliases
-    digests: frozenset[str]  # declared digest pins (name@digest)
-
-
 def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
     """Return the plan that makes ``inventory`` match ``manifest``."""
-    claims = _claims_of(manifest)
+    claims = manifest.declared
     ensure = _wait_on_blocked_pulls([step for spec in manifest.present() for step in _ensure_present(spec, inventory)])
     moved_away = _tags_moved_away(ensure, inventory)
     wanted_gone = _tags_to_drop(manifest, inventory, claims)
@@ -54,17 +45,6 @@ def run_order(step: Step, inventory: Inventory) -> tuple[int, int, str, str]:
     action, ref, image_id = step.sort_key()
     depth = inventory.depth_of(image_id) if step.action is Action.REMOVE and image_id else 0
     return (action, -depth, ref, image_id)
-
-
-def _claims_of(manifest: Manifest) -> _Claims:
-    tags: set[str] = set()
-    digests: set[str] = set()
-    for spec in manifest.present():
-        tags.update(ref.canonical() for ref in spec.tag_references())
-        tags.update(ref.canonical() for ref in spec.aliases)
-        if spec.digest:
-            digests.add(spec.repository.with_digest(spec.digest).canonical())
-    return _Claims(frozenset(tags), frozenset(digests))
 
 
 # --- what must be present -------------------------------------------------
@@ -194,7 +174,7 @@ def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, s
     for step in steps:
         if step.blocked or step.action not in (Action.PULL, Action.TAG):
             continue
-        ref = _parse_known(step.ref)
+        ref = parse_reference(step.ref)
         if ref.digest:
             continue
         old = inventory.image_by_tag.get(ref.canonical())
@@ -208,7 +188,7 @@ def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, s
 # --- what must go -----------------------------------------------------------
 
 
-def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: _Claims) -> dict[str, set[str]]:
+def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: DeclaredReferences) -> dict[str, set[str]]:
     """Image id -> canonical references the manifest wants gone from images that have tags:
     tags of absent repositories and unlisted tags, and digest references of absent repositories
     (images with digest references only are _absent_untagged_steps' business)."""
@@ -226,7 +206,7 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: _Claims) -> 
         tagged = {tag.name for tag in image.tags}
         if tagged:
             for ref in image.digests:
-                if ref.name in absent and ref.name not in tagged and ref.canonical() not in claims.digests:
+                if ref.name in absent and ref.name not in tagged and ref.canonical() not in claims.pins:
                     drops.setdefault(image.id, set()).add(ref.canonical())
     return drops
 
@@ -239,7 +219,7 @@ def _stays(image: ImageRecord, dropped: set[str], moved: set[str]) -> bool:
         return True
     # With no tag left, a repository loses its digest references when a tag of it is deleted here;
     # one whose tags a pull only moved elsewhere keeps them.
-    emptied = {_parse_known(c).name for c in dropped if "@" not in c}
+    emptied = {parse_reference(c).name for c in dropped if "@" not in c}
     return any(d.canonical() not in dropped and d.name not in emptied for d in image.digests)
 
 
@@ -248,14 +228,14 @@ def _tags_gained(steps: Iterable[Step]) -> dict[str, set[str]]:
     gained: dict[str, set[str]] = {}
     for step in steps:
         if step.action is Action.TAG and step.image_id and not step.blocked:
-            gained.setdefault(step.image_id, set()).add(_parse_known(step.ref).canonical())
+            gained.setdefault(step.image_id, set()).add(parse_reference(step.ref).canonical())
     return gained
 
 
 def _drop_steps(
     manifest: Manifest,
     inventory: Inventory,
-    claims: _Claims,
+    claims: DeclaredReferences,
     wanted_gone: dict[str, set[str]],
     moved_away: dict[str, set[str]],
     gained: dict[str, set[str]],
@@ -268,13 +248,13 @@ def _drop_steps(
             # A pinned image stays whatever happens to its tags: only untags, and never of the
             # last tags of the pinned repository, which the daemon deletes with its digest references.
             dropped = dropped - _tags_holding_pins(image, dropped, claims, gained.get(image_id, set()))
-            refs = sorted(_parse_known(c).familiar() for c in dropped)
-            steps.extend(_untag(image, ref, _drop_reason(_parse_known(ref), absent)) for ref in refs)
+            refs = sorted(parse_reference(c).familiar() for c in dropped)
+            steps.extend(_untag(image, ref, _drop_reason(parse_reference(ref), absent)) for ref in refs)
             continue
         # Digest references first, a tag last: the removal that deletes the image goes by a tag,
         # which, should a pull of this run have given the image another, only untags.
-        refs = sorted((_parse_known(c).familiar() for c in dropped), key=lambda r: ("@" not in r, r))
-        why = {r: _drop_reason(_parse_known(r), absent) for r in refs}
+        refs = sorted((parse_reference(c).familiar() for c in dropped), key=lambda r: ("@" not in r, r))
+        why = {r: _drop_reason(parse_reference(r), absent) for r in refs}
         if _stays(image, dropped, moved_away.get(image_id, set())):
             steps.extend(_untag(image, ref, why[ref]) for ref in refs)
             continue
@@ -284,7 +264,7 @@ def _drop_steps(
     return steps
 
 
-def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: _Claims) -> list[Step]:
+def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: DeclaredReferences) -> list[Step]:
     """Images of an absent repository that carry no tag, only digest references (pulled by digest)."""
     absent = {spec.repository.name for spec in manifest.absent()}
     steps: list[Step] = []
@@ -293,13 +273,13 @@ def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: _Cl
             continue
         mine = sorted(d.familiar() for d in image.digests if d.name in absent)
         if mine:
-            reason = f"{_parse_known(mine[0]).familiar_name} is declared absent"
+            reason = f"{parse_reference(mine[0]).familiar_name} is declared absent"
             steps.append(_remove(image, mine[0], reason, _in_use(image, inventory)))
     return steps
 
 
 def _dangling_steps(
-    inventory: Inventory, claims: _Claims, moved_away: dict[str, set[str]], drops: dict[str, set[str]]
+    inventory: Inventory, claims: DeclaredReferences, moved_away: dict[str, set[str]], drops: dict[str, set[str]]
 ) -> list[Step]:
     """Remove images with no tag and no container: now, or once this plan moved or dropped their tags.
 
@@ -315,7 +295,7 @@ def _dangling_steps(
         if left or _holds_pin(image, claims) or inventory.users_of(image.id) or image.id in parents:
             continue
         # The daemon deletes a repository's digest references with the last tag this plan drops of it.
-        emptied = {_parse_known(c).name for c in dropped if "@" not in c}
+        emptied = {parse_reference(c).name for c in dropped if "@" not in c}
         refs = sorted(d.familiar() for d in image.digests if d.canonical() not in dropped and d.name not in emptied)
         if image.tags and not refs and dropped:
             continue  # the drop steps' last removal deletes it
@@ -346,7 +326,6 @@ def _remove(image: ImageRecord, ref: str, reason: str, blocked: str | None) -> S
         ref=ref,
         image_id=image.id,
         reason=reason,
-        bytes=image.unique_size,
         blocked=blocked,
     )
 
@@ -360,27 +339,20 @@ def _in_use(image: ImageRecord, inventory: Inventory) -> str | None:
     return f"in use by {noun} {names}; an image a container uses is never removed"
 
 
-def _tags_holding_pins(image: ImageRecord, dropped: set[str], claims: _Claims, gained: set[str]) -> set[str]:
+def _tags_holding_pins(image: ImageRecord, dropped: set[str], claims: DeclaredReferences, gained: set[str]) -> set[str]:
     """Dropped tags that must stay: in a pinned repository where no other tag of the image remains,
     counting the tags this plan gives the image."""
     keep: set[str] = set()
-    for pin in (d for d in image.digests if d.canonical() in claims.digests):
+    for pin in (d for d in image.digests if d.canonical() in claims.pins):
         same_repo = {t.canonical() for t in image.tags if t.name == pin.name}
-        arriving = {t for t in gained if _parse_known(t).name == pin.name}
+        arriving = {t for t in gained if parse_reference(t).name == pin.name}
         if same_repo and same_repo <= dropped and not arriving:
             keep |= same_repo
     return keep
 
 
-def _holds_pin(image: ImageRecord, claims: _Claims) -> bool:
-    return any(d.canonical() in claims.digests for d in image.digests)
-
-
-def _parse_known(text: str) -> Reference:
-    """Parse a reference the planner itself produced (always valid)."""
-    return parse_reference(text)
-
-
+def _holds_pin(image: ImageRecord, claims: DeclaredReferences) -> bool:
+    return any(d.canonical() in claims.pins for d in image.digests)
 
 
 def _short(digest_or_id: str) -> str:

@@ -64,10 +64,8 @@ A selected tag or untagged image that nothing keeps is dropped when it is
 older than ``older_than`` (age > D), or whatever its age when ``older_than``
 is not given.
 
-Guards: a result that would remove or evict more than ``max_removal_percent``
-(default 50) percent of the images given, or more than the caller's
-``max_removals``, is flagged ``refused`` with the reason; its verdicts are
-still computed, so the refusal can be explained.
+The guard on how much a plan may remove is :mod:`reconciler.planning.removal_guard`,
+applied to the whole plan, retention's steps included.
 """
 
 from __future__ import annotations
@@ -78,25 +76,13 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import StrEnum
 
+from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
-from reconciler.model.manifest import DiskBudget, Manifest, Order, RetentionSpec, Rule, Unmatched
+from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Unmatched
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
 from reconciler.planning.semver import SemverKey, semver_key
-
-__all__ = [
-    "Decision",
-    "DiskUsage",
-    "Outcome",
-    "RetentionResult",
-    "Rung",
-    "Verdict",
-    "declared_references",
-    "evaluate_retention",
-    "glob_regex",
-    "semver_key",
-]
 
 
 class Outcome(StrEnum):
@@ -114,15 +100,6 @@ class Rung(StrEnum):
     RULE = "rule"
     UNMATCHED = "unmatched"
     DISK = "disk"
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    """What the disk holding Docker's data looks like now, in bytes."""
-
-    filesystem_size: int
-    filesystem_used: int
-    images_size: int  # bytes every image takes together, shared layers once
 
 
 @dataclass(frozen=True)
@@ -162,7 +139,6 @@ class RetentionResult:
     verdicts: tuple[Verdict, ...]  # one per image, sorted by image id
     freed_bytes: int  # sum of the known unique bytes of removed and evicted images
     unknown_sizes: int  # removed or evicted images whose unique size is unknown
-    refused: str | None = None  # why the guards refuse this result; None when it may run
 
     @property
     def removals(self) -> tuple[Verdict, ...]:
@@ -178,7 +154,6 @@ def evaluate_retention(
     last_used: Mapping[str, float] | None = None,
     previous: Mapping[str, tuple[str, ...]] | None = None,
     disk: DiskUsage | None = None,
-    max_removals: int | None = None,
 ) -> RetentionResult:
     """Decide every image's fate under ``spec``; see the module docstring for the rules.
 
@@ -196,17 +171,7 @@ def evaluate_retention(
     if spec.disk is not None and disk is not None:
         verdicts.update(_evict(context, spec.disk, disk, open_images, verdicts))
     final = tuple(verdicts[image.id] for image in ordered)
-    return _guarded(spec, final, len(ordered), max_removals)
-
-
-def declared_references(manifest: Manifest) -> frozenset[str]:
-    """What rung 2 protects: every canonical tag, alias and digest pin ``images:`` wants present."""
-    claims: set[str] = set()
-    for spec in manifest.present():
-        claims.update(ref.canonical() for ref in (*spec.tag_references(), *spec.aliases))
-        if spec.digest:
-            claims.add(spec.repository.with_digest(spec.digest).canonical())
-    return frozenset(claims)
+    return _result(final)
 
 
 # --- rungs 1-4 -------------------------------------------------------------------
@@ -552,24 +517,11 @@ def _eviction_reason(budget: DiskBudget, disk: DiskUsage, images_size: int, used
     return "least recently used image evicted for the disk budget: " + "; ".join(parts)
 
 
-# --- guards ------------------------------------------------------------------------
+# --- result ------------------------------------------------------------------------
 
 
-def _guarded(
-    spec: RetentionSpec, verdicts: tuple[Verdict, ...], total: int, max_removals: int | None
-) -> RetentionResult:
+def _result(verdicts: tuple[Verdict, ...]) -> RetentionResult:
     removed = [v for v in verdicts if v.removes]
     freed = sum(v.freed_bytes or 0 for v in removed)
     unknown = sum(1 for v in removed if v.freed_bytes is None)
-    problems = []
-    if len(removed) * 100 > spec.max_removal_percent * total:
-        problems.append(
-            f"it would remove {len(removed)} of {total} images, more than max_removal_percent"
-            f" {spec.max_removal_percent:g}%"
-        )
-    if max_removals is not None and len(removed) > max_removals:
-        problems.append(
-            f"it would remove {len(removed)} images, more than the {max_removals} allowed"
-        )
-    refused = "; ".join(problems) + "." if problems else None
-    return RetentionResult(verdicts, freed, unknown, refused)
+    return RetentionResult(verdicts, freed, unknown)

@@ -14,19 +14,17 @@ import dataclasses
 from reconciler.model.inventory import ImageRecord, Inventory
 from reconciler.model.manifest import RetentionSpec, Rule
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.reference import parse_reference
+from reconciler.model.reference import reference_key
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.images import run_order
 from reconciler.planning.retention import Decision, Outcome, RetentionResult, Rung, Verdict
-
-__all__ = ["plan_retention", "removal_guard"]
 
 
 def plan_retention(
     plan: Plan, inventory: Inventory, spec: RetentionSpec, result: RetentionResult, now: float
 ) -> Plan:
     """``plan`` with the steps ``result`` calls for; sorted as the planner sorts."""
-    handled = {(_key(s.ref), s.image_id) for s in plan.steps if s.is_destructive}
+    handled = {(reference_key(s.ref), s.image_id) for s in plan.steps if s.is_destructive}
     removed = {s.image_id for s in plan.steps if s.action is Action.REMOVE}
     rules = {rule.name: rule for rule in spec.rules}
     added: list[Step] = []
@@ -36,7 +34,7 @@ def plan_retention(
         image = inventory.image_by_id.get(verdict.image_id)
         if image is None:
             continue
-        gone = {_key(t.familiar()) for t in image.tags if (_key(t.familiar()), image.id) in handled}
+        gone = {reference_key(t.familiar()) for t in image.tags if (reference_key(t.familiar()), image.id) in handled}
         if verdict.removes:
             added += _removal(image, verdict, gone, rules, now)
         else:
@@ -52,13 +50,13 @@ def _removal(
 ) -> list[Step]:
     """Untag every tag but the last, then remove the last reference (the image goes with it)."""
     why = _reason(_deciding(verdict), rules, now)
-    refs = sorted(t.familiar() for t in image.tags if _key(t.familiar()) not in gone)
+    refs = sorted(t.familiar() for t in image.tags if reference_key(t.familiar()) not in gone)
     if not image.tags:
         refs = [min((d.familiar() for d in image.digests), default=image.id)]
     if not refs:
         return []  # the plan already drops every tag: the planner's own steps remove it
     untags = [_step(Action.UNTAG, image, ref, why, 0) for ref in refs[:-1]]
-    last = _step(Action.REMOVE, image, refs[-1], why, image.unique_size)
+    last = _step(Action.REMOVE, image, refs[-1], why, None)  # sized later, with the whole plan
     return [*untags, last]
 
 
@@ -66,12 +64,12 @@ def _untags(
     image: ImageRecord, verdict: Verdict, gone: set[str], rules: dict[str, Rule], now: float
 ) -> list[Step]:
     by_subject = {d.subject: d for d in verdict.decisions}
-    left = {_key(t.familiar()) for t in image.tags} - gone
+    left = {reference_key(t.familiar()) for t in image.tags} - gone
     steps = []
     for ref in verdict.untag:
-        if _key(ref.familiar()) not in left or len(left) == 1:
+        if reference_key(ref.familiar()) not in left or len(left) == 1:
             continue  # already dropped, or the image's last tag: untagging it would remove it
-        left.discard(_key(ref.familiar()))
+        left.discard(reference_key(ref.familiar()))
         decision = by_subject.get(ref.familiar()) or _deciding(verdict)
         steps.append(_step(Action.UNTAG, image, ref.familiar(), _reason(decision, rules, now), 0))
     return steps
@@ -105,34 +103,3 @@ def _reason(decision: Decision, rules: dict[str, Rule], now: float) -> str:
     if decision.condition == "older_than" and rule is not None and rule.older_than is not None:
         return f"retention rule {name}: older_than {format_duration(rule.older_than)} (age {age})"
     return f"retention rule {name}: selected and kept by none of its conditions (age {age})"
-
-
-def removal_guard(
-    plan: Plan, total_images: int | None, max_removal_percent: float | None, max_removals: int | None
-) -> str | None:
-    """Why ``plan`` removes too much, or None. Counts every removal that will run."""
-    removals = plan.count(Action.REMOVE)
-    problems = []
-    if max_removals is not None and removals > max_removals:
-        problems.append(f"it would remove {removals} images, more than --max-removals {max_removals}")
-    if (
-        max_removal_percent is not None
-        and total_images
-        and removals * 100 > max_removal_percent * total_images
-    ):
-        problems.append(
-            f"it would remove {removals} of the {total_images} images on the host,"
-            f" more than max_removal_percent {max_removal_percent:g}%"
-        )
-    if not problems:
-        return None
-    return (
-        "The plan was refused and nothing was done: "
-        + "; ".join(problems)
-        + ". Check the plan's removals; pass --allow-large-removal to go ahead."
-    )
-
-
-def _key(text: str) -> str:
-    return text if text.startswith("sha256:") else parse_reference(text).canonical()
-

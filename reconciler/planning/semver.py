@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SemverKey", "semver_key"]
-
-
 _VERSION = re.compile(
     r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?", re.ASCII
 )

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from reconciler.cli.render import human_bytes
 from reconciler.errors import HistoryError, UsageError
+from reconciler.model.clock import utc_now
 from reconciler.model.inventory import short_id
 from reconciler.model.reference import InvalidReference, parse_reference
 from reconciler.model.report import StepResult
@@ -91,10 +92,6 @@ class HistoryQuery:
 
 def history_path(state_dir: Path) -> Path:
     return state_dir / HISTORY_FILE
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:

@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from reconciler.daemon.host import DockerHost
 from reconciler.errors import LockHeld, StateDirError
+from reconciler.model.clock import utc_now
 from reconciler.state.state_dir import daemon_key, ensure_state_dir
 
 POLL_SECONDS = 0.2
@@ -234,7 +234,7 @@ def _try_lock(fd: int) -> bool:
 def _write_holder(fd: int) -> None:
     holder = {
         "pid": os.getpid(),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": utc_now().isoformat(timespec="seconds"),
         "command": shlex.join(["reconcile", *sys.argv[1:]]),
     }
     # The holder is only for messages: a full disk or read-only file must not stop the run.

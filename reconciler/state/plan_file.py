@@ -268,8 +268,3 @@ def manifest_change(plan: Plan) -> str | None:
     if "sha256:" + hashlib.sha256(data).hexdigest() != plan.manifest_digest:
         return f"The manifest {plan.manifest_path} changed since the plan was made"
     return None
-
-
-def now() -> datetime:
-    """The clock, in one place, for the ``created`` field."""
-    return datetime.now(UTC)

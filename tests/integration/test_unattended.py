@@ -66,9 +66,9 @@ class LockHolder:
         script = textwrap.dedent(f"""
             import sys
             from pathlib import Path
-            from docker import APIClient
+            from reconciler.daemon.address import connect
             from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
-            identity = daemon_identity(APIClient(base_url={address!r}), {address!r})
+            identity = daemon_identity(connect({address!r}))
             with daemon_lock(lock_directory(Path({str(state_dir)!r})), identity):
                 print("locked", flush=True)
                 sys.stdin.readline()

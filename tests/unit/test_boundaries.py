@@ -9,11 +9,11 @@ import pytest
 
 PURE_MODULES = [
     "planning/images", "model/plan", "model/manifest", "model/inventory", "model/report", "cli/render",
-    "model/reference", "errors", "planning/retention", "planning/retention_steps", "cli/explain", "state/usage",
+    "model/reference", "errors", "planning/retention", "planning/retention_steps", "cli/explain", "model/usage",
     "loading/env_substitution", "loading/schema_messages", "loading/images_section",
     "loading/retention_section", "loading/plain_values", "planning/globs", "planning/semver",
 ]
-IO_LIBRARIES = {"docker", "yaml", "click", "requests", "subprocess", "socket"}
+IO_LIBRARIES = {"docker", "yaml", "click", "requests", "subprocess", "socket", "sqlite3", "os"}
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
+from reconciler.model.inventory import HistoryEntry, ImageRecord, Inventory
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.planning.freed_space import (
-    HistoryEntry,
     ImageLayers,
     chain_ids,
     freed_by_image,
     layer_sizes,
-    with_freed_bytes,
 )
+from reconciler.planning.sizing import sized_plan
 
 
 def diff(name: str) -> str:
@@ -67,5 +67,7 @@ def test_plan_removals_take_the_freed_bytes() -> None:
             Step(action=Action.REMOVE, ref="b:1", image_id="c2", reason="r", bytes=1, blocked="in use"),
         )
     )
-    sized = with_freed_bytes(plan, {"c1": 110, "c2": 20})
+    # The blocked removal frees nothing this run; it shows its image's unique size.
+    inventory = Inventory(images=(ImageRecord(id="c2", size=1, shared_size=0),))
+    sized = sized_plan(plan, inventory, {"c1": 110, "c2": 20})
     assert [s.bytes for s in sized.steps] == [110, 1]

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.errors import Diagnostic, ManifestError
-from reconciler.loading.loader import expand_variables, load_manifest, load_manifest_text
+from reconciler.loading.env_substitution import expand_variables
+from reconciler.loading.loader import load_manifest, load_manifest_text
 from reconciler.loading.yaml_source import MAX_BYTES, format_path, read_yaml
 from reconciler.model.manifest import ImageSpec, ImageState, Manifest, PruneSpec, PullPolicy, Source
 from reconciler.model.reference import Reference, parse_reference

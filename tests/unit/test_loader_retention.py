@@ -21,7 +21,7 @@ from reconciler.model.manifest import (
     Unmatched,
 )
 from reconciler.model.reference import parse_reference
-from reconciler.planning.retention import declared_references, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
 
 DAY = 86_400
 
@@ -266,7 +266,7 @@ def test_a_loaded_manifest_drives_the_evaluation_end_to_end() -> None:
         image(3, "localhost:5000/ci/app:old"),
         image(4, "app:prod", "localhost:5000/ci/app:older"),  # an alias protects the image
     )
-    declared = declared_references(manifest)
+    declared = manifest.declared.all
     assert declared == {
         "localhost:5000/ci/app:stable",
         "docker.io/library/app:prod",

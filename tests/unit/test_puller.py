@@ -21,7 +21,7 @@ from reconciler.daemon.pulling import (
 )
 from reconciler.daemon.registry_auth import CredentialsError, RegistryAuth, load_registry_auth
 from reconciler.errors import ExitCode
-from reconciler.flows.workflow import apply_exit_code
+from reconciler.flows.outcomes import apply_exit_code
 from reconciler.model.plan import Action, Step
 from reconciler.model.report import Outcome, Report, StepResult
 
@@ -188,7 +188,7 @@ def test_exit_code_is_temporary_only_when_every_failure_was_a_rate_limit() -> No
 
 
 def test_several_daemons_end_with_the_most_serious_exit_code() -> None:
-    from reconciler.flows.workflow import worst_exit_code
+    from reconciler.flows.outcomes import worst_exit_code
 
     assert worst_exit_code([]) is ExitCode.OK
     assert worst_exit_code([ExitCode.OK, ExitCode.CHANGES_PENDING]) is ExitCode.CHANGES_PENDING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from reconciler.model.host_facts import HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import (
     DiskBudget,
@@ -12,12 +13,16 @@ from reconciler.model.manifest import (
     RetentionSpec,
     Rule,
     Selector,
+    Unmatched,
 )
 from reconciler.model.plan import Action, Plan
 from reconciler.model.units import format_age
+from reconciler.planning.host_plan import decide
 from reconciler.planning.images import plan_changes
-from reconciler.planning.retention import DiskUsage, declared_references, evaluate_retention
-from reconciler.planning.retention_steps import plan_retention, removal_guard
+from reconciler.planning.removal_guard import removal_guard
+from reconciler.planning.retention import DiskUsage, evaluate_retention
+from reconciler.planning.retention_steps import plan_retention
+from reconciler.planning.sizing import sized_plan
 from tests.unit.planning_data import image, spec
 
 NOW = 2_000_000_000
@@ -31,11 +36,12 @@ def plan_for(manifest: Manifest, inventory: Inventory, **options: object) -> Pla
         manifest.retention,
         inventory.images,
         inventory.containers,
-        declared_references(manifest),
+        manifest.declared.all,
         NOW,
         **options,  # type: ignore[arg-type]
     )
-    return plan_retention(plan_changes(manifest, inventory), inventory, manifest.retention, result, NOW)
+    planned = plan_retention(plan_changes(manifest, inventory), inventory, manifest.retention, result, NOW)
+    return sized_plan(planned, inventory)  # the sizing stage writes the removals' bytes
 
 
 def host(*images: object, containers: tuple[ContainerRecord, ...] = ()) -> Inventory:
@@ -122,3 +128,25 @@ def test_the_guard_counts_removals_against_the_flag_and_the_percentage() -> None
 def test_ago_is_rough_and_readable() -> None:
     assert [format_age(s) for s in (41 * DAY + 5, 5 * 3600 + 1, 720, 30, -3)] == ["41d", "5h", "12m", "30s", "0s"]
 
+
+
+# --- the one removal guard, on the whole decision (moved from the retention evaluation's own guard) ---
+
+
+def test_max_removal_percent_refuses_a_large_removal() -> None:
+    images = [image(f"a{n}", f"a:{n}", created=NOW - 100 * DAY) for n in range(1, 4)]
+    two_of_three = decide(with_retention(spec("a", "1"), unmatched=Unmatched.REMOVE), HostFacts(host(*images)), NOW)
+    assert two_of_three.refusal is not None
+    assert "2 of the 3 images" in two_of_three.refusal
+    one_of_three = decide(
+        with_retention(spec("a", "1", "2"), unmatched=Unmatched.REMOVE), HostFacts(host(*images)), NOW
+    )
+    assert one_of_three.refusal is None
+
+
+def test_max_removals_from_the_caller_refuses_too() -> None:
+    images = [image(f"a{n}", f"a:{n}", created=NOW - 100 * DAY) for n in range(1, 4)]
+    remove_all = with_retention(unmatched=Unmatched.REMOVE, max_removal_percent=100)
+    assert decide(remove_all, HostFacts(host(*images)), NOW, max_removals=3).refusal is None
+    refused = decide(remove_all, HostFacts(host(*images)), NOW, max_removals=2).refusal
+    assert refused is not None and "more than --max-removals 2" in refused

@@ -6,15 +6,8 @@ from pathlib import Path
 
 from reconciler.daemon.docker_engine import event_from_api
 from reconciler.model.inventory import ContainerRecord, Inventory
-from reconciler.state.usage import (
-    UsageFacts,
-    UsageState,
-    facts_from_events,
-    read_usage,
-    record_usage,
-    snapshot_facts,
-    usage_path,
-)
+from reconciler.model.usage import UsageFacts, UsageState, facts_from_events, snapshot_facts
+from reconciler.state.usage_store import read_usage, record_usage, usage_path
 from tests.unit.planning_data import image, image_id
 
 HOST = "unix:///run/docker.sock"

@@ -1,0 +1,125 @@
+"""Where outcomes become output: each host's plan or report as text or JSON, the one place that prints them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from reconciler.cli import render
+from reconciler.cli.console import echo_json, err, error, out
+from reconciler.cli.explain import verdicts_json, verdicts_text
+from reconciler.cli.progress import PullDisplay, pull_display
+from reconciler.daemon.pulling import PullEvent
+from reconciler.errors import LargeRemovalRefused
+from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
+from reconciler.model.plan import Plan
+from reconciler.model.report import Outcome, StepResult
+
+
+def host_heading(address: str) -> None:
+    """Before each daemon's turn when several are given (text output)."""
+    out().print(f"\n[bold]== {escape(address)} ==[/]", highlight=False)
+
+
+def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> dict[str, Any] | None:
+    """Print one host's plan as text, or return its JSON document."""
+    if isinstance(outcome, HostFailure):
+        return _failure(outcome)
+    if outcome.saved_to is not None:
+        name = escape(str(outcome.saved_to))
+        err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
+    verdicts = outcome.verdicts
+    document = None
+    if output == "json":
+        images = (
+            verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used) if verdicts else None
+        )
+        document = render.plan_document(outcome.plan, images=images)
+        if outcome.refusal is not None:
+            document["summary"]["refused"] = outcome.refusal
+    elif quiet and outcome.plan.has_changes:
+        out().print(render.plan_summary_text(outcome.plan), highlight=False)
+    else:
+        out().print(render.plan_text(outcome.plan), highlight=False)
+    if verdicts is not None and output != "json":
+        text = verdicts_text(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used, outcome.refusal)
+        out().print("\n" + text, highlight=False)
+    if outcome.refusal is not None:
+        error(str(LargeRemovalRefused(outcome.refusal)))
+    return document
+
+
+def show_apply(outcome: ApplyOutcome | HostFailure, output: str, quiet: bool) -> dict[str, Any] | None:
+    """Print the end of one host's apply (the steps were printed as they ran), or return its JSON document."""
+    if isinstance(outcome, HostFailure):
+        return _failure(outcome)
+    text = output == "text"
+    report = outcome.report
+    if report is None:  # refused: programs get the refused plan, with why, and the exit code
+        document = None
+        if text:
+            out().print(render.plan_text(outcome.plan), highlight=False)
+        else:
+            document = render.plan_document(outcome.plan)
+            document["summary"]["refused"] = outcome.refusal
+        error(str(LargeRemovalRefused(outcome.refusal or "")))
+        return document
+    if not text:
+        return render.report_document(report)
+    if not outcome.plan.has_changes:
+        out().print(render.plan_text(outcome.plan), highlight=False)
+    else:
+        out().print(("" if quiet else "\n") + render.report_summary_text(report), highlight=False)
+    return None
+
+
+def print_documents(documents: Sequence[tuple[str, dict[str, Any] | None]], several: bool) -> None:
+    """JSON output: one host's document, or ``{"hosts": [...]}`` with each host's."""
+    if not several:
+        if documents and documents[0][1] is not None:
+            echo_json(documents[0][1])
+        return
+    click.echo(render.hosts_json([{"host": host, **doc} for host, doc in documents if doc is not None]))
+
+
+def _failure(failure: HostFailure) -> dict[str, Any]:
+    error(f"{failure.host}: {failure.error}")
+    return {"error": str(failure.error), "exit_code": int(failure.code)}
+
+
+class ApplyConsole:
+    """Renders an apply as it runs: the plan, pull progress on stderr, a line per step result.
+
+    With ``-o json`` nothing at all (stdout carries the JSON only); with ``-q`` only the
+    steps that were not done.
+    """
+
+    def __init__(self, output: str, quiet: bool) -> None:
+        self.text = output == "text"
+        self.quiet = quiet
+        self._display: PullDisplay | None = None
+
+    def applying(self, plan: Plan) -> None:
+        if self.text and not self.quiet:
+            out().print(render.plan_text(plan), highlight=False)
+            out().print("\nApplying:", highlight=False)
+            # Pull progress goes to stderr, and only with text output.
+            self._display = pull_display(err())
+
+    def pull_event(self, event: PullEvent) -> None:
+        if self._display is not None:
+            self._display(event)
+
+    def step_result(self, result: StepResult) -> None:
+        if self._display is not None:
+            self._display.stop()  # results come once every pull has ended; the live display must not garble them
+        if self.text and (not self.quiet or result.outcome is not Outcome.DONE):
+            out().print(render.result_line(result), highlight=False)
+
+    def finished(self) -> None:
+        if self._display is not None:
+            self._display.stop()
+            self._display = None

@@ -1,0 +1,154 @@
+"""``apply`` on one host, under its lock: decide (or take a saved plan), execute, record; returns an ApplyOutcome.
+
+What happens while it runs (the plan about to run, pull progress, each step's result)
+goes to an :class:`ApplyListener` the CLI gives, which renders it; nothing is printed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from reconciler.daemon.address import connect
+from reconciler.daemon.host import DockerHost
+from reconciler.daemon.pulling import Puller, PullEvent
+from reconciler.daemon.registry_auth import load_registry_auth
+from reconciler.errors import ExitCode, LargeRemovalRefused, ReconcilerError
+from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT, Executor
+from reconciler.flows.host_facts import read_host_facts
+from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
+from reconciler.flows.sizing import size_plan
+from reconciler.model.clock import epoch_now
+from reconciler.model.host_facts import HostFacts
+from reconciler.model.manifest import Manifest
+from reconciler.model.plan import Action, Plan
+from reconciler.model.reference import tag_key
+from reconciler.model.report import Outcome, Report, StepResult
+from reconciler.model.usage import UsageFacts
+from reconciler.planning.host_plan import decide
+from reconciler.planning.removal_guard import removal_refusal
+from reconciler.state.history import RunRecorder
+from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
+from reconciler.state.plan_file import SavedPlan, check_applicable
+from reconciler.state.state_dir import ensure_state_dir
+from reconciler.state.usage_store import record_usage
+
+
+class ApplyListener(Protocol):
+    """What the CLI is told while an apply runs."""
+
+    def applying(self, plan: Plan) -> None: ...
+
+    def pull_event(self, event: PullEvent) -> None: ...
+
+    def step_result(self, result: StepResult) -> None: ...
+
+    def finished(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    manifest_file: Path
+    state_dir: Path
+    warn: Callable[[str], None]
+    pull_timeout: float = DEFAULT_PULL_TIMEOUT
+    parallelism: int = DEFAULT_PARALLELISM
+    lock_timeout: float = 0.0
+    max_removals: int | None = None
+    allow_large_removal: bool = False
+
+
+def apply_host(
+    manifest: Manifest | None,
+    saved: SavedPlan | None,
+    address: str | None,
+    options: ApplyOptions,
+    listener: ApplyListener,
+) -> ApplyOutcome:
+    """Plan (or take the saved plan) and apply it on one daemon, under that daemon's lock.
+
+    The lock is released, and the run's history written, when this daemon's turn ends.
+    """
+    host = connect(address)
+    identity = daemon_identity(host)  # GET /info: the lock is the daemon's, not its address's
+    if saved is not None:
+        check_applicable(saved, host.address, identity)
+    state = ensure_state_dir(options.state_dir)
+    with contextlib.ExitStack() as turn:
+        turn.enter_context(daemon_lock(lock_directory(state), identity, options.lock_timeout))
+        recorder = RunRecorder(state, host.address, os.path.abspath(options.manifest_file), warn=options.warn)
+        turn.callback(recorder.close)
+        return _apply_locked(host, manifest, saved.plan if saved else None, recorder, options, listener)
+
+
+def _apply_locked(
+    host: DockerHost,
+    manifest: Manifest | None,
+    saved: Plan | None,
+    recorder: RunRecorder,
+    options: ApplyOptions,
+    listener: ApplyListener,
+) -> ApplyOutcome:
+    auth = load_registry_auth(os.environ)
+    now = epoch_now()
+    facts: HostFacts | None = None
+    if manifest is None:
+        assert saved is not None
+        plan = saved  # exactly as saved: nothing is recomputed
+        refusal = removal_refusal(plan, None, 0, options.max_removals)
+    else:
+        facts = read_host_facts(host, manifest, auth, options.state_dir, now)
+        decided = decide(manifest, facts, now, max_removals=options.max_removals)
+        plan, _ = size_plan(host, facts, decided.plan)
+        refusal = decided.refusal
+    if refusal is not None and not options.allow_large_removal:
+        return ApplyOutcome(host.address, plan, LargeRemovalRefused.exit_code, refusal=refusal)
+    if not plan.has_changes:
+        empty = Report(host=plan.host, manifest_path=plan.manifest_path)
+        if facts is not None:
+            _record_usage(options, facts, empty, now)
+        return ApplyOutcome(host.address, plan, ExitCode.OK, report=empty)
+    listener.applying(plan)
+
+    def result(step: StepResult) -> None:
+        recorder.record(step)
+        listener.step_result(step)
+
+    executor = Executor(
+        host,
+        pull_timeout=options.pull_timeout,
+        puller=Puller(deadline=options.pull_timeout, auth=auth, on_event=listener.pull_event),
+        parallelism=options.parallelism,
+        refuse_stale=saved is not None,
+    )
+    try:
+        report = executor.apply(plan, on_result=result, measure=lambda: host.disk_usage().layers_size)
+    finally:
+        listener.finished()
+    if facts is not None:
+        _record_usage(options, facts, report, now)
+    return ApplyOutcome(host.address, plan, apply_exit_code(report), report=report)
+
+
+def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: float) -> None:
+    """Store what an apply learnt: events, tag snapshot, and its own pulls and tags. Never raises."""
+    if not facts.learnt:
+        return  # no retention: nothing was read to learn from
+    done = [r for r in report.results if r.outcome is Outcome.DONE and r.image_id]
+    uses = {r.image_id: now for r in done if r.step.action is Action.PULL and r.image_id}
+    tags = tuple(
+        (tag, r.image_id, now)
+        for r in done
+        if r.step.action in (Action.PULL, Action.TAG) and r.image_id and (tag := tag_key(r.step.ref))
+    )
+    try:
+        record_usage(options.state_dir, facts.inventory.host, (*facts.learnt, UsageFacts(uses, tags)), now)
+    except (sqlite3.Error, OSError, ReconcilerError) as exc:
+        options.warn(
+            f"The usage state could not be written to {options.state_dir} ({exc}); the apply itself is not affected."
+        )

@@ -1,0 +1,121 @@
+"""Read once: everything a manifest needs from a host, in one stage, into one :class:`HostFacts`.
+
+Always the image and container lists (two calls, whatever the number of images). Only
+what the manifest asks for costs more: a registry digest per ``pull: always`` tag; with
+``retention:`` the usage state and the daemon's events since the last run; with a disk
+budget one ``/system/df`` (its shared sizes then serve the sizing too) and, for
+``high``/``low``, the filesystem holding Docker's data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reconciler.daemon.host import DockerHost
+from reconciler.daemon.registry_auth import RegistryAuth
+from reconciler.errors import DiskUsageError
+from reconciler.model.host_facts import DiskUsage, HostFacts
+from reconciler.model.inventory import Inventory
+from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
+from reconciler.model.usage import UsageFacts, facts_from_events, snapshot_facts
+from reconciler.state.usage_store import read_usage
+
+# With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
+FIRST_LOOKBACK_SECONDS = 30 * 86_400
+
+
+def read_host_facts(
+    host: DockerHost,
+    manifest: Manifest | None,
+    auth: RegistryAuth | None,
+    state_dir: Path,
+    now: float,
+    *,
+    explain: bool = False,
+) -> HostFacts:
+    """The facts of ``host`` that planning ``manifest`` at ``now`` needs (``None``: the lists only).
+
+    ``explain`` also reads the stored usage state, for ``--explain`` without ``retention:``.
+    Reads the state file, never writes it.
+    """
+    inventory = read_inventory(host, manifest, auth)
+    if manifest is None or (manifest.retention is None and not explain):
+        return HostFacts(inventory)
+    stored = read_usage(state_dir, host.address)
+    learnt: tuple[UsageFacts, ...] = ()
+    disk = None
+    sizes_read = False
+    if manifest.retention is not None:
+        since = stored.events_until if stored.events_until is not None else now - FIRST_LOOKBACK_SECONDS
+        events = host.events(since, now)
+        learnt = (facts_from_events(events, inventory), snapshot_facts(inventory, manifest.declared.tags, now))
+        if manifest.retention.disk is not None:
+            disk, inventory = read_disk_usage(host, manifest.retention.disk, inventory)
+            sizes_read = True
+    return HostFacts(inventory, stored.folded(*learnt), learnt, disk, sizes_read)
+
+
+def read_inventory(host: DockerHost, manifest: Manifest | None = None, auth: RegistryAuth | None = None) -> Inventory:
+    """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``."""
+    return Inventory(
+        images=host.list_images(),
+        containers=host.list_containers(),
+        remote_digests=read_remote_digests(host, manifest, auth) if manifest else {},
+        host=host.address,
+    )
+
+
+def read_remote_digests(host: DockerHost, manifest: Manifest, auth: RegistryAuth | None) -> dict[str, str]:
+    """Registry digest of every ``pull: always`` tag, asked without pulling.
+
+    A tag whose registry cannot be asked is left out; the planner then re-pulls it,
+    which is what ``pull: always`` promises anyway.
+    """
+    digests: dict[str, str] = {}
+    for spec in manifest.present():
+        if spec.pull is not PullPolicy.ALWAYS:
+            continue
+        for ref in spec.tag_references():
+            digest = host.registry_digest(ref.canonical(), auth.header(ref.domain) if auth else None)
+            if digest:
+                digests[ref.canonical()] = digest
+    return digests
+
+
+def with_shared_sizes(host: DockerHost, inventory: Inventory) -> Inventory:
+    """``inventory`` with each image's shared bytes from one ``/system/df``, so unique sizes are known."""
+    return inventory.with_shared_sizes(host.disk_usage().shared_sizes)
+
+
+def read_disk_usage(host: DockerHost, budget: DiskBudget, inventory: Inventory) -> tuple[DiskUsage, Inventory]:
+    """The disk usage a budget needs, and the inventory with shared sizes from the same call.
+
+    ``max_total`` needs the layers' total (``/system/df``); ``high``/``low`` need the
+    filesystem holding Docker's data, which only a daemon on this machine shares with us.
+    """
+    filesystem_size = filesystem_used = 0
+    if budget.high is not None:
+        if not host.address.startswith(("unix://", "http+unix://")):
+            raise DiskUsageError(
+                f"The disk budget's high/low percentages need the filesystem of the daemon's data,"
+                f" which cannot be read from here: {host.address} is not a local socket."
+                " Use retention.disk.max_total (bytes the images may take) for a remote daemon."
+            )
+        filesystem_size, filesystem_used = _filesystem(host.identity().root_dir)
+    usage = host.disk_usage()
+    disk = DiskUsage(filesystem_size, filesystem_used, usage.layers_size)
+    return disk, inventory.with_shared_sizes(usage.shared_sizes)
+
+
+def _filesystem(root: str) -> tuple[int, int]:
+    try:
+        found = os.statvfs(root)
+    except OSError as exc:
+        raise DiskUsageError(
+            f"Cannot read the filesystem of Docker's data directory {root!r}:"
+            f" {exc.strerror or exc}. Run reconcile where it can read that directory,"
+            " or use retention.disk.max_total instead of high/low."
+        ) from exc
+    size = found.f_blocks * found.f_frsize
+    return size, size - found.f_bfree * found.f_frsize

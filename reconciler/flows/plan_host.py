@@ -1,0 +1,55 @@
+"""``plan`` on one host: read the facts, decide, size, optionally save; returns a PlanOutcome, prints nothing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.daemon.address import connect
+from reconciler.daemon.registry_auth import load_registry_auth
+from reconciler.errors import ExitCode, LargeRemovalRefused
+from reconciler.flows.host_facts import read_host_facts
+from reconciler.flows.outcomes import PlanOutcome, Verdicts
+from reconciler.flows.sizing import size_plan
+from reconciler.model.clock import epoch_now, utc_now
+from reconciler.model.manifest import Manifest
+from reconciler.planning.host_plan import decide
+from reconciler.state.lock import daemon_identity
+from reconciler.state.plan_file import save_plan
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    state_dir: Path
+    detailed_exitcode: bool = False
+    out_file: Path | None = None
+    explain: bool = False
+    max_removals: int | None = None
+    allow_large_removal: bool = False
+
+
+def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
+    """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state."""
+    host = connect(address)
+    now = epoch_now()
+    facts = read_host_facts(
+        host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain
+    )
+    decided = decide(manifest, facts, now, max_removals=options.max_removals, explain=options.explain)
+    plan, sized_inventory = size_plan(host, facts, decided.plan)
+    refusal = None if options.allow_large_removal else decided.refusal
+    saved_to = None
+    if options.out_file is not None and refusal is None:
+        save_plan(options.out_file, plan, utc_now(), engine=daemon_identity(host))
+        saved_to = options.out_file
+    verdicts = None
+    if options.explain and decided.retention is not None:
+        verdicts = Verdicts(decided.retention, sized_inventory, now, facts.usage.last_used)
+    if refusal is not None:
+        code = LargeRemovalRefused.exit_code
+    elif options.detailed_exitcode and plan.has_runnable:
+        code = ExitCode.CHANGES_PENDING
+    else:
+        code = ExitCode.OK
+    return PlanOutcome(host.address, plan, code, refusal=refusal, verdicts=verdicts, saved_to=saved_to)

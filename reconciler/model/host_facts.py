@@ -1,0 +1,28 @@
+"""Everything a plan is decided from, read from one host in one stage (:mod:`reconciler.flows.host_facts`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.model.inventory import Inventory
+from reconciler.model.usage import UsageFacts, UsageState
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What the disk holding Docker's data looks like now, in bytes (a ``retention.disk`` budget's input)."""
+
+    filesystem_size: int
+    filesystem_used: int
+    images_size: int  # bytes every image takes together, shared layers once
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """One host as the decision sees it; nothing here changes while a plan is decided."""
+
+    inventory: Inventory
+    usage: UsageState = field(default_factory=UsageState)  # the stored usage, this run's facts folded in
+    learnt: tuple[UsageFacts, ...] = ()  # what this run learnt (events, tag snapshot), recorded by apply
+    disk: DiskUsage | None = None  # read only for a disk budget
+    sizes_read: bool = False  # the inventory carries the shared sizes of ``/system/df``

@@ -1,0 +1,51 @@
+"""The whole decision for one host: a pure function of (manifest, host facts, now).
+
+The images section's steps, retention's verdicts and steps, and the one removal guard,
+all from the facts read once; nothing here goes back to the daemon. Step sizes come
+after, from :mod:`reconciler.planning.sizing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.model.host_facts import HostFacts
+from reconciler.model.manifest import Manifest, RetentionSpec
+from reconciler.model.plan import Plan
+from reconciler.planning.images import plan_changes
+from reconciler.planning.removal_guard import removal_refusal
+from reconciler.planning.retention import RetentionResult, evaluate_retention
+from reconciler.planning.retention_steps import plan_retention
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    plan: Plan
+    retention: RetentionResult | None  # every image's verdict, when retention (or --explain) asked for them
+    refusal: str | None  # why the removal guard refuses the plan; None when it may run
+
+
+def decide(
+    manifest: Manifest, facts: HostFacts, now: float, *, max_removals: int | None = None, explain: bool = False
+) -> HostPlan:
+    """Plan ``manifest`` on the host ``facts`` describe at ``now``; ``explain`` evaluates retention
+    verdicts even without a ``retention:`` section (they then change nothing)."""
+    inventory = facts.inventory
+    plan = plan_changes(manifest, inventory)
+    result = None
+    if manifest.retention is not None or explain:
+        spec = manifest.retention or RetentionSpec()
+        result = evaluate_retention(
+            spec,
+            inventory.images,
+            inventory.containers,
+            manifest.declared.all,
+            now,
+            last_used=facts.usage.last_used,
+            previous=facts.usage.previous(inventory),
+            disk=facts.disk,
+        )
+        if manifest.retention is not None:
+            plan = plan_retention(plan, inventory, manifest.retention, result, now)
+    refusal = removal_refusal(plan, manifest, len(inventory.images), max_removals)
+    return HostPlan(plan, result, refusal)
