@@ -32,9 +32,10 @@ def test_pure_module_imports_no_io_library(module: str) -> None:
     assert imported_roots(PACKAGE / f"{module}.py") & IO_LIBRARIES == set()
 
 
-def test_docker_errors_stay_in_the_daemon_modules() -> None:
-    users = {str(p.relative_to(PACKAGE).with_suffix("")) for p in PACKAGE.rglob("*.py") if "docker" in imported_roots(p)}
-    # puller writes to the daemon; registry_auth turns credential-helper failures into our errors.
-    assert users <= {
-        "daemon/address", "daemon/docker_engine", "daemon/registry_auth", "cli/commands",
+def test_only_the_daemon_package_speaks_to_docker() -> None:
+    users = {
+        str(p.relative_to(PACKAGE).with_suffix(""))
+        for p in PACKAGE.rglob("*.py")
+        if imported_roots(p) & {"docker", "requests"}
     }
+    assert users and all(user.startswith("daemon/") for user in users), users
