@@ -9,9 +9,9 @@ from rich.markup import escape
 
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.units import format_age
-from reconciler.planning.retention import Decision, Outcome, RetentionResult, Verdict
+from reconciler.planning.retention import Decision, Fate, RetentionResult, Verdict
 
-_STYLE = {Outcome.KEEP: "green", Outcome.UNTAG: "yellow", Outcome.REMOVE: "red", Outcome.EVICT: "red"}
+_STYLE = {Fate.KEEP: "green", Fate.UNTAG: "yellow", Fate.REMOVE: "red", Fate.EVICT: "red"}
 
 
 def verdicts_json(

@@ -29,7 +29,7 @@ BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 30.0  # no single wait is longer
 
 
-class Verdict(StrEnum):
+class FailureKind(StrEnum):
     TRANSIENT = "transient"  # retry
     RATE_LIMITED = "rate-limited"  # retry; when it never clears, the run may be tried again later
     PERMANENT = "permanent"  # do not retry
@@ -52,15 +52,15 @@ _TRANSIENT = re.compile(
 _RETRY_AFTER = re.compile(r"retry[- ]after\W{0,3}(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
-def classify(message: str, status: int | None = None) -> Verdict:
+def classify(message: str, status: int | None = None) -> FailureKind:
     """Whether a pull that failed with ``message`` (and registry HTTP ``status``) is worth retrying."""
     if status == 429 or _RATE_LIMITED.search(message):
-        return Verdict.RATE_LIMITED
+        return FailureKind.RATE_LIMITED
     if _PERMANENT.search(message):
-        return Verdict.PERMANENT
+        return FailureKind.PERMANENT
     if (status is not None and 500 <= status < 600) or _TRANSIENT.search(message):
-        return Verdict.TRANSIENT
-    return Verdict.PERMANENT
+        return FailureKind.TRANSIENT
+    return FailureKind.PERMANENT
 
 
 def retry_after(message: str) -> float | None:
@@ -157,22 +157,15 @@ class LayerTally:
 class PullFailed(Exception):
     """A pull failed for good; the message is the sentence for the report."""
 
-    def __init__(self, message: str, verdict: Verdict) -> None:
+    def __init__(self, message: str, kind: FailureKind) -> None:
         super().__init__(message)
-        self.verdict = verdict
+        self.kind = kind
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, message: str, verdict: Verdict) -> None:
+    def __init__(self, message: str, kind: FailureKind) -> None:
         super().__init__(message)
-        self.verdict = verdict
-
-
-@dataclass(frozen=True)
-class PullSummary:
-    attempts: int
-    seconds: float
-    bytes_downloaded: int
+        self.kind = kind
 
 
 class Puller:
@@ -192,7 +185,7 @@ class Puller:
         self._sleep = sleep
         self._rand = rand
 
-    def pull(self, host: DockerHost, ref: Reference, platform: str | None) -> PullSummary:
+    def pull(self, host: DockerHost, ref: Reference, platform: str | None) -> None:
         """Pull ``ref`` until it succeeds, fails for good, or the deadline passes; raises PullFailed."""
         name = ref.familiar()
         started = time.monotonic()
@@ -207,24 +200,22 @@ class Puller:
             except _AttemptFailed as exc:
                 elapsed = time.monotonic() - started
                 reason = str(exc)
-                if exc.verdict in (Verdict.PERMANENT, Verdict.DAEMON_LOST):
+                if exc.kind in (FailureKind.PERMANENT, FailureKind.DAEMON_LOST):
                     self._fail(name, reason, elapsed)
                     hint = self.auth.auth_failure_hint(ref.domain) if self.auth else None
-                    raise PullFailed(f"pull of {name} failed: {_explain(reason, hint)}", exc.verdict) from None
+                    raise PullFailed(f"pull of {name} failed: {_explain(reason, hint)}", exc.kind) from None
                 delay = backoff_delay(attempt, self._rand(), retry_after(reason))
                 if elapsed + delay >= self.deadline:
                     self._fail(name, reason, elapsed)
                     tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                     raise PullFailed(
-                        f"pull of {name} failed after {tries} within {self.deadline:g}s: {reason}", exc.verdict
+                        f"pull of {name} failed after {tries} within {self.deadline:g}s: {reason}", exc.kind
                     ) from None
                 self._emit(PullEvent(EventKind.RETRY, name, elapsed=elapsed, delay=delay, reason=reason))
                 self._sleep(delay)
                 continue
-            elapsed = time.monotonic() - started
-            done = tally.event(EventKind.DONE, name, elapsed)
-            self._emit(done)
-            return PullSummary(attempts=attempt, seconds=elapsed, bytes_downloaded=done.bytes_total)
+            self._emit(tally.event(EventKind.DONE, name, time.monotonic() - started))
+            return
 
     def _attempt(
         self,
@@ -248,11 +239,11 @@ class Puller:
         except PullStreamFailed as exc:
             if exc.lost:
                 # The daemon, not a registry, failed to answer: retrying a dead socket only waits out the deadline.
-                raise _AttemptFailed(str(exc), Verdict.DAEMON_LOST) from None
+                raise _AttemptFailed(str(exc), FailureKind.DAEMON_LOST) from None
             if exc.timed_out:
-                raise _AttemptFailed(f"did not finish within {self.deadline:g}s", Verdict.PERMANENT) from None
+                raise _AttemptFailed(f"did not finish within {self.deadline:g}s", FailureKind.PERMANENT) from None
             if exc.broken:  # the stream broke off mid-pull (daemon restart, dropped socket): worth another try
-                raise _AttemptFailed(str(exc), Verdict.TRANSIENT) from None
+                raise _AttemptFailed(str(exc), FailureKind.TRANSIENT) from None
             raise _AttemptFailed(str(exc), classify(str(exc))) from None
 
     def _fail(self, name: str, reason: str, elapsed: float) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.daemon.host import DaemonRefused, DockerHost, ImageConflict, ImageDetails
-from reconciler.daemon.pulling import Puller, PullFailed, Verdict
+from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
 from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
@@ -146,8 +146,8 @@ class Executor:
                 step,
                 Outcome.FAILED,
                 str(exc),
-                rate_limited=exc.verdict is Verdict.RATE_LIMITED,
-                daemon_lost=exc.verdict is Verdict.DAEMON_LOST,
+                rate_limited=exc.kind is FailureKind.RATE_LIMITED,
+                daemon_lost=exc.kind is FailureKind.DAEMON_LOST,
             )
         except StepStale as exc:
             return StepResult(step, Outcome.STALE, str(exc))

@@ -85,7 +85,7 @@ from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
 from reconciler.planning.semver import SemverKey, semver_key
 
 
-class Outcome(StrEnum):
+class Fate(StrEnum):
     KEEP = "keep"
     UNTAG = "untag"  # some tags go, the image stays
     REMOVE = "remove"  # the image goes, with every tag (rung 5)
@@ -124,14 +124,14 @@ class Decision:
 @dataclass(frozen=True)
 class Verdict:
     image_id: str
-    outcome: Outcome
+    outcome: Fate
     decisions: tuple[Decision, ...]
     untag: tuple[Reference, ...] = ()  # tags dropped while the image stays (UNTAG)
     freed_bytes: int | None = None  # unique bytes, for REMOVE and EVICT; None when unknown
 
     @property
     def removes(self) -> bool:
-        return self.outcome in (Outcome.REMOVE, Outcome.EVICT)
+        return self.outcome in (Fate.REMOVE, Fate.EVICT)
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def evaluate_retention(
     context = _Context(spec, now, declared, last_used or {}, previous or {}, containers)
     protected = {image.id: found for image in ordered if (found := context.protection(image))}
     open_images = [image for image in ordered if image.id not in protected]
-    verdicts = {key: Verdict(key, Outcome.KEEP, (found,)) for key, found in protected.items()}
+    verdicts = {key: Verdict(key, Fate.KEEP, (found,)) for key, found in protected.items()}
     kept_anyway = [image for image in ordered if image.id in protected]
     verdicts.update(_RuleRound(context, open_images, kept_anyway).verdicts())
     if spec.disk is not None and disk is not None:
@@ -392,11 +392,11 @@ class _RuleRound:
             held = dataclasses.replace(held, age=self.context.now - image.created)
         decisions = (*units, held) if held else tuple(units)
         if held is None and not any(d.kept for d in units):
-            return Verdict(image.id, Outcome.REMOVE, decisions, freed_bytes=image.unique_size)
+            return Verdict(image.id, Fate.REMOVE, decisions, freed_bytes=image.unique_size)
         # An image keep_previous holds cannot lose its last tag: the daemon would delete it with it.
         if dropped and len(dropped) < len(image.tags):
-            return Verdict(image.id, Outcome.UNTAG, decisions, untag=dropped)
-        return Verdict(image.id, Outcome.KEEP, decisions)
+            return Verdict(image.id, Fate.UNTAG, decisions, untag=dropped)
+        return Verdict(image.id, Fate.KEEP, decisions)
 
     def _decide(self, image: ImageRecord, ref: Reference | None, owner: int | None) -> Decision:
         subject = ref.familiar() if ref is not None else image.short_id
@@ -497,7 +497,7 @@ def _evict(
         )
         evicted[image.id] = Verdict(
             image.id,
-            Outcome.EVICT,
+            Fate.EVICT,
             (*verdicts[image.id].decisions, decision),
             freed_bytes=image.unique_size,
         )

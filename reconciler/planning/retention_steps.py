@@ -17,7 +17,7 @@ from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import reference_key
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.images import run_order
-from reconciler.planning.retention import Decision, Outcome, RetentionResult, Rung, Verdict
+from reconciler.planning.retention import Decision, Fate, RetentionResult, Rung, Verdict
 
 
 def plan_retention(
@@ -29,7 +29,7 @@ def plan_retention(
     rules = {rule.name: rule for rule in spec.rules}
     added: list[Step] = []
     for verdict in result.verdicts:
-        if verdict.outcome is Outcome.KEEP or verdict.image_id in removed:
+        if verdict.outcome is Fate.KEEP or verdict.image_id in removed:
             continue
         image = inventory.image_by_id.get(verdict.image_id)
         if image is None:

@@ -12,9 +12,9 @@ from reconciler.cli.progress import plain_line
 from reconciler.daemon.pulling import (
     BACKOFF_CAP,
     EventKind,
+    FailureKind,
     LayerTally,
     PullEvent,
-    Verdict,
     backoff_delay,
     classify,
     retry_after,
@@ -41,7 +41,7 @@ from reconciler.model.report import Outcome, Report, StepResult
     ],
 )
 def test_transient_failures_are_retried(message: str) -> None:
-    assert classify(message) is Verdict.TRANSIENT
+    assert classify(message) is FailureKind.TRANSIENT
 
 
 @pytest.mark.parametrize(
@@ -52,13 +52,13 @@ def test_transient_failures_are_retried(message: str) -> None:
     ],
 )
 def test_rate_limits_are_told_apart(message: str) -> None:
-    assert classify(message) is Verdict.RATE_LIMITED
+    assert classify(message) is FailureKind.RATE_LIMITED
 
 
 def test_status_codes_count_when_the_message_says_nothing() -> None:
-    assert classify("something odd", status=429) is Verdict.RATE_LIMITED
-    assert classify("something odd", status=503) is Verdict.TRANSIENT
-    assert classify("something odd", status=400) is Verdict.PERMANENT
+    assert classify("something odd", status=429) is FailureKind.RATE_LIMITED
+    assert classify("something odd", status=503) is FailureKind.TRANSIENT
+    assert classify("something odd", status=400) is FailureKind.PERMANENT
 
 
 @pytest.mark.parametrize(
@@ -75,11 +75,11 @@ def test_status_codes_count_when_the_message_says_nothing() -> None:
     ],
 )
 def test_permanent_failures_are_not_retried(message: str) -> None:
-    assert classify(message) is Verdict.PERMANENT
+    assert classify(message) is FailureKind.PERMANENT
 
 
 def test_not_found_wins_over_a_transient_word_in_the_same_message() -> None:
-    assert classify("manifest unknown after unexpected EOF") is Verdict.PERMANENT
+    assert classify("manifest unknown after unexpected EOF") is FailureKind.PERMANENT
 
 
 # --- delays ---------------------------------------------------------------------------

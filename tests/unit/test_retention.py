@@ -21,7 +21,7 @@ from reconciler.model.manifest import (
 from reconciler.model.reference import parse_reference
 from reconciler.planning.retention import (
     DiskUsage,
-    Outcome,
+    Fate,
     RetentionResult,
     Rung,
     Verdict,
@@ -67,7 +67,7 @@ def verdict_of(result: RetentionResult, number: int) -> Verdict:
     return next(v for v in result.verdicts if v.image_id == wanted)
 
 
-def outcomes(result: RetentionResult) -> dict[int, Outcome]:
+def outcomes(result: RetentionResult) -> dict[int, Fate]:
     return {int(v.image_id.removeprefix("sha256:"), 16): v.outcome for v in result.verdicts}
 
 
@@ -95,10 +95,10 @@ def test_an_image_a_stopped_container_uses_is_kept_whole_and_names_the_container
     container = ContainerRecord("c" * 64, "web", used.id, "exited")
     result = evaluate(REMOVE_ALL, used, image(2, "app:other"), containers=(container,))
     verdict = verdict_of(result, 1)
-    assert verdict.outcome is Outcome.KEEP
+    assert verdict.outcome is Fate.KEEP
     assert verdict.decisions[0].rung is Rung.IN_USE
     assert verdict.decisions[0].containers == ("web",)
-    assert verdict_of(result, 2).outcome is Outcome.REMOVE
+    assert verdict_of(result, 2).outcome is Fate.REMOVE
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_an_image_holding_a_declared_tag_digest_or_id_keeps_every_tag(claim: str
     declared = image(1, "app:1", "app:extra", digests=(digest_ref("app", 9),))
     result = evaluate(REMOVE_ALL, declared, declared=frozenset({claim}))
     verdict = verdict_of(result, 1)
-    assert (verdict.outcome, verdict.decisions[0].rung) == (Outcome.KEEP, Rung.DECLARED)
+    assert (verdict.outcome, verdict.decisions[0].rung) == (Fate.KEEP, Rung.DECLARED)
     assert verdict.untag == ()
 
 
@@ -133,12 +133,12 @@ def test_protect_patterns_match_repository_globs_and_tag_globs() -> None:
     )
     result = evaluate(spec, *images)
     assert outcomes(result) == {
-        1: Outcome.KEEP,
-        2: Outcome.REMOVE,
-        3: Outcome.KEEP,
-        4: Outcome.KEEP,
-        5: Outcome.REMOVE,
-        6: Outcome.KEEP,
+        1: Fate.KEEP,
+        2: Fate.REMOVE,
+        3: Fate.KEEP,
+        4: Fate.KEEP,
+        5: Fate.REMOVE,
+        6: Fate.KEEP,
     }
     assert verdict_of(result, 3).decisions[0].pattern == "**/*:release-*"
 
@@ -146,13 +146,13 @@ def test_protect_patterns_match_repository_globs_and_tag_globs() -> None:
 def test_images_younger_than_min_age_are_kept_and_the_boundary_is_removable() -> None:
     spec = RetentionSpec(min_age=2 * HOUR, unmatched=Unmatched.REMOVE, max_removal_percent=100)
     result = evaluate(spec, image(1, "a:1", age=2 * HOUR - 1), image(2, "a:2", age=2 * HOUR))
-    assert outcomes(result) == {1: Outcome.KEEP, 2: Outcome.REMOVE}
+    assert outcomes(result) == {1: Fate.KEEP, 2: Fate.REMOVE}
     assert verdict_of(result, 1).decisions[0].rung is Rung.MIN_AGE
 
 
 def test_default_min_age_is_one_hour() -> None:
     result = evaluate(REMOVE_ALL, image(1, "a:1", age=59 * 60))
-    assert outcomes(result) == {1: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.KEEP}
 
 
 def test_rungs_are_tested_in_order_container_first() -> None:
@@ -195,9 +195,9 @@ def test_repositories_match_the_full_or_the_familiar_name() -> None:
     full = rule(select=Selector(repositories=("docker.io/library/*",)))
     for chosen in (both, full):
         result = evaluate(spec_of(chosen), image(1, "nginx:1"), image(2, "redis:1"))
-        expected = {1: Outcome.REMOVE, 2: Outcome.KEEP}
+        expected = {1: Fate.REMOVE, 2: Fate.KEEP}
         if chosen is full:
-            expected[2] = Outcome.REMOVE
+            expected[2] = Fate.REMOVE
         assert outcomes(result) == expected
 
 
@@ -209,7 +209,7 @@ def test_tag_include_and_exclude_fullmatch() -> None:
         image(2, "app:v1.0-rc"),
         image(3, "app:xv1"),  # include must match the whole tag
     )
-    assert outcomes(result) == {1: Outcome.REMOVE, 2: Outcome.KEEP, 3: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.REMOVE, 2: Fate.KEEP, 3: Fate.KEEP}
 
 
 def test_an_image_with_several_tags_loses_only_the_tags_the_policy_drops() -> None:
@@ -217,9 +217,9 @@ def test_an_image_with_several_tags_loses_only_the_tags_the_policy_drops() -> No
     result = evaluate(
         spec_of(ci), image(1, "app:ci-1", "app:stable"), image(2, "app:ci-2", "app:ci-3")
     )
-    assert verdict_of(result, 1).outcome is Outcome.UNTAG
+    assert verdict_of(result, 1).outcome is Fate.UNTAG
     assert untagged(result, 1) == ["app:ci-1"]
-    assert verdict_of(result, 2).outcome is Outcome.REMOVE
+    assert verdict_of(result, 2).outcome is Fate.REMOVE
     assert verdict_of(result, 2).freed_bytes == 1000
 
 
@@ -227,7 +227,7 @@ def test_the_first_rule_that_selects_a_tag_decides() -> None:
     keep = rule("keep", select=Selector(repositories=("app",)), keep_within=1000 * DAY)
     drop = rule("drop")
     result = evaluate(spec_of(keep, drop), image(1, "app:1"), image(2, "other:1"))
-    assert outcomes(result) == {1: Outcome.KEEP, 2: Outcome.REMOVE}
+    assert outcomes(result) == {1: Fate.KEEP, 2: Fate.REMOVE}
     assert verdict_of(result, 1).decisions[0].rule == "keep"
     assert verdict_of(result, 2).decisions[0].rule == "drop"
 
@@ -236,9 +236,9 @@ def test_unmatched_keep_is_the_default_and_remove_drops() -> None:
     only_app = rule(select=Selector(repositories=("app",)), keep_last=5)
     kept = evaluate(spec_of(only_app), image(1, "other:1"))
     assert verdict_of(kept, 1).decisions[0].rung is Rung.UNMATCHED
-    assert outcomes(kept) == {1: Outcome.KEEP}
+    assert outcomes(kept) == {1: Fate.KEEP}
     dropped = evaluate(spec_of(only_app, unmatched=Unmatched.REMOVE), image(1, "other:1"))
-    assert outcomes(dropped) == {1: Outcome.REMOVE}
+    assert outcomes(dropped) == {1: Fate.REMOVE}
 
 
 def test_untagged_rules_select_images_without_a_tag_only() -> None:
@@ -249,7 +249,7 @@ def test_untagged_rules_select_images_without_a_tag_only() -> None:
         image(2, age=HOUR * 5),
         image(3, "app:1", age=2 * DAY),
     )
-    assert outcomes(result) == {1: Outcome.REMOVE, 2: Outcome.KEEP, 3: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.REMOVE, 2: Fate.KEEP, 3: Fate.KEEP}
     assert verdict_of(result, 3).decisions[0].rung is Rung.UNMATCHED
 
 
@@ -261,7 +261,7 @@ def test_untagged_rules_with_repositories_look_at_digest_references() -> None:
         image(2, digests=(digest_ref("localhost:5000/web", 2),)),
         image(3),
     )
-    assert outcomes(result) == {1: Outcome.REMOVE, 2: Outcome.KEEP, 3: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.REMOVE, 2: Fate.KEEP, 3: Fate.KEEP}
 
 
 # --- rung 5: keep conditions ---------------------------------------------------------------
@@ -273,11 +273,11 @@ def test_keep_last_keeps_the_newest_images_per_repository() -> None:
     images.append(image(9, "b:9", age=50 * DAY))
     result = evaluate(spec_of(last2), *images)
     assert outcomes(result) == {
-        1: Outcome.REMOVE,
-        2: Outcome.REMOVE,
-        3: Outcome.KEEP,
-        4: Outcome.KEEP,
-        9: Outcome.KEEP,
+        1: Fate.REMOVE,
+        2: Fate.REMOVE,
+        3: Fate.KEEP,
+        4: Fate.KEEP,
+        9: Fate.KEEP,
     }
     assert verdict_of(result, 4).decisions[0].rank == 1
     assert verdict_of(result, 3).decisions[0].rank == 2
@@ -288,7 +288,7 @@ def test_keep_last_counts_a_declared_newest_image_among_the_n() -> None:
     images = [image(n, f"a:v{n}", age=(10 - n) * DAY) for n in range(1, 5)]
     result = evaluate(spec_of(rule(keep_last=2)), *images, declared=frozenset({"docker.io/library/a:v4"}))
     # v4 is declared (kept by rung 2) and is the newest: only v3 joins it.
-    assert outcomes(result) == {1: Outcome.REMOVE, 2: Outcome.REMOVE, 3: Outcome.KEEP, 4: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.REMOVE, 2: Fate.REMOVE, 3: Fate.KEEP, 4: Fate.KEEP}
     assert verdict_of(result, 3).decisions[0].rank == 2
 
 
@@ -298,7 +298,7 @@ def test_keep_last_counts_images_not_tags() -> None:
         image(1, "a:new", "a:latest", age=DAY),
         image(2, "a:old", age=2 * DAY),
     )
-    assert outcomes(result) == {1: Outcome.KEEP, 2: Outcome.REMOVE}
+    assert outcomes(result) == {1: Fate.KEEP, 2: Fate.REMOVE}
 
 
 def test_semver_order_ranks_releases_before_pre_releases_before_other_tags() -> None:
@@ -312,11 +312,11 @@ def test_semver_order_ranks_releases_before_pre_releases_before_other_tags() -> 
         image(5, "a:1.2", age=80 * DAY),
     )
     assert outcomes(result) == {
-        1: Outcome.KEEP,
-        2: Outcome.KEEP,
-        3: Outcome.REMOVE,
-        4: Outcome.REMOVE,
-        5: Outcome.REMOVE,
+        1: Fate.KEEP,
+        2: Fate.KEEP,
+        3: Fate.REMOVE,
+        4: Fate.REMOVE,
+        5: Fate.REMOVE,
     }
 
 
@@ -344,7 +344,7 @@ def test_keep_within_keeps_recent_images() -> None:
         image(1, "a:1", age=14 * DAY),
         image(2, "a:2", age=14 * DAY + 1),
     )
-    assert outcomes(result) == {1: Outcome.KEEP, 2: Outcome.REMOVE}
+    assert outcomes(result) == {1: Fate.KEEP, 2: Fate.REMOVE}
     assert verdict_of(result, 1).decisions[0].condition == "keep_within"
 
 
@@ -354,9 +354,9 @@ def test_keep_tags_keeps_matching_tags_only() -> None:
         image(1, "a:v1.2.3", "a:ci-77"),
         image(2, "a:1.2.3-x"),
     )
-    assert verdict_of(result, 1).outcome is Outcome.UNTAG
+    assert verdict_of(result, 1).outcome is Fate.UNTAG
     assert untagged(result, 1) == ["a:ci-77"]
-    assert verdict_of(result, 2).outcome is Outcome.REMOVE
+    assert verdict_of(result, 2).outcome is Fate.REMOVE
 
 
 def test_older_than_only_drops_what_is_older() -> None:
@@ -365,7 +365,7 @@ def test_older_than_only_drops_what_is_older() -> None:
         image(1, "a:1", age=30 * DAY),
         image(2, "a:2", age=30 * DAY + 1),
     )
-    assert outcomes(result) == {1: Outcome.KEEP, 2: Outcome.REMOVE}
+    assert outcomes(result) == {1: Fate.KEEP, 2: Fate.REMOVE}
     assert verdict_of(result, 1).decisions[0].condition == "older_than"
 
 
@@ -381,12 +381,12 @@ def test_keep_conditions_are_ored() -> None:
         image(6, "b:z", age=10 * DAY),  # not older than 20d
     )
     assert outcomes(result) == {
-        1: Outcome.KEEP,
-        2: Outcome.REMOVE,
-        3: Outcome.KEEP,
-        4: Outcome.KEEP,
-        5: Outcome.KEEP,
-        6: Outcome.KEEP,
+        1: Fate.KEEP,
+        2: Fate.REMOVE,
+        3: Fate.KEEP,
+        4: Fate.KEEP,
+        5: Fate.KEEP,
+        6: Fate.KEEP,
     }
     conditions = [verdict_of(result, n).decisions[0].condition for n in (1, 3, 4, 5, 6)]
     assert conditions == ["keep_last", "keep_tags", "keep_last", "keep_within", "older_than"]
@@ -408,10 +408,10 @@ def test_keep_previous_holds_the_old_image_of_a_moved_tag_against_later_rules() 
         previous=previous,
     )
     assert outcomes(result) == {
-        1: Outcome.REMOVE,
-        2: Outcome.KEEP,
-        3: Outcome.REMOVE,
-        4: Outcome.REMOVE,
+        1: Fate.REMOVE,
+        2: Fate.KEEP,
+        3: Fate.REMOVE,
+        4: Fate.REMOVE,
     }
     held = verdict_of(result, 2).decisions[-1]
     assert (held.rule, held.condition, held.rank) == ("ci", "keep_previous", 1)
@@ -425,7 +425,7 @@ def test_keep_previous_keeps_a_held_image_whole_when_every_tag_would_go() -> Non
         image(1, "app:1.0", age=50 * DAY),
         previous={"docker.io/library/app:1.0": (f"sha256:{1:064x}",)},
     )
-    assert verdict_of(result, 1).outcome is Outcome.KEEP
+    assert verdict_of(result, 1).outcome is Fate.KEEP
     assert untagged(result, 1) == []
     held = [d for d in verdict_of(result, 1).decisions if d.condition == "keep_previous"]
     assert held and held[0].age == 50 * DAY
@@ -438,7 +438,7 @@ def test_keep_previous_lets_a_held_image_lose_some_of_its_tags() -> None:
         image(1, "app:1.0", "app:stable"),
         previous={"docker.io/library/app:1.0": (f"sha256:{1:064x}",)},
     )
-    assert verdict_of(result, 1).outcome is Outcome.UNTAG
+    assert verdict_of(result, 1).outcome is Fate.UNTAG
     assert untagged(result, 1) == ["app:1.0"]
 
 
@@ -453,11 +453,11 @@ def test_disk_high_low_evicts_least_recently_used_until_under_low() -> None:
     result = evaluate(spec_of(disk=budget), *images, last_used=last_used, disk=disk)
     # 90% -> evict 2 (80%) and stop: 3 is next in line
     assert outcomes(result) == {
-        1: Outcome.KEEP,
-        2: Outcome.EVICT,
-        3: Outcome.KEEP,
-        4: Outcome.KEEP,
-        5: Outcome.KEEP,
+        1: Fate.KEEP,
+        2: Fate.EVICT,
+        3: Fate.KEEP,
+        4: Fate.KEEP,
+        5: Fate.KEEP,
     }
     assert result.freed_bytes == 100
     assert verdict_of(result, 2).decisions[-1].rung is Rung.DISK
@@ -475,17 +475,17 @@ def test_disk_budget_counts_rule_removals_first_and_spares_protected_images() ->
     disk = DiskUsage(filesystem_size=10_000, filesystem_used=400, images_size=400)
     result = evaluate(spec_of(drop_old, disk=budget), *images, disk=disk)
     assert outcomes(result) == {
-        1: Outcome.REMOVE,
-        2: Outcome.EVICT,
-        3: Outcome.KEEP,
-        4: Outcome.KEEP,
+        1: Fate.REMOVE,
+        2: Fate.EVICT,
+        3: Fate.KEEP,
+        4: Fate.KEEP,
     }
 
 
 def test_disk_budget_under_high_evicts_nothing() -> None:
     disk = DiskUsage(filesystem_size=1000, filesystem_used=850, images_size=500)
     result = evaluate(spec_of(disk=DiskBudget(high=85, low=50)), image(1, "a:1"), disk=disk)
-    assert outcomes(result) == {1: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.KEEP}
 
 
 def test_unknown_unique_size_counts_the_full_size_for_the_budget_only() -> None:
@@ -508,7 +508,7 @@ def test_freed_bytes_are_the_unique_bytes_of_removed_images() -> None:
 
 def test_an_empty_section_keeps_everything() -> None:
     result = evaluate(RetentionSpec(), image(1, "a:1"), image(2))
-    assert outcomes(result) == {1: Outcome.KEEP, 2: Outcome.KEEP}
+    assert outcomes(result) == {1: Fate.KEEP, 2: Fate.KEEP}
     assert result.freed_bytes == 0
 
 
@@ -531,6 +531,6 @@ def test_an_image_keep_previous_strips_of_its_tags_takes_no_untagged_keep_last_s
     held, old = image(1, "app:old", age=2 * DAY), image(2, age=3 * DAY)
     previous = {"docker.io/library/app:latest": (held.id,)}
     first = evaluate(spec, held, old, previous=previous)
-    assert outcomes(first) == {1: Outcome.KEEP, 2: Outcome.KEEP}
+    assert outcomes(first) == {1: Fate.KEEP, 2: Fate.KEEP}
     second = evaluate(spec, replace(held, tags=()), old, previous=previous)
-    assert outcomes(second) == {1: Outcome.KEEP, 2: Outcome.KEEP}
+    assert outcomes(second) == {1: Fate.KEEP, 2: Fate.KEEP}

@@ -19,7 +19,7 @@ from reconciler.model.manifest import (
     Unmatched,
 )
 from reconciler.model.reference import Reference, parse_reference
-from reconciler.planning.retention import DiskUsage, Outcome, RetentionResult, evaluate_retention
+from reconciler.planning.retention import DiskUsage, Fate, RetentionResult, evaluate_retention
 
 NOW = 2_000_000_000.0
 DAY = 86_400
@@ -168,7 +168,7 @@ def test_never_touches_an_in_use_declared_or_protected_image(
         declared = any(r.canonical() in host.declared for r in refs)
         protected = spec.protect == PROTECT and any(is_protected(r) for r in refs)
         if image.id in in_use or declared or protected:
-            assert verdict.outcome is Outcome.KEEP, (image, verdict)
+            assert verdict.outcome is Fate.KEEP, (image, verdict)
 
 
 @settings(max_examples=200)
@@ -206,7 +206,7 @@ def test_a_second_evaluation_after_applying_the_first_changes_nothing(
 ) -> None:
     first = evaluate(spec, host)
     second = evaluate(spec, applied(host, first))
-    assert [v for v in second.verdicts if v.outcome is not Outcome.KEEP] == []
+    assert [v for v in second.verdicts if v.outcome is not Fate.KEEP] == []
 
 
 @settings(max_examples=200)
