@@ -87,7 +87,7 @@ def plan_json(plan: Plan, images: list[dict[str, Any]] | None = None) -> str:
 
 
 def plan_document(plan: Plan, images: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {"steps": [step_dict(s) for s in plan.steps]}
+    data: dict[str, Any] = {"steps": [s.as_dict() for s in plan.steps]}
     if images is not None:
         data["images"] = images
     data["summary"] = plan_summary(plan)
@@ -97,20 +97,6 @@ def plan_document(plan: Plan, images: list[dict[str, Any]] | None = None) -> dic
 def hosts_json(documents: list[dict[str, Any]]) -> str:
     """Several daemons' plans or reports, each as its one-daemon document with its host."""
     return _dump({"hosts": documents})
-
-
-def step_dict(step: Step) -> dict[str, Any]:
-    return {
-        "action": step.action.value,
-        "ref": step.ref,
-        "image_id": step.image_id,
-        "reason": step.reason,
-        "bytes": step.bytes,
-        "source": step.source,
-        "platform": step.platform,
-        "expected_digest": step.expected_digest,
-        "blocked": step.blocked,
-    }
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -170,7 +156,7 @@ def report_document(report: Report) -> dict[str, Any]:
 
 def result_dict(result: StepResult) -> dict[str, Any]:
     return {
-        **step_dict(result.step),
+        **result.step.as_dict(),
         "outcome": result.outcome.value,
         "detail": result.detail,
         "result_image_id": result.image_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Action(StrEnum):
@@ -41,6 +42,20 @@ class Step:
     @property
     def is_destructive(self) -> bool:
         return self.action in (Action.UNTAG, Action.REMOVE)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The step as plain JSON-ready data (plan output and plan files)."""
+        return {
+            "action": self.action.value,
+            "ref": self.ref,
+            "image_id": self.image_id,
+            "reason": self.reason,
+            "bytes": self.bytes,
+            "source": self.source,
+            "platform": self.platform,
+            "expected_digest": self.expected_digest,
+            "blocked": self.blocked,
+        }
 
 
 @dataclass(frozen=True)

@@ -68,17 +68,9 @@ def dump_plan(plan: Plan, created: datetime, engine: str | None = None) -> str:
 
 
 def _step_document(step: Step) -> dict[str, Any]:
-    return {
-        "action": step.action.value,
-        "ref": step.ref,
-        "reason": step.reason,
-        "bytes": step.bytes,
-        "source": step.source,
-        "platform": step.platform,
-        "expected_digest": step.expected_digest,
-        "blocked": step.blocked,
-        "expect": _expectation(step),
-    }
+    # What the step expects of the host travels in "expect", not as the step's image_id.
+    fields = {key: value for key, value in step.as_dict().items() if key != "image_id"}
+    return {**fields, "expect": _expectation(step)}
 
 
 def _expectation(step: Step) -> dict[str, Any]:
