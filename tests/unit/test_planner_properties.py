@@ -1,8 +1,12 @@
 """Planner properties over random hosts: convergence, safety, determinism.
 
-A small model of Docker's image semantics applies a plan to the inventory it came
-from (pull from a model registry, tag, untag, remove), so that "plan, apply, plan
-again" can be checked without a daemon.
+Safety and determinism are checked on the real executor running each plan on the
+in-memory daemon (:mod:`tests.fake_daemon`, Docker's own delete rules), which serves
+the model registry. Convergence ("plan, apply, plan again is empty") is still checked
+on a small model of Docker and the executor (:func:`simulate`): on the fake, a blocked
+untag of a digest reference of an in-use image the run gave a kept tag is skipped by
+the executor (its rule for blocked steps untags only tags), where the model drops the
+reference, so the next plan still has that untag.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.daemon.pulling import Puller
+from reconciler.execution.executor import Executor
 from reconciler.model.inventory import ImageRecord, Inventory
 from reconciler.model.manifest import ImageState, Manifest, PullPolicy
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import parse_reference
+from reconciler.model.report import Outcome, Report
 from reconciler.planning.images import plan_changes
 
+from ..fake_daemon import FakeDockerHost, FakeImage
 from .planning_data import container, digest, image_id, inventory, manifest, spec
 
 REPOS = ("reg.local/a", "reg.local/b", "reg.local/c", "reg.local/d")
@@ -176,6 +184,36 @@ def simulate(plan: Plan, host: Inventory) -> Inventory:
     return dataclasses.replace(host, images=tuple(images.values()))
 
 
+def daemon_of(host: Inventory) -> FakeDockerHost:
+    """The in-memory daemon holding ``host``'s images and containers, serving the model registry."""
+    daemon = FakeDockerHost(address=host.host)
+    for ref, content in REGISTRY.items():
+        daemon.add_to_registry(ref, FakeImage(image_id(content), digest(content), ((image_id(content), 100),)))
+    for record in host.images:
+        refs = [r.familiar() for r in (*record.tags, *record.digests)]
+        daemon.add_image(refs, image_id=record.id, size=record.size, created=record.created)
+    for user in host.containers:
+        daemon.containers[user.id] = user
+    return daemon
+
+
+def execute(plan: Plan, daemon: FakeDockerHost) -> Report:
+    """Run ``plan`` through the real executor: no step fails, and no untag deletes an image."""
+    report = Executor(daemon, puller=Puller(deadline=5.0, sleep=lambda seconds: None)).apply(plan)
+    for r in report.results:
+        assert r.outcome is not Outcome.FAILED, (r.step.action.value, r.step.ref, r.detail)
+        assert r.step.action is not Action.UNTAG or not r.deleted, f"untag of {r.step.ref} deleted {r.deleted}"
+    return report
+
+
+def read(daemon: FakeDockerHost) -> Inventory:
+    return Inventory(images=daemon.list_images(), containers=daemon.list_containers(), host=daemon.address)
+
+
+def references(host: Inventory) -> set[str]:
+    return {ref.canonical() for image in host.images for ref in (*image.tags, *image.digests)}
+
+
 @settings(max_examples=300, deadline=None)
 @given(manifests(), hosts())
 def test_plan_apply_plan_again_is_empty(m: Manifest, host: Inventory) -> None:
@@ -198,6 +236,12 @@ def test_never_removes_an_image_in_use_or_declared(m: Manifest, host: Inventory)
         if step.action is Action.REMOVE:
             assert step.image_id not in in_use
             assert step.image_id not in pinned
+    # And so the executor, on a daemon with Docker's rules, keeps them.
+    daemon = daemon_of(host)
+    execute(plan, daemon)
+    after = read(daemon)
+    assert in_use | pinned <= {i.id for i in after.images}
+    assert (declared | pins) & references(host) <= references(after)
 
 
 @settings(max_examples=200, deadline=None)
@@ -206,4 +250,13 @@ def test_plan_is_the_same_whatever_the_listing_order(m: Manifest, host: Inventor
     images = list(host.images)
     rng.shuffle(images)
     shuffled = dataclasses.replace(host, images=tuple(images), containers=tuple(reversed(host.containers)))
-    assert plan_changes(m, shuffled) == plan_changes(m, host)
+    plan = plan_changes(m, host)
+    assert plan_changes(m, shuffled) == plan
+    # A daemon that lists the same host in another order ends in the same state, step by step.
+    daemons = daemon_of(host), daemon_of(shuffled)
+    reports = [execute(plan, daemon) for daemon in daemons]
+    assert [(r.outcome, r.detail, r.deleted) for r in reports[0].results] == [
+        (r.outcome, r.detail, r.deleted) for r in reports[1].results
+    ]
+    first, second = daemons
+    assert (first.refs, first.images, first.containers) == (second.refs, second.images, second.containers)
