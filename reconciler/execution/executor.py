@@ -68,7 +68,11 @@ class Executor:
         self.refuse_stale = refuse_stale
         self._containers: tuple[float, tuple[ContainerRecord, ...]] | None = None  # (read at, containers)
         self._failed_refs: Mapping[str, bool] = {}  # refs whose pull or tag failed -> only rate-limited
+        self._failed_repos: dict[str, bool] = {}  # repositories of those refs -> only rate-limited
         self._dropping: dict[str, set[str]] = {}  # image id -> references the plan untags or removes
+        self._removed: set[str] = set()  # images a runnable removal of the plan deletes
+        self._gates: dict[str, str | None] = {}  # image id -> why its removal does not start (None: it may)
+        self._untagged: dict[str, list[str]] = {}  # image id -> references its removal untagged so far
 
     def apply(
         self, plan: Plan, on_result: StepCallback | None = None, measure: Callable[[], int] | None = None
@@ -86,18 +90,27 @@ class Executor:
         failed_refs: dict[str, bool] = {}
         self._failed_refs = failed_refs  # read by removal checks: a tag that stayed because its move failed
         self._dropping = _dropped_references(plan)
-        results = []
+        self._removed = {s.image_id for s in plan.runnable if s.action is Action.REMOVE and s.image_id}
+        results: list[StepResult] = []
         before: int | None = None
+        lost: StepResult | None = None  # the first step that found the daemon gone
         for step in plan.steps:
-            if measure and before is None and step.action is Action.REMOVE and not step.blocked:
-                before = measure()
-            result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
+            if lost is not None:
+                result = StepResult(step, Outcome.SKIPPED, "not done: the daemon stopped answering", daemon_lost=True)
+            else:
+                if measure and before is None and step.action is Action.REMOVE and not step.blocked:
+                    before = _measured(measure)
+                result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
                 failed_refs[reference_key(step.ref)] = result.rate_limited
+                name = parse_reference(step.ref).name
+                self._failed_repos[name] = self._failed_repos.get(name, True) and result.rate_limited
+            if result.daemon_lost and lost is None:
+                lost = result
             results.append(result)
             if on_result:
                 on_result(result)
-        freed = _measured_freed(results, before, measure)
+        freed = None if lost else _measured_freed(results, before, measure)
         return Report(results=tuple(results), host=plan.host, manifest_path=plan.manifest_path, measured_freed=freed)
 
     def _run_pulls(self, steps: list[Step]) -> dict[Step, StepResult]:
@@ -133,9 +146,53 @@ class Executor:
             Action.UNTAG: self._untag,
             Action.REMOVE: self._remove,
         }[step.action]
+        if step.is_destructive:
+            held = self._held_for_replacement(step) or self._removal_gate(step)
+            if held is not None:
+                return held
         if self.refuse_stale and step.action is not Action.PULL:  # pulls were checked before they started
             return self._guarded(step, lambda: self._fresh(step, handler))
         return self._guarded(step, lambda: handler(step))
+
+    def _held_for_replacement(self, step: Step) -> StepResult | None:
+        """Make before break: a reference of a repository whose pull or tag failed in this run stays,
+        with the image behind it, until what was to replace it has arrived."""
+        if step.ref.startswith("sha256:"):
+            return None
+        name = parse_reference(step.ref).name
+        if name not in self._failed_repos:
+            return None
+        familiar = parse_reference(step.ref).familiar_name
+        return StepResult(
+            step,
+            Outcome.SKIPPED,
+            f"kept: a pull or tag of {familiar} failed in this run, so nothing it was to replace is touched",
+            rate_limited=self._failed_repos[name],
+        )
+
+    def _removal_gate(self, step: Step) -> StepResult | None:
+        """A removal is one unit: before the first untag of an image the plan removes, the image is
+        checked once for containers; one in use keeps every tag, none of its steps run."""
+        image_id = step.image_id
+        if image_id is None or image_id not in self._removed:
+            return None
+        if image_id not in self._gates:
+            self._containers = None  # a fresh list: this check decides for the whole group
+            try:
+                users = self._containers_using(image_id)
+            except DaemonUnavailable as exc:
+                return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
+            except DaemonRefused as exc:
+                return StepResult(step, Outcome.FAILED, f"the containers could not be listed: {exc.explanation}")
+            self._gates[image_id] = ", ".join(users) if users else None
+        users_text = self._gates[image_id]
+        if users_text is None:
+            return None
+        if self.refuse_stale:
+            why = f"the image is now used by container {users_text}, so it is kept with all its tags{_AGAIN}"
+            return StepResult(step, Outcome.STALE, why)
+        why = f"in use by container {users_text}; an image a container uses is never removed, and none of its tags go"
+        return StepResult(step, Outcome.SKIPPED, why)
 
     def _guarded(self, step: Step, run: Callable[[], StepResult]) -> StepResult:
         """Run one step; every way it can fail becomes its StepResult."""
@@ -212,6 +269,8 @@ class Executor:
         if not _survives_untag(image, step.ref):
             raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
         self.host.delete(step.ref)
+        if image.id in self._removed:
+            self._untagged.setdefault(image.id, []).append(step.ref)
         return StepResult(step, Outcome.DONE, "untagged; the image keeps its other tags")
 
     def _remove(self, step: Step) -> StepResult:
@@ -231,7 +290,11 @@ class Executor:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in gained))
             return StepResult(step, Outcome.DONE, f"left alone: it now carries {names}, so it is not dangling", bytes=0)
         self._check_removable(step, image)
-        deleted = self._delete(step.ref)
+        try:
+            deleted = self._delete(step.ref)
+        except StepSkipped as exc:
+            # A container came in the last instant: the daemon kept the image; its tags come back too.
+            raise StepSkipped(f"{exc}{self._restore_tags(step.image_id)}") from None
         if step.image_id not in deleted:
             deleted += self._delete_leftover_digests(step)
         if step.image_id not in deleted:
@@ -275,6 +338,17 @@ class Executor:
         users = self._containers_using(str(step.image_id))
         if users:
             raise StepSkipped(f"in use by container {', '.join(users)}; an image a container uses is never removed")
+
+    def _restore_tags(self, image_id: str) -> str:
+        """Put back the tags this image's removal took before the daemon refused the last one."""
+        restored = []
+        for ref in self._untagged.pop(image_id, []):
+            target = parse_reference(ref)
+            if target.tag is None or self.host.inspect_image(ref) is not None:
+                continue  # a digest reference cannot be put back; a tag taken by another image stays there
+            self.host.tag(image_id, target.name, target.tag)
+            restored.append(ref)
+        return f"; its tags were put back: {', '.join(restored)}" if restored else ""
 
     def _containers_using(self, image_id: str) -> list[str]:
         """Names (and short ids) of the containers, running or stopped, that use ``image_id``.
@@ -386,6 +460,13 @@ class Executor:
 
 
 _AGAIN = "; run `reconcile plan` again"
+
+
+def _measured(measure: Callable[[], int]) -> int | None:
+    try:
+        return measure()
+    except (DaemonRefused, DaemonUnavailable):
+        return None
 
 
 def _measured_freed(results: list[StepResult], before: int | None, measure: Callable[[], int] | None) -> int | None:

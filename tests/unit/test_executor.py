@@ -288,7 +288,10 @@ def test_a_daemon_lost_mid_run_fails_the_step_as_daemon_lost() -> None:
     first = report.results[0]
     assert (first.outcome, first.daemon_lost) == (Outcome.FAILED, True)
     assert first.detail.startswith("lost the connection to the daemon: Cannot reach the Docker daemon")
-    assert all(r.outcome is Outcome.FAILED and r.daemon_lost for r in report.results)
+    # The steps after it are not tried against a daemon that is gone: each is listed as not done.
+    rest = report.results[1:]
+    assert rest and all(r.outcome is Outcome.SKIPPED and r.daemon_lost for r in rest)
+    assert {r.detail for r in rest} == {"not done: the daemon stopped answering"}
     host.lost = False
     assert tags(host, gone) == ("reg.local/base:1",)
 
@@ -305,3 +308,67 @@ def test_a_daemon_lost_during_a_pull_fails_it_as_daemon_lost_without_retrying() 
     (second,) = Executor(host, puller=quick_puller()).apply(plan).results
     assert (second.outcome, second.daemon_lost) == (Outcome.FAILED, True)
     assert host.calls["pull"] == 2  # one attempt each: a lost daemon is not retried
+
+
+# --- a removal is one unit; make before break ---------------------------------------------
+
+
+def test_a_container_made_before_a_multi_tag_removal_keeps_every_tag_of_the_image() -> None:
+    host = FakeDockerHost()
+    image = host.add_image(["reg.local/old:1", "reg.local/old:2"])
+    plan = plan_for(host, ABSENT_OLD)
+    host.add_container(image, name="late")
+    report = Executor(host).apply(plan)
+    assert [r.outcome for r in report.results] == [Outcome.SKIPPED, Outcome.SKIPPED]
+    assert all("none of its tags go" in r.detail for r in report.results)
+    assert tags(host, image) == ("reg.local/old:1", "reg.local/old:2")
+    assert host.calls["delete"] == 0
+
+
+def test_a_saved_plans_multi_tag_removal_of_an_image_now_in_use_is_stale_as_a_whole() -> None:
+    host = FakeDockerHost()
+    image = host.add_image(["reg.local/old:1", "reg.local/old:2"])
+    plan = plan_for(host, ABSENT_OLD)
+    host.add_container(image, name="late")
+    report = Executor(host, refuse_stale=True).apply(plan)
+    assert [r.outcome for r in report.results] == [Outcome.STALE, Outcome.STALE]
+    assert tags(host, image) == ("reg.local/old:1", "reg.local/old:2")
+    assert host.calls["delete"] == 0
+
+
+def test_a_container_made_between_the_untags_and_the_last_delete_gets_the_tags_put_back() -> None:
+    host = FakeDockerHost()
+    image = host.add_image(["reg.local/old:1", "reg.local/old:2", "reg.local/old:3"])
+    plan = plan_for(host, ABSENT_OLD)
+
+    def race(reference: str) -> None:
+        if reference.endswith(":3") and not host.containers:
+            host.add_container(image, name="late")  # after the check, just before the last delete
+
+    host.before_delete = race
+    report = Executor(host).apply(plan)
+    removal = result(report, Action.REMOVE, "reg.local/old:3")
+    assert removal.outcome is Outcome.SKIPPED and "its tags were put back" in removal.detail
+    assert tags(host, image) == ("reg.local/old:1", "reg.local/old:2", "reg.local/old:3")
+
+
+def test_a_failed_pull_leaves_alone_the_tags_it_was_to_replace() -> None:
+    manifest = """
+version: 1
+images:
+  - name: reg.local/dep
+    tags: ["1.1"]
+    aliases: ["reg.local/dep:stable"]
+prune:
+  unlisted_tags: true
+"""
+    host = FakeDockerHost()
+    working = host.add_image(["reg.local/dep:1.0", "reg.local/dep:stable"])
+    host.fail_pulls[parse_reference("reg.local/dep:1.1").canonical()] = PullStreamFailed(
+        "toomanyrequests: rate limit"
+    )
+    report = Executor(host, puller=quick_puller()).apply(plan_for(host, manifest))
+    untag = result(report, Action.REMOVE, "reg.local/dep:1.0")
+    assert untag.outcome is Outcome.SKIPPED and "nothing it was to replace is touched" in untag.detail
+    assert untag.rate_limited
+    assert tags(host, working) == ("reg.local/dep:1.0", "reg.local/dep:stable")

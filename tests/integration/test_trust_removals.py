@@ -1,0 +1,134 @@
+"""Removals that must not take what a user still needs, on the real daemon: a removal is one unit,
+a failed pull breaks nothing it was to replace, and a daemon that dies mid-apply leaves a full report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon_proxy import DaemonProxy, Rule
+from docker import APIClient
+
+ImageFactory = Callable[..., str]
+DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
+CliRun = Callable[..., Any]
+WriteManifest = Callable[..., Path]
+
+
+def tags_of(api: APIClient, ref: str) -> list[str]:
+    return sorted(api.inspect_image(ref)["RepoTags"])
+
+
+def test_a_saved_removal_of_an_image_a_container_now_uses_keeps_every_tag(
+    namespace: str,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+    tmp_path: Path,
+    api: APIClient,
+    docker: DockerRun,
+) -> None:
+    first = image_factory("old:1", push=False, keep_local=True)
+    second = f"{namespace}/old:2"
+    docker("tag", first, second)
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/old
+            state: absent
+    """)
+    plan_file = tmp_path / "plan.json"
+    planned = run_cli("plan", manifest, "--out", plan_file)
+    assert planned.code == 0, planned.stderr
+    docker("create", "--name", f"user-{namespace.rsplit('/', 1)[-1]}", first, "/none")
+
+    applied = run_cli("apply", plan_file, "-o", "json")
+    assert applied.code == 4, applied.stderr
+    results = json.loads(applied.stdout)["steps"]
+    assert {r["outcome"] for r in results} == {"stale"}, results
+    assert all("kept with all its tags" in r["detail"] for r in results)
+    assert tags_of(api, first) == sorted([first, second])  # before: old:1 was untagged, old:2 refused
+
+
+def test_a_failed_pull_leaves_the_working_tag_it_was_to_replace(
+    namespace: str,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+    api: APIClient,
+    docker: DockerRun,
+) -> None:
+    working = image_factory("dep:1.0", push=False, keep_local=True)
+    docker("tag", working, f"{namespace}/dep:stable")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/dep
+            tags: ["1.1"]          # never pushed: the pull fails
+            aliases: ["{namespace}/dep:stable"]
+        prune:
+          unlisted_tags: true
+    """)
+    applied = run_cli("apply", manifest, "-o", "json")
+    assert applied.code == 3, applied.stderr
+    results = {(r["action"], r["ref"]): r for r in json.loads(applied.stdout)["steps"]}
+    assert results[("pull", f"{namespace}/dep:1.1")]["outcome"] == "failed"
+    kept = results[("remove", f"{namespace}/dep:1.0")]
+    assert kept["outcome"] == "skipped" and "nothing it was to replace is touched" in kept["detail"]
+    assert tags_of(api, working) == sorted([working, f"{namespace}/dep:stable"])
+
+
+def test_a_daemon_that_dies_during_the_pulls_leaves_a_report_of_every_step_and_the_history(
+    sandbox: Any,
+    namespace: str,
+    image_factory: ImageFactory,
+    tmp_manifest: WriteManifest,
+    tmp_path: Path,
+) -> None:
+    wanted = image_factory("app:1")
+    old = image_factory("old:1", push=False, keep_local=True)
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/app
+            tags: ["1"]
+          - name: {namespace}/old
+            state: absent
+    """)
+    state = tmp_path / "state"
+    env = {"RECONCILE_STATE_DIR": str(state), "RECONCILE_LOCK_DIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])}
+    with DaemonProxy(sandbox.docker_host, [Rule("POST", r".*/images/create")]) as proxy:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "apply", str(manifest), "-H", proxy.address, "-o", "json"],
+            env={**_base_env(), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not proxy.hung and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proxy.hung, "the pull never reached the daemon"
+        proxy.close()  # the daemon is gone: the held pull's connection drops, new ones are refused
+        stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode == 69, stderr
+    results = {(r["action"], r["ref"]): r for r in json.loads(stdout)["steps"]}
+    assert results[("pull", wanted)]["outcome"] == "failed"
+    not_done = results[("remove", old)]
+    assert (not_done["outcome"], not_done["detail"]) == ("skipped", "not done: the daemon stopped answering")
+    history = subprocess.run(
+        [sys.executable, "-m", "reconciler", "history", "-o", "json", "--state-dir", str(state)],
+        env={**_base_env(), **env}, capture_output=True, text=True, check=True,
+    )
+    recorded = {(r["action"], r["outcome"]) for r in json.loads(history.stdout)}
+    assert recorded == {("pull", "failed"), ("remove", "skipped")}
+
+
+def _base_env() -> dict[str, str]:
+    return dict(os.environ)
