@@ -108,6 +108,9 @@ class FakeDockerHost:
     fail_calls: dict[str, Exception] = field(default_factory=dict)  # method name -> error it raises
     before_delete: Callable[[str], None] | None = None  # runs first in every delete (a race happens here)
     lost: bool = False
+    # Engine 20.10 pulls a single-platform image of another platform anyway (it only warns);
+    # newer engines refuse with "no matching manifest". False: the 20.10 behaviour.
+    refuses_other_platforms: bool = True
     calls: Counter[str] = field(default_factory=Counter)
     recorded_events: list[DaemonEvent] = field(default_factory=list)
     daemon_identity: DaemonIdentity = field(default_factory=lambda: DaemonIdentity("FAKE:ID", "fake", "/var/lib/docker"))
@@ -317,7 +320,7 @@ class FakeDockerHost:
         if content is None:
             raise PullStreamFailed(f"manifest unknown: manifest for {ref.familiar()} not found")
         wanted = f"{content.os}/{content.architecture}" + (f"/{content.variant}" if content.variant else "")
-        if platform and not wanted.startswith(platform):
+        if platform and not wanted.startswith(platform) and self.refuses_other_platforms:
             raise PullStreamFailed(f"no matching manifest for {platform} in the manifest list entries")
         on_chunk({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.digest})
         for diff_id, size in content.layers:

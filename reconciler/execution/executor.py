@@ -22,7 +22,7 @@ from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
 from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.reference import parse_reference, reference_key
+from reconciler.model.reference import Reference, parse_reference, reference_key
 from reconciler.model.report import Outcome, Report, StepResult
 
 DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
@@ -243,8 +243,24 @@ class Executor:
             raise StepFailed(f"the daemon reported the pull of {step.ref} as done, but has no such image")
         if step.expected_digest and not _has_digest(image, ref.name, step.expected_digest):
             raise StepFailed(f"{step.ref} was pulled but its content is not {step.expected_digest}")
+        if step.platform and not _is_platform(image, step.platform):
+            found = "/".join(part for part in (image.os, image.architecture, image.variant) if part)
+            undone = self._take_back(ref, image.id, step.image_id, host)
+            raise StepFailed(f"{step.ref} was pulled for {found or 'an unknown platform'}, not the declared {step.platform}; {undone}")
         detail = "pulled" if image.id != step.image_id else "pulled; the image did not change"
         return StepResult(step, Outcome.DONE, detail, image_id=image.id, bytes=image.size)
+
+    @staticmethod
+    def _take_back(ref: Reference, pulled: str, before: str | None, host: DockerHost) -> str:
+        """Undo what a pull of the wrong platform did to the tag: back where it was, or gone."""
+        assert ref.tag is not None or ref.digest is not None
+        if pulled == before:
+            return "the tag still points at the image it had"
+        if before is not None and host.inspect_image(before) is not None and ref.tag is not None:
+            host.tag(before, ref.name, ref.tag)
+            return f"the tag points at {short_id(before)} again"
+        host.delete(ref.familiar())
+        return "the tag was taken off again"
 
     def _tag(self, step: Step) -> StepResult:
         assert step.source is not None
@@ -504,6 +520,23 @@ def _survives_untag(image: ImageDetails, ref: str) -> bool:
 
 def _tags(image: ImageDetails) -> set[str]:
     return {reference_key(t) for t in image.repo_tags}
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
+
+
+def _is_platform(image: ImageDetails, platform: str) -> bool:
+    """Whether the image's os/architecture[/variant] is the declared ``os/arch[/variant]``.
+
+    A declared variant is compared only when the image records one, with arm64's v8 as Docker's default.
+    """
+    wanted = platform.lower().split("/")
+    os_name, arch = wanted[0], _ARCH_ALIASES.get(wanted[1], wanted[1]) if len(wanted) > 1 else ""
+    if image.os.lower() != os_name or (arch and _ARCH_ALIASES.get(image.architecture.lower(), image.architecture.lower()) != arch):
+        return False
+    if len(wanted) < 3 or not image.variant:
+        return True
+    return image.variant.lower() == wanted[2] or (arch == "arm64" and {image.variant.lower(), wanted[2]} <= {"v8", ""})
 
 
 def _has_digest(image: ImageDetails, name: str, digest: str) -> bool:

@@ -3,6 +3,7 @@ a failed pull breaks nothing it was to replace, and a daemon that dies mid-apply
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 from daemon_proxy import DaemonProxy, Rule
 from docker import APIClient
 
@@ -132,3 +134,52 @@ def test_a_daemon_that_dies_during_the_pulls_leaves_a_report_of_every_step_and_t
 
 def _base_env() -> dict[str, str]:
     return dict(os.environ)
+
+
+def _push_as_architecture(registry: str, ref: str, new_tag: str, architecture: str) -> None:
+    """Serve ``ref``'s layers under ``new_tag`` with a config that says ``architecture``."""
+    path, tag = ref.removeprefix(f"{registry}/").rsplit(":", 1)
+    base = f"http://{registry}/v2/{path}"
+    kind = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest = requests.get(f"{base}/manifests/{tag}", headers={"Accept": kind}, timeout=30).json()
+    config = requests.get(f"{base}/blobs/{manifest['config']['digest']}", timeout=30).json()
+    config["architecture"] = architecture
+    body = json.dumps(config).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    upload = requests.post(f"{base}/blobs/uploads/", timeout=30)
+    location = upload.headers["Location"]
+    location = location if location.startswith("http") else f"http://{registry}{location}"
+    joiner = "&" if "?" in location else "?"
+    done = requests.put(f"{location}{joiner}digest={digest}", data=body, timeout=30)
+    assert done.status_code == 201, done.text
+    manifest["config"].update(digest=digest, size=len(body))
+    put = requests.put(f"{base}/manifests/{new_tag}", data=json.dumps(manifest), headers={"Content-Type": kind}, timeout=30)
+    assert put.status_code == 201, put.text
+
+
+def test_a_pull_of_another_platform_than_declared_fails_and_tags_nothing(
+    sandbox: Any,
+    namespace: str,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+    api: APIClient,
+) -> None:
+    amd64 = image_factory("tool:amd64")
+    _push_as_architecture(sandbox.registry, amd64, "arm-only", "arm64")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/tool
+            tags: ["arm-only"]
+            platform: linux/amd64
+            aliases: ["{namespace}/tool:stable"]
+    """)
+    applied = run_cli("apply", manifest, "-o", "json")
+    assert applied.code == 3, applied.stderr
+    results = {(r["action"], r["ref"]): r for r in json.loads(applied.stdout)["steps"]}
+    pull = results[("pull", f"{namespace}/tool:arm-only")]
+    assert pull["outcome"] == "failed" and "not the declared linux/amd64" in pull["detail"], pull
+    assert results[("tag", f"{namespace}/tool:stable")]["outcome"] == "skipped"
+    listed = {t for image in api.images(name=f"{namespace}/tool") for t in image.get("RepoTags") or ()}
+    assert listed == set()  # before: the arm64 image was tagged and the host "matched"

@@ -372,3 +372,46 @@ prune:
     assert untag.outcome is Outcome.SKIPPED and "nothing it was to replace is touched" in untag.detail
     assert untag.rate_limited
     assert tags(host, working) == ("reg.local/dep:1.0", "reg.local/dep:stable")
+
+
+# --- the declared platform ------------------------------------------------------------------
+
+
+PLATFORM = """
+version: 1
+images:
+  - name: reg.local/app
+    tags: ["2"]
+    platform: linux/amd64
+    aliases: ["web:stable"]
+"""
+
+
+def test_a_pull_of_another_platform_fails_tags_nothing_and_takes_the_tag_back_off() -> None:
+    host = FakeDockerHost(refuses_other_platforms=False)  # as Engine 20.10
+    host.add_to_registry("reg.local/app:2", architecture="arm64")
+    report = Executor(host, puller=quick_puller()).apply(plan_for(host, PLATFORM))
+    pull = result(report, Action.PULL, "reg.local/app:2")
+    assert pull.outcome is Outcome.FAILED
+    assert "was pulled for linux/arm64, not the declared linux/amd64" in pull.detail
+    assert result(report, Action.TAG, "web:stable").outcome is Outcome.SKIPPED
+    assert host.inspect_image("reg.local/app:2") is None and host.inspect_image("web:stable") is None
+
+
+def test_a_pull_of_another_platform_puts_the_tag_back_where_it_was() -> None:
+    host = FakeDockerHost(refuses_other_platforms=False)
+    before = host.add_image(["reg.local/app:2"])
+    host.add_to_registry("reg.local/app:2", architecture="arm64")
+    manifest = PLATFORM.replace('    platform: linux/amd64\n', '    platform: linux/amd64\n    pull: always\n')
+    plan = plan_for(host, manifest)
+    report = Executor(host, puller=quick_puller()).apply(plan)
+    assert result(report, Action.PULL, "reg.local/app:2").outcome is Outcome.FAILED
+    found = host.inspect_image("reg.local/app:2")
+    assert found is not None and found.id == before
+
+
+def test_a_pull_of_the_declared_platform_lands() -> None:
+    host = FakeDockerHost(refuses_other_platforms=False)
+    host.add_to_registry("reg.local/app:2", architecture="x86_64")  # the kernel's name for amd64
+    report = Executor(host, puller=quick_puller()).apply(plan_for(host, PLATFORM))
+    assert [r.outcome for r in report.results] == [Outcome.DONE, Outcome.DONE]
