@@ -6,6 +6,7 @@ once and turns them into an exit code; nothing else prints them.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -22,6 +23,8 @@ class ExitCode(IntEnum):
     INVALID_MANIFEST = 65  # EX_DATAERR
     DAEMON_UNAVAILABLE = 69  # EX_UNAVAILABLE
     TEMPORARY_FAILURE = 75  # EX_TEMPFAIL: lock held, registry rate limit
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+    TERMINATED = 143  # 128 + SIGTERM
 
 
 class ReconcilerError(Exception):
@@ -114,6 +117,16 @@ class DiskUsageError(ReconcilerError):
     """The disk usage a ``retention.disk`` budget needs cannot be read."""
 
     exit_code = ExitCode.USAGE
+
+
+class Interrupted(ReconcilerError):
+    """The run was stopped by SIGINT or SIGTERM before this daemon's turn."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = ExitCode.TERMINATED if signal_number == signal.SIGTERM else ExitCode.INTERRUPTED
 
 
 class LargeRemovalRefused(ReconcilerError):

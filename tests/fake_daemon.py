@@ -339,6 +339,10 @@ class FakeDockerHost:
         self._enter("session")
         return self
 
+    def interrupt(self) -> None:
+        """Pulls here end at once anyway; only counted, so a test can see the executor asked."""
+        self.calls["interrupt"] += 1
+
     def close(self) -> None:
         self.calls["close"] += 1
 

@@ -6,10 +6,12 @@ here, once, and printed as its sentence.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from reconciler.errors import (
     ReconcilerError,
 )
 from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
+from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.apply_host import ApplyOptions, apply_host
 from reconciler.flows.host_facts import read_inventory
 from reconciler.flows.outcomes import ApplyOutcome, merge_reports, worst_exit_code
@@ -214,15 +217,18 @@ def apply(
         lock_timeout=lock_timeout,
         max_removals=max_removals,
         allow_large_removal=allow_large_removal,
+        interrupt=Interrupt(),
     )
     console = ApplyConsole(output, quiet)
     documents: list[tuple[str, dict[str, Any] | None]] = []
-    outcomes = for_each_host(
-        host,
-        lambda address: apply_host(manifest, saved, address, options, console),
-        on_start=host_heading if output == "text" else None,
-        on_outcome=lambda o: documents.append((o.host, show_apply(o, output, quiet))),
-    )
+    assert options.interrupt is not None
+    with interrupted_by_signals(options.interrupt):
+        outcomes = for_each_host(
+            host,
+            lambda address: apply_host(manifest, saved, address, options, console),
+            on_start=host_heading if output == "text" else None,
+            on_outcome=lambda o: documents.append((o.host, show_apply(o, output, quiet))),
+        )
     if output == "json":
         print_documents(documents, several=len(host) > 1)
     # A daemon that gave no report (refused, unreachable) leaves the run unfinished: not a success.
@@ -231,6 +237,23 @@ def apply(
     if merged is not None and len(reports) == max(len(host), 1):
         metrics.finished(merged)
     exit_with(o.code for o in outcomes)
+
+
+@contextlib.contextmanager
+def interrupted_by_signals(interrupt: Interrupt) -> Iterator[None]:
+    """SIGINT and SIGTERM fire ``interrupt`` instead of killing the run: pulls stop within a moment,
+    no further step starts, and what was and was not done is still reported and recorded."""
+
+    def fire(number: int, frame: object) -> None:
+        err().print(f"\nInterrupted ({signal.Signals(number).name}): stopping the running pulls; no further step starts.")
+        interrupt.fire(number)
+
+    previous = {number: signal.signal(number, fire) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def track_metrics(path: Path | None) -> MetricsRun:

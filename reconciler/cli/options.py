@@ -24,6 +24,7 @@ Exit codes:
   69  Docker daemon unreachable
   75  apply: another apply holds this daemon's lock (see --lock-timeout),
       or only registry rate limits (HTTP 429) kept pulls from finishing
+  130 apply: stopped by SIGINT (Ctrl-C); 143: by SIGTERM
   1   anything unexpected
 """
 

@@ -57,6 +57,8 @@ class DockerEngine:
         self._options = dict(options or {})
         self._timeout = timeout
         self._identity: DaemonIdentity | None = None
+        self._streams: set[requests.Response] = set()  # running pulls, for interrupt()
+        self._streams_lock = threading.Lock()
 
     @classmethod
     def connect(cls, address: str, options: Mapping[str, Any], timeout: float = DEFAULT_TIMEOUT) -> DockerEngine:
@@ -79,6 +81,12 @@ class DockerEngine:
 
     def close(self) -> None:
         self._api.close()
+
+    def interrupt(self) -> None:
+        with self._streams_lock:
+            streams = list(self._streams)
+        for response in streams:
+            response.close()
 
     # --- reading --------------------------------------------------------------
 
@@ -202,6 +210,8 @@ class DockerEngine:
         watchdog = threading.Timer(remaining, response.close)
         watchdog.daemon = True
         watchdog.start()
+        with self._streams_lock:
+            self._streams.add(response)
         try:
             try:
                 _raise_for_status(response)
@@ -222,6 +232,8 @@ class DockerEngine:
             raise PullStreamFailed(f"the pull stream broke off: {exc}", broken=True) from None
         finally:
             watchdog.cancel()
+            with self._streams_lock:
+                self._streams.discard(response)
             response.close()
 
     # --- errors ---------------------------------------------------------------

@@ -142,6 +142,10 @@ class DockerHost(Protocol):
         """One ``POST /images/create`` read to its end within ``deadline`` seconds; raises PullStreamFailed."""
         ...
 
+    def interrupt(self) -> None:
+        """Cut the requests this connection has running (a pull's stream ends at once); safe from any thread."""
+        ...
+
     def session(self) -> DockerHost:
         """Another connection to the same daemon, for another thread."""
         ...

@@ -33,6 +33,7 @@ class FailureKind(StrEnum):
     TRANSIENT = "transient"  # retry
     RATE_LIMITED = "rate-limited"  # retry; when it never clears, the run may be tried again later
     PERMANENT = "permanent"  # do not retry
+    CANCELLED = "cancelled"  # the run was interrupted (SIGINT, SIGTERM): no retry
     DAEMON_LOST = "daemon-lost"  # the daemon itself does not answer: no retry, and the run cannot go on
 
 
@@ -178,12 +179,16 @@ class Puller:
         on_event: PullCallback | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``cancelled`` says the run was interrupted: no further attempt starts, and an attempt
+        that ends then (its stream cut) is not retried; ``sleep`` should return early then."""
         self.deadline = deadline
         self.auth = auth
         self.on_event = on_event
         self._sleep = sleep
         self._rand = rand
+        self._cancelled = cancelled
 
     def pull(self, host: DockerHost, ref: Reference, platform: str | None) -> None:
         """Pull ``ref`` until it succeeds, fails for good, or the deadline passes; raises PullFailed."""
@@ -193,6 +198,9 @@ class Puller:
         attempt = 0
         while True:
             attempt += 1
+            if self._cancelled():
+                self._fail(name, "interrupted", time.monotonic() - started)
+                raise PullFailed(f"pull of {name} was cancelled: the run was interrupted", FailureKind.CANCELLED)
             tally = LayerTally()
             remaining = self.deadline - (time.monotonic() - started)
             try:
@@ -200,6 +208,9 @@ class Puller:
             except _AttemptFailed as exc:
                 elapsed = time.monotonic() - started
                 reason = str(exc)
+                if self._cancelled():
+                    self._fail(name, "interrupted", elapsed)
+                    raise PullFailed(f"pull of {name} was cancelled: the run was interrupted", FailureKind.CANCELLED) from None
                 if exc.kind in (FailureKind.PERMANENT, FailureKind.DAEMON_LOST):
                     self._fail(name, reason, elapsed)
                     hint = self.auth.auth_failure_hint(ref.domain) if self.auth else None

@@ -13,13 +13,15 @@ Safety rules, each from a way Docker tooling has hurt people:
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.daemon.host import DaemonRefused, DockerHost, ImageConflict, ImageDetails
 from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
+from reconciler.execution.interrupt import Interrupt
 from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference, reference_key
@@ -58,9 +60,12 @@ class Executor:
         puller: Puller | None = None,
         parallelism: int = 1,
         refuse_stale: bool = False,
+        interrupt: Interrupt | None = None,
     ) -> None:
-        """Pulls run ``parallelism`` at a time, each on its own session of ``host``."""
+        """Pulls run ``parallelism`` at a time, each on its own session of ``host``. When
+        ``interrupt`` fires, running pulls are cut and no further step starts."""
         self.host = host
+        self.interrupt = interrupt
         self.pull_timeout = pull_timeout
         self.puller = puller or Puller(deadline=pull_timeout)
         self.parallelism = max(1, parallelism)
@@ -95,8 +100,11 @@ class Executor:
         before: int | None = None
         lost: StepResult | None = None  # the first step that found the daemon gone
         for step in plan.steps:
+            done_before = pulled.get(step) or stale.get(step)
             if lost is not None:
                 result = StepResult(step, Outcome.SKIPPED, "not done: the daemon stopped answering", daemon_lost=True)
+            elif self._interrupted and not done_before:
+                result = StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
             else:
                 if measure and before is None and step.action is Action.REMOVE and not step.blocked:
                     before = _measured(measure)
@@ -111,24 +119,78 @@ class Executor:
             if on_result:
                 on_result(result)
         freed = None if lost else _measured_freed(results, before, measure)
-        return Report(results=tuple(results), host=plan.host, manifest_path=plan.manifest_path, measured_freed=freed)
+        return Report(
+            results=tuple(results),
+            host=plan.host,
+            manifest_path=plan.manifest_path,
+            measured_freed=freed,
+            interrupted=self.interrupt.signal if self.interrupt and self.interrupt.fired else None,
+        )
+
+    @property
+    def _interrupted(self) -> str | None:
+        """Why no further step starts, once an interrupt fired."""
+        if self.interrupt is None or not self.interrupt.fired:
+            return None
+        return f"the run was interrupted ({_signal_name(self.interrupt.signal)})"
 
     def _run_pulls(self, steps: list[Step]) -> dict[Step, StepResult]:
-        if self.parallelism == 1 or len(steps) <= 1:
-            return {step: self._run(step, {}) for step in steps}
+        """Every pull, ``parallelism`` at a time, each worker on its own session when there are several.
 
-        def pull_on_own_client(step: Step) -> StepResult:
-            try:
-                session = self.host.session()
-            except DaemonUnavailable as exc:
-                return StepResult(step, Outcome.FAILED, str(exc), daemon_lost=True)
-            try:
-                return self._guarded(step, lambda: self._pull(step, session))
-            finally:
-                session.close()
+        The workers are daemon threads and this thread only waits for them: when an interrupt
+        fires it stops waiting at once (a pull still waiting for the daemon's first answer cannot
+        be cut any sooner) and the unfinished pulls are reported as not done.
+        """
+        pending = list(reversed(steps))
+        results: dict[Step, StepResult] = {}
+        lock = threading.Lock()
+        own_sessions = self.parallelism > 1 and len(steps) > 1
 
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool:
-            return dict(zip(steps, pool.map(pull_on_own_client, steps), strict=True))
+        def next_step() -> Step | None:
+            with lock:
+                return pending.pop() if pending else None
+
+        def work() -> None:
+            while (step := next_step()) is not None:
+                result = self._pull_on_session(step) if own_sessions else self._pull_watched(step, self.host)
+                with lock:
+                    results[step] = result
+
+        workers = [
+            threading.Thread(target=work, name="pull", daemon=True) for _ in range(min(self.parallelism, len(steps)))
+        ]
+        for worker in workers:
+            worker.start()
+        while any(worker.is_alive() for worker in workers) and not self._interrupted:
+            for worker in workers:
+                worker.join(timeout=0.1)
+        with lock:
+            pending.clear()  # an interrupt: no worker starts another pull
+            done = dict(results)
+        why = f"not done: {self._interrupted}; the pull was cancelled"
+        return {step: done.get(step) or StepResult(step, Outcome.SKIPPED, why) for step in steps}
+
+    def _pull_on_session(self, step: Step) -> StepResult:
+        try:
+            session = self.host.session()
+        except DaemonUnavailable as exc:
+            return StepResult(step, Outcome.FAILED, str(exc), daemon_lost=True)
+        try:
+            return self._pull_watched(step, session)
+        finally:
+            session.close()
+
+    def _pull_watched(self, step: Step, host: DockerHost) -> StepResult:
+        """One pull step on ``host``, whose running stream an interrupt cuts."""
+        if self._interrupted:
+            return StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
+        if self.interrupt is not None:
+            self.interrupt.watch(host)
+        try:
+            return self._guarded(step, lambda: self._pull(step, host))
+        finally:
+            if self.interrupt is not None:
+                self.interrupt.forget(host)
 
     def _run(self, step: Step, failed_refs: Mapping[str, bool]) -> StepResult:
         if step.blocked:
@@ -199,6 +261,8 @@ class Executor:
         try:
             return run()
         except PullFailed as exc:
+            if exc.kind is FailureKind.CANCELLED:
+                return StepResult(step, Outcome.SKIPPED, f"not done: {exc}")
             return StepResult(
                 step,
                 Outcome.FAILED,
@@ -476,6 +540,13 @@ class Executor:
 
 
 _AGAIN = "; run `reconcile plan` again"
+
+
+def _signal_name(number: int | None) -> str:
+    try:
+        return signal.Signals(number).name if number is not None else "interrupted"
+    except ValueError:
+        return f"signal {number}"
 
 
 def _measured(measure: Callable[[], int]) -> int | None:

@@ -18,8 +18,9 @@ from reconciler.daemon.address import connect
 from reconciler.daemon.host import DockerHost
 from reconciler.daemon.pulling import Puller, PullEvent
 from reconciler.daemon.registry_auth import load_registry_auth
-from reconciler.errors import ExitCode, LargeRemovalRefused, ReconcilerError
+from reconciler.errors import ExitCode, Interrupted, LargeRemovalRefused, ReconcilerError
 from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT, Executor
+from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.host_facts import read_host_facts
 from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
 from reconciler.flows.sizing import size_plan
@@ -61,6 +62,7 @@ class ApplyOptions:
     lock_timeout: float = 0.0
     max_removals: int | None = None
     allow_large_removal: bool = False
+    interrupt: Interrupt | None = None  # fired by SIGINT/SIGTERM: running pulls stop, no step starts
 
 
 def apply_host(
@@ -74,6 +76,9 @@ def apply_host(
 
     The lock is released, and the run's history written, when this daemon's turn ends.
     """
+    interrupt = options.interrupt
+    if interrupt is not None and interrupt.fired and interrupt.signal is not None:
+        raise Interrupted("not started: the run was interrupted", interrupt.signal)
     host = connect(address)
     identity = daemon_identity(host)  # GET /info: the lock is the daemon's, not its address's
     if saved is not None:
@@ -119,12 +124,21 @@ def _apply_locked(
         recorder.record(step)
         listener.step_result(step)
 
+    interrupt = options.interrupt or Interrupt()  # one that never fires, without signal handlers
+    puller = Puller(
+        deadline=options.pull_timeout,
+        auth=auth,
+        on_event=listener.pull_event,
+        sleep=interrupt.sleep,
+        cancelled=lambda: interrupt.fired,
+    )
     executor = Executor(
         host,
         pull_timeout=options.pull_timeout,
-        puller=Puller(deadline=options.pull_timeout, auth=auth, on_event=listener.pull_event),
+        puller=puller,
         parallelism=options.parallelism,
         refuse_stale=saved is not None,
+        interrupt=interrupt,
     )
     try:
         report = executor.apply(plan, on_result=result, measure=lambda: host.disk_usage().layers_size)

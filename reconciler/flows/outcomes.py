@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ def apply_exit_code(report: Report) -> ExitCode:
     """0 when every step was done; 4 when a saved plan's step was stale (it wins: plan again
     first); 69 when the daemon stopped answering; 75 when only registry rate limits stood
     in the way; else 3."""
+    if report.interrupted is not None:
+        return ExitCode.TERMINATED if report.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED
     if report.stale:
         return ExitCode.STALE_PLAN
     not_done = [r for r in report.results if r.outcome is not Outcome.DONE]
@@ -80,6 +83,8 @@ _SEVERITY = [
     ExitCode.INVALID_MANIFEST,
     ExitCode.USAGE,
     ExitCode.DAEMON_UNAVAILABLE,
+    ExitCode.INTERRUPTED,
+    ExitCode.TERMINATED,
     ExitCode.UNEXPECTED,
 ]
 

@@ -33,6 +33,7 @@ class Report:
     host: str = ""
     manifest_path: str = ""
     measured_freed: int | None = None  # layer bytes the daemon's disk usage lost over the run
+    interrupted: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early
 
     def with_outcome(self, outcome: Outcome) -> tuple[StepResult, ...]:
         return tuple(r for r in self.results if r.outcome is outcome)

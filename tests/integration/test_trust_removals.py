@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from daemon_proxy import DaemonProxy, Rule
 from docker import APIClient
+from registry_proxy import RegistryProxy
 
 ImageFactory = Callable[..., str]
 DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -183,3 +186,54 @@ def test_a_pull_of_another_platform_than_declared_fails_and_tags_nothing(
     assert results[("tag", f"{namespace}/tool:stable")]["outcome"] == "skipped"
     listed = {t for image in api.images(name=f"{namespace}/tool") for t in image.get("RepoTags") or ()}
     assert listed == set()  # before: the arm64 image was tagged and the host "matched"
+
+
+@pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_during_a_slow_pull_stops_at_once_and_reports_what_was_not_done(
+    signal_number: int,
+    code: int,
+    sandbox: Any,
+    namespace: str,
+    image_factory: ImageFactory,
+    tmp_manifest: WriteManifest,
+    tmp_path: Path,
+) -> None:
+    ref = image_factory("slow:1", size_kb=256)
+    old = image_factory("old:1", push=False, keep_local=True)
+    with RegistryProxy(sandbox.registry, delay=3.0) as proxy:  # every registry request takes 3 s
+        slow = ref.replace(sandbox.registry, proxy.address, 1)
+        manifest = tmp_manifest(f"""
+            version: 1
+            images:
+              - name: {slow.rsplit(":", 1)[0]}
+                tags: ["1"]
+              - name: {namespace}/old
+                state: absent
+        """)
+        state = tmp_path / "state"
+        env = {**os.environ, "RECONCILE_STATE_DIR": str(state), "RECONCILE_LOCK_DIR": str(tmp_path),
+               "PYTHONPATH": str(Path(__file__).parents[2])}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "apply", str(manifest), "-o", "json"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 60
+        while proxy.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.requests, "the pull never reached the registry"
+        time.sleep(0.5)
+        child.send_signal(signal_number)
+        sent = time.monotonic()
+        stdout, stderr = child.communicate(timeout=120)
+        took = time.monotonic() - sent
+    assert child.returncode == code, stderr
+    assert took < 10, f"the run went on for {took:.1f}s after the signal"
+    results = {(r["action"], r["ref"]): r for r in json.loads(stdout)["steps"]}
+    assert results[("pull", slow)]["outcome"] == "skipped" and "cancelled" in results[("pull", slow)]["detail"]
+    assert results[("remove", old)]["detail"].startswith("not done: the run was interrupted")
+    history = subprocess.run(
+        [sys.executable, "-m", "reconciler", "history", "-o", "json", "--state-dir", str(state)],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert {r["outcome"] for r in json.loads(history.stdout)} == {"skipped"}
+    assert len(json.loads(history.stdout)) == 2

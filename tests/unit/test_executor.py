@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+
 from reconciler.daemon.host import PullStreamFailed
-from reconciler.daemon.pulling import Puller
+from reconciler.daemon.pulling import EventKind, Puller, PullEvent
 from reconciler.errors import DaemonUnavailable
 from reconciler.execution.executor import Executor
+from reconciler.execution.interrupt import Interrupt
+from reconciler.flows.outcomes import apply_exit_code
 from reconciler.loading.loader import load_manifest_text
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Action, Plan, Step
@@ -415,3 +419,45 @@ def test_a_pull_of_the_declared_platform_lands() -> None:
     host.add_to_registry("reg.local/app:2", architecture="x86_64")  # the kernel's name for amd64
     report = Executor(host, puller=quick_puller()).apply(plan_for(host, PLATFORM))
     assert [r.outcome for r in report.results] == [Outcome.DONE, Outcome.DONE]
+
+
+# --- interrupted runs -----------------------------------------------------------------------
+
+
+def test_an_interrupt_stops_every_step_after_it_and_the_report_says_which_signal() -> None:
+    host = FakeDockerHost()
+    host.add_image(["reg.local/old:1"])
+    host.add_image(["reg.local/base:1"])
+    interrupt = Interrupt()
+
+    def ctrl_c(reference: str) -> None:
+        interrupt.fire(signal.SIGINT)  # while the first removal runs
+
+    host.before_delete = ctrl_c
+    report = Executor(host, interrupt=interrupt).apply(plan_for(host, ABSENT_OLD))
+    first, second = report.results
+    assert first.outcome is Outcome.DONE
+    assert (second.outcome, second.detail) == (Outcome.SKIPPED, "not done: the run was interrupted (SIGINT)")
+    assert report.interrupted == signal.SIGINT and apply_exit_code(report) == 130
+    assert host.calls["delete"] == 1
+
+
+def test_an_interrupt_cuts_the_running_pulls_and_stops_their_retries() -> None:
+    host = FakeDockerHost()
+    host.add_to_registry("reg.local/app:2")
+    interrupt = Interrupt()
+
+    host.fail_pulls[parse_reference("reg.local/app:2").canonical()] = [
+        PullStreamFailed("the pull stream broke off: closed", broken=True)
+    ]
+
+    def sigterm_while_waiting(event: PullEvent) -> None:
+        if event.kind is EventKind.RETRY:
+            interrupt.fire(signal.SIGTERM)  # during the back-off before the second attempt
+
+    puller = Puller(deadline=60.0, sleep=interrupt.sleep, cancelled=lambda: interrupt.fired, on_event=sigterm_while_waiting)
+    report = Executor(host, puller=puller, interrupt=interrupt).apply(plan_for(host, APP_2))
+    pull = result(report, Action.PULL, "reg.local/app:2")
+    assert pull.outcome is Outcome.SKIPPED and "cancelled" in pull.detail
+    assert host.inspect_image("reg.local/app:2") is None  # no retry after the cut
+    assert apply_exit_code(report) == 143
