@@ -289,7 +289,7 @@ class Executor:
             try:
                 image = self._inspect(step.image_id)
                 kept = _tags(image) - self._dropping.get(step.image_id, set()) if image else set()
-                untagged = self._untag_if_kept(step, image) if image and kept else None
+                untagged = self._untag_if_kept(step, image, digests=True) if image and kept else None
             except (StepSkipped, DaemonRefused, DaemonUnavailable):
                 untagged = None
             if untagged:
@@ -392,14 +392,18 @@ class Executor:
             raise StepFailed(f"untagged {step.ref}, but the daemon kept image {short_id(step.image_id)}")
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
 
-    def _untag_if_kept(self, step: Step, image: ImageDetails) -> StepResult | None:
+    def _untag_if_kept(self, step: Step, image: ImageDetails, *, digests: bool = False) -> StepResult | None:
         """Drop just the reference when the image gained another tag since the plan.
 
         A pull in this very run can land on the image a removal targets; the reference
         still goes, but deleting it now only untags and the image stays, as Docker does.
+        ``digests``: a digest reference is dropped so too (a blocked untag's; a dangling
+        image's removal by digest is left alone instead, see :meth:`_remove`).
         """
-        kept_by = _tags(image) - {reference_key(step.ref)}
-        if not kept_by or reference_key(step.ref) not in _tags(image):
+        key = reference_key(step.ref)
+        held = _tags(image) | ({reference_key(d) for d in image.repo_digests} if digests else set())
+        kept_by = _tags(image) - {key}
+        if not kept_by or key not in held:
             return None
         self._delete(step.ref)
         names = ", ".join(sorted(parse_reference(k).familiar() for k in kept_by))
@@ -585,8 +589,10 @@ def _survives_untag(image: ImageDetails, ref: str) -> bool:
     repository (the daemon deletes the ref's own repository's digest references with its last tag)."""
     if _tags(image) - {reference_key(ref)}:
         return True
-    name = parse_reference(ref).name
-    return any(parse_reference(d).name != name for d in image.repo_digests)
+    parsed = parse_reference(ref)
+    if parsed.digest is not None:  # deleting a digest reference takes nothing else along
+        return any(reference_key(d) != reference_key(ref) for d in image.repo_digests)
+    return any(parse_reference(d).name != parsed.name for d in image.repo_digests)
 
 
 def _tags(image: ImageDetails) -> set[str]:

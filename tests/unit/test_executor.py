@@ -461,3 +461,43 @@ def test_an_interrupt_cuts_the_running_pulls_and_stops_their_retries() -> None:
     assert pull.outcome is Outcome.SKIPPED and "cancelled" in pull.detail
     assert host.inspect_image("reg.local/app:2") is None  # no retry after the cut
     assert apply_exit_code(report) == 143
+
+
+# --- digest references -----------------------------------------------------------------------
+
+
+def test_untagging_one_of_two_digest_references_only_untags() -> None:
+    host = FakeDockerHost()
+    first, second = f"reg.local/b@{sha('x')}", f"reg.local/b@{sha('y')}"
+    image = host.add_image(digests=[first, second])
+    step = Step(action=Action.UNTAG, ref=first, image_id=image, reason="test")
+    (done,) = Executor(host).apply(Plan(steps=(step,))).results
+    assert done.outcome is Outcome.DONE, done.detail  # before: "is now the image's last tag"
+    details = host.inspect_image(image)
+    assert details is not None and details.repo_digests == (second,)
+
+
+def test_a_blocked_digest_untag_of_an_in_use_image_that_got_a_kept_tag_runs_as_a_plain_untag() -> None:
+    host = FakeDockerHost()
+    image = host.add_image(["reg.local/c:latest"])
+    content = host.images[image].content
+    host.refs[parse_reference(f"reg.local/c@{content.digest}").canonical()] = image
+    host.refs[parse_reference(f"reg.local/a@{sha('m')}").canonical()] = image
+    host.add_container(image, name="web")
+    host.add_to_registry("reg.local/c:2", content)  # the registry's c:2 is this very image
+    manifest = """
+version: 1
+images:
+  - name: reg.local/c
+    tags: ["2"]
+  - name: reg.local/a
+    state: absent
+prune:
+  unlisted_tags: true
+"""
+    plan = plan_for(host, manifest)
+    untag = next(s for s in plan.steps if s.ref.startswith("reg.local/a@"))
+    assert untag.blocked
+    report = Executor(host, puller=quick_puller()).apply(plan)
+    assert result(report, Action.UNTAG, untag.ref).outcome is Outcome.DONE
+    assert not [s for s in plan_for(host, manifest).runnable]  # converged: before, the untag came back
