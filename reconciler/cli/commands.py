@@ -56,6 +56,8 @@ from reconciler.state.history import (
 )
 from reconciler.state.metrics import MetricsRun
 from reconciler.state.plan_file import (
+    DIGEST_PATTERN,
+    check_required_digest,
     saved_plan_at,
     write_or_explain,
 )
@@ -180,6 +182,12 @@ def plan(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write Prometheus text-format metrics of this run to this file, atomically.",
 )
+@click.option(
+    "--require-digest",
+    metavar="sha256:HEX",
+    callback=lambda _ctx, _param, value: _digest_value(value),
+    help="Apply FILE only if it is the saved plan with this digest (the one `plan --out` printed); else exit 65.",
+)
 @removal_guard_options
 def apply(
     manifest_file: Path,
@@ -191,6 +199,7 @@ def apply(
     state_dir: Path | None,
     lock_timeout: float,
     metrics_file: Path | None,
+    require_digest: str | None = None,
     max_removals: int | None = None,
     allow_large_removal: bool = False,
 ) -> None:
@@ -204,6 +213,10 @@ def apply(
     saved = saved_plan_at(manifest_file)
     if saved and len(host) > 1:
         raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
+    if require_digest is not None:
+        if saved is None:
+            raise click.UsageError(f"--require-digest applies to a saved plan, and {manifest_file} is not one.")
+        check_required_digest(saved, require_digest, str(manifest_file))
     manifest = None if saved else load_manifest(manifest_file)
     options = ApplyOptions(
         manifest_file=manifest_file,
@@ -231,6 +244,15 @@ def apply(
     if merged is not None and len(reports) == max(len(host), 1):
         metrics.finished(merged)
     exit_with(o.code for o in outcomes)
+
+
+def _digest_value(value: str | None) -> str | None:
+    """A ``--require-digest`` value as plan files write it (lower case); anything else is a usage error."""
+    if value is None:
+        return None
+    if not DIGEST_PATTERN.fullmatch(value.lower()):
+        raise click.BadParameter(f"{value!r} is not a plan digest (sha256: and 64 hex digits, as `plan --out` prints).")
+    return value.lower()
 
 
 def track_metrics(path: Path | None) -> MetricsRun:

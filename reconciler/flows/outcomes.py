@@ -31,6 +31,7 @@ class PlanOutcome:
     refusal: str | None = None  # the removal guard's refusal; nothing may run
     verdicts: Verdicts | None = None  # with --explain
     saved_to: Path | None = None  # plan --out
+    saved_digest: str | None = None  # the saved plan's digest, for apply --require-digest
 
 
 @dataclass(frozen=True)
