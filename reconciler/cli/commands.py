@@ -136,6 +136,7 @@ def plan(
         explain=explain,
         max_removals=max_removals,
         allow_large_removal=allow_large_removal,
+        identify=len(host) > 1,
     )
     documents: list[tuple[str, dict[str, Any] | None]] = []
     outcomes = for_each_host(
@@ -143,6 +144,7 @@ def plan(
         lambda address: plan_host(manifest, address, options),
         on_start=host_heading if output == "text" else None,
         on_outcome=lambda o: documents.append((o.host, show_plan(o, output, quiet))),
+        on_same_daemon=warn,
     )
     if output == "json":
         print_documents(documents, several=len(host) > 1)
@@ -235,6 +237,7 @@ def apply(
         lambda address: apply_host(manifest, saved, address, options, console),
         on_start=host_heading if output == "text" else None,
         on_outcome=lambda o: documents.append((o.host, show_apply(o, output, quiet))),
+        on_same_daemon=warn,
     )
     if output == "json":
         print_documents(documents, several=len(host) > 1)

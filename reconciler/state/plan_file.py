@@ -302,14 +302,19 @@ def _unusable(filename: str, why: str) -> PlanFileError:
 def check_applicable(saved: SavedPlan, host: str, engine: str | None = None) -> None:
     """Refuse the whole plan when it was made for another daemon or from a manifest that changed since.
 
-    The daemon is the same when its identity (``engine``) is, whatever address reaches it;
-    a plan without one is matched by address.
+    The daemon is the same when its identity (``engine``, see :func:`~reconciler.state.lock.daemon_identity`:
+    engine ID, name and data root) is, whatever address reaches it; a plan without one is matched by address.
     """
     plan = saved.plan
     same_daemon = saved.engine == engine if saved.engine and engine else plan.host == host
     if not same_daemon:
+        # One address can reach another daemon than it did (a machine cloned or replaced).
+        if plan.host != host:
+            which = f"at {plan.host}, not {host}"
+        else:
+            which = f"{saved.engine}, not the one now at {host} ({engine})"
         raise StalePlanError(
-            f"The plan was made for the daemon at {plan.host}, not {host}; nothing was changed. "
+            f"The plan was made for the daemon {which}; nothing was changed. "
             f"To change {host}, {PLAN_AGAIN} with --host {host}."
         )
     problem = manifest_change(plan)

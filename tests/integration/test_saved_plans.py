@@ -7,11 +7,13 @@ import re
 import subprocess
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from docker import APIClient
 from docker_state import image_id
+from extra_daemons import ExtraDaemon
 
 from reconciler.state.plan_file import plan_digest
 
@@ -131,7 +133,8 @@ def test_changed_manifest_or_other_daemon_refuses_the_whole_plan(
     other_daemon.write_text(json.dumps({**document, "digest": plan_digest(document)}))
     elsewhere = run_cli("apply", other_daemon, env=own_state(tmp_path))
     assert elsewhere.code == 4, elsewhere.stdout + elsewhere.stderr
-    assert "The plan was made for the daemon at" in elsewhere.stderr
+    # The same address, another daemon behind it: the message names both.
+    assert "The plan was made for the daemon another-engine-id, not the one now at" in elsewhere.stderr
 
     tmp_manifest(text + "# edited\n")
     changed = run_cli("apply", plan_file, env=own_state(tmp_path))
@@ -147,6 +150,38 @@ def test_changed_manifest_or_other_daemon_refuses_the_whole_plan(
     applied = run_cli("apply", plan_file, "--host", f"unix://{link}", env=own_state(tmp_path))
     assert applied.code == 0, applied.stdout + applied.stderr
     assert image_id(api, gone) is None
+
+
+def test_a_plan_made_on_one_of_two_daemons_with_one_key_file_is_refused_by_the_other(
+    namespace: str,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+    tmp_path: Path,
+    twin_daemons: tuple[ExtraDaemon, ExtraDaemon],
+) -> None:
+    first, second = twin_daemons
+    assert first.info["ID"] == second.info["ID"]  # what the plan used to be keyed on
+    web = image_factory("web:1")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/web
+            tags: ["1"]
+    """)
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", manifest, "--out", plan_file, "-H", first.docker_host).code == 0
+
+    elsewhere = run_cli("apply", plan_file, "-H", second.docker_host, env=own_state(tmp_path))
+    assert elsewhere.code == 4, elsewhere.stdout + elsewhere.stderr
+    assert f"The plan was made for the daemon at {first.docker_host}, not {second.docker_host}" in elsewhere.stderr
+    with closing(APIClient(base_url=second.docker_host)) as on_second:
+        assert image_id(on_second, web) is None  # nothing was done there
+
+    applied = run_cli("apply", plan_file, "-H", first.docker_host, env=own_state(tmp_path))
+    assert applied.code == 0, applied.stdout + applied.stderr
+    with closing(APIClient(base_url=first.docker_host)) as on_first:
+        assert image_id(on_first, web) is not None
 
 
 def test_corrupt_plan_file_exits_65(run_cli: CliRun, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -269,6 +270,21 @@ def test_plan_for_another_daemon_is_refused_whole(tmp_path: Path) -> None:
         check_applicable(_plan_from(manifest), "tcp://other:2375")
     assert caught.value.exit_code == ExitCode.STALE_PLAN
     assert "run `reconcile plan` again" in str(caught.value)
+
+
+def test_a_plan_is_the_daemon_s_whatever_the_address_and_only_its(tmp_path: Path) -> None:
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text("version: 1\n")
+    engine = "engine ID 63FM, name box, data root /var/lib/docker"
+    saved = dataclasses.replace(_plan_from(manifest), engine=engine)
+    check_applicable(saved, "unix:///other/link.sock", engine)  # another address of that daemon
+    # One key file, two daemons: the ID is the same, the data root is not.
+    twin = "engine ID 63FM, name box, data root /srv/docker"
+    with pytest.raises(StalePlanError, match=r"made for the daemon at unix:///d\.sock, not unix:///twin\.sock"):
+        check_applicable(saved, "unix:///twin.sock", twin)
+    # The same address, another daemon behind it now: both are named.
+    with pytest.raises(StalePlanError, match=rf"made for the daemon {engine}, not the one now at unix:///d\.sock \({twin}\)"):
+        check_applicable(saved, "unix:///d.sock", twin)
 
 
 def test_plan_whose_manifest_changed_or_vanished_is_stale(tmp_path: Path) -> None:
