@@ -59,6 +59,8 @@ from reconciler.state.history import (
 )
 from reconciler.state.metrics import MetricsRun
 from reconciler.state.plan_file import (
+    DIGEST_PATTERN,
+    check_required_digest,
     saved_plan_at,
     write_or_explain,
 )
@@ -137,6 +139,7 @@ def plan(
         explain=explain,
         max_removals=max_removals,
         allow_large_removal=allow_large_removal,
+        identify=len(host) > 1,
     )
     documents: list[tuple[str, dict[str, Any] | None]] = []
     outcomes = for_each_host(
@@ -144,6 +147,7 @@ def plan(
         lambda address: plan_host(manifest, address, options),
         on_start=host_heading if output == "text" else None,
         on_outcome=lambda o: documents.append((o.host, show_plan(o, output, quiet))),
+        on_same_daemon=warn,
     )
     if output == "json":
         print_documents(documents, several=len(host) > 1)
@@ -183,6 +187,12 @@ def plan(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write Prometheus text-format metrics of this run to this file, atomically.",
 )
+@click.option(
+    "--require-digest",
+    metavar="sha256:HEX",
+    callback=lambda _ctx, _param, value: _digest_value(value),
+    help="Apply FILE only if it is the saved plan with this digest (the one `plan --out` printed); else exit 65.",
+)
 @removal_guard_options
 def apply(
     manifest_file: Path,
@@ -194,6 +204,7 @@ def apply(
     state_dir: Path | None,
     lock_timeout: float,
     metrics_file: Path | None,
+    require_digest: str | None = None,
     max_removals: int | None = None,
     allow_large_removal: bool = False,
 ) -> None:
@@ -207,6 +218,10 @@ def apply(
     saved = saved_plan_at(manifest_file)
     if saved and len(host) > 1:
         raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
+    if require_digest is not None:
+        if saved is None:
+            raise click.UsageError(f"--require-digest applies to a saved plan, and {manifest_file} is not one.")
+        check_required_digest(saved, require_digest, str(manifest_file))
     manifest = None if saved else load_manifest(manifest_file)
     options = ApplyOptions(
         manifest_file=manifest_file,
@@ -228,6 +243,7 @@ def apply(
             lambda address: apply_host(manifest, saved, address, options, console),
             on_start=host_heading if output == "text" else None,
             on_outcome=lambda o: documents.append((o.host, show_apply(o, output, quiet))),
+            on_same_daemon=warn,
         )
     if output == "json":
         print_documents(documents, several=len(host) > 1)
@@ -254,6 +270,15 @@ def interrupted_by_signals(interrupt: Interrupt) -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _digest_value(value: str | None) -> str | None:
+    """A ``--require-digest`` value as plan files write it (lower case); anything else is a usage error."""
+    if value is None:
+        return None
+    if not DIGEST_PATTERN.fullmatch(value.lower()):
+        raise click.BadParameter(f"{value!r} is not a plan digest (sha256: and 64 hex digits, as `plan --out` prints).")
+    return value.lower()
 
 
 def track_metrics(path: Path | None) -> MetricsRun:

@@ -20,7 +20,7 @@ Exit codes:
       (or plan/apply: more removals than --max-removals/max_removal_percent)
   4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
   64  usage error
-  65  invalid manifest, or a saved plan that is corrupt or of an unknown version
+  65  invalid manifest, or a saved plan that is corrupt, edited, of an unknown version or not --require-digest's
   69  Docker daemon unreachable
   75  apply: another apply holds this daemon's lock (see --lock-timeout),
       or only registry rate limits (HTTP 429) kept pulls from finishing

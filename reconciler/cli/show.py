@@ -31,6 +31,11 @@ def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> d
     if outcome.saved_to is not None:
         name = escape(str(outcome.saved_to))
         err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
+        # On a line of its own, for a pipeline to pin what was reviewed.
+        err().print(
+            f"Plan digest: {outcome.saved_digest} "
+            f"(`reconcile apply {name} --require-digest {outcome.saved_digest}` refuses any other plan)."
+        )
     verdicts = outcome.verdicts
     document = None
     if output == "json":
@@ -38,6 +43,8 @@ def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> d
             verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used) if verdicts else None
         )
         document = render.plan_document(outcome.plan, images=images)
+        if outcome.saved_to is not None:
+            document["saved"] = {"path": str(outcome.saved_to), "digest": outcome.saved_digest}
         if outcome.refusal is not None:
             document["summary"]["refused"] = outcome.refusal
     elif quiet and outcome.plan.has_changes:

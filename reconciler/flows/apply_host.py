@@ -7,6 +7,7 @@ goes to an :class:`ApplyListener` the CLI gives, which renders it; nothing is pr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
 from collections.abc import Callable
@@ -88,7 +89,8 @@ def apply_host(
         turn.enter_context(daemon_lock(lock_directory(state), identity, options.lock_timeout))
         recorder = RunRecorder(state, host.address, os.path.abspath(options.manifest_file), warn=options.warn)
         turn.callback(recorder.close)
-        return _apply_locked(host, manifest, saved.plan if saved else None, recorder, options, listener)
+        outcome = _apply_locked(host, manifest, saved.plan if saved else None, recorder, options, listener)
+        return dataclasses.replace(outcome, daemon=identity)
 
 
 def _apply_locked(

@@ -32,6 +32,8 @@ class PlanOutcome:
     refusal: str | None = None  # the removal guard's refusal; nothing may run
     verdicts: Verdicts | None = None  # with --explain
     saved_to: Path | None = None  # plan --out
+    saved_digest: str | None = None  # the saved plan's digest, for apply --require-digest
+    daemon: str | None = None  # which daemon (lock.daemon_identity), when it was asked
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class ApplyOutcome:
     code: ExitCode
     report: Report | None = None  # None when nothing ran: the plan was refused
     refusal: str | None = None
+    daemon: str | None = None  # which daemon (lock.daemon_identity)
 
 
 @dataclass(frozen=True)

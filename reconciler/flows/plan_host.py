@@ -27,6 +27,7 @@ class PlanOptions:
     explain: bool = False
     max_removals: int | None = None
     allow_large_removal: bool = False
+    identify: bool = False  # say which daemon it is (one more GET /info), for runs over several --host
 
 
 def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
@@ -39,9 +40,10 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
     decided = decide(manifest, facts, now, max_removals=options.max_removals, explain=options.explain)
     plan, sized_inventory = size_plan(host, facts, decided.plan)
     refusal = None if options.allow_large_removal else decided.refusal
-    saved_to = None
+    daemon = daemon_identity(host) if options.identify or options.out_file is not None else None
+    saved_to = saved_digest = None
     if options.out_file is not None and refusal is None:
-        save_plan(options.out_file, plan, utc_now(), engine=daemon_identity(host))
+        saved_digest = save_plan(options.out_file, plan, utc_now(), engine=daemon)
         saved_to = options.out_file
     verdicts = None
     if options.explain and decided.retention is not None:
@@ -52,4 +54,13 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
         code = ExitCode.CHANGES_PENDING
     else:
         code = ExitCode.OK
-    return PlanOutcome(host.address, plan, code, refusal=refusal, verdicts=verdicts, saved_to=saved_to)
+    return PlanOutcome(
+        host.address,
+        plan,
+        code,
+        refusal=refusal,
+        verdicts=verdicts,
+        saved_to=saved_to,
+        saved_digest=saved_digest,
+        daemon=daemon,
+    )

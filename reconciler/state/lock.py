@@ -1,9 +1,12 @@
 """One apply at a time per daemon: an exclusive ``flock`` on a file every user of the machine shares.
 
 The lock is keyed on the daemon itself, not on how its address is spelt: the ``ID``
-that ``GET /info`` reports (else the real path of its unix socket, else its
-normalised address). So ``unix:///var/run/docker.sock`` and ``unix:///run/docker.sock``,
-a symlink to the socket, or ``tcp://localhost`` and ``tcp://127.0.0.1`` all take one lock.
+that ``GET /info`` reports together with its ``Name`` and ``DockerRootDir`` (else the
+real path of its unix socket, else its normalised address). So ``unix:///var/run/docker.sock``
+and ``unix:///run/docker.sock``, a symlink to the socket, or ``tcp://localhost`` and
+``tcp://127.0.0.1`` all take one lock. The ID alone is not enough: it comes from the
+daemon's key file, which machines cloned from one image, and daemons started on one
+machine without a key file of their own, share.
 The file lives in a directory every user shares (``$RECONCILE_LOCK_DIR``, else
 ``/run/lock``, else the state directory), so root's cron job and a user's shell
 contend too.
@@ -43,15 +46,21 @@ _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def daemon_identity(host: DockerHost) -> str:
-    """What the lock of ``host`` is keyed on, in words fit for a message.
+    """What the lock of ``host`` is keyed on, and a saved plan's daemon, in words fit for a message.
 
-    The daemon's ID from ``GET /info`` (one call); a daemon that gives none is known by
-    the real path of its unix socket, else by its normalised address.
+    The daemon's ID, host name and data directory from ``GET /info`` (one call): daemons
+    that share a key file share the ID, not the name and data directory both. A daemon
+    that gives no ID is known by the real path of its unix socket, else by its normalised address.
     """
     address = host.address
-    found = host.identity().engine_id
-    if found:
-        return f"engine ID {found}"
+    found = host.identity()
+    if found.engine_id:
+        parts = [f"engine ID {found.engine_id}"]
+        if found.name:
+            parts.append(f"name {found.name}")
+        if found.root_dir:
+            parts.append(f"data root {found.root_dir}")
+        return ", ".join(parts)
     socket = unix_socket_path(address)
     if socket:
         return f"socket {os.path.realpath(socket)}"

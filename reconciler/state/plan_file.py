@@ -4,11 +4,12 @@ A saved plan records what each step expects to find on the host (``expect``),
 the daemon it was made for and the manifest's sha256, so that ``apply`` can
 refuse what went stale instead of acting on a host that moved on.
 
-File format, version 1::
+File format, version 2::
 
-    {"format": "reconciler-plan", "version": 1,
+    {"format": "reconciler-plan", "version": 2, "digest": "sha256:...",
      "manifest": {"path": "images.yaml", "digest": "sha256:..."},
-     "host": "unix:///var/run/docker.sock", "created": "2026-01-31T12:00:00Z",
+     "host": "unix:///var/run/docker.sock", "engine": "engine ID ..., name ..., data root ...",
+     "created": "2026-01-31T12:00:00Z",
      "steps": [{"action": "remove", "ref": "old:1", "reason": "...", "bytes": 524000,
                 "source": null, "platform": null, "expected_digest": null, "blocked": null,
                 "expect": {"image_id": "sha256:...", "containers": 0}}]}
@@ -17,6 +18,13 @@ File format, version 1::
 the host); a tag step records ``expect.source_image_id`` instead, the image its
 source pointed at (null when an earlier pull of the plan fetches it). A remove
 expects no container to use the image.
+
+``digest`` is the sha256 of every other field as canonical JSON (sorted keys, no
+whitespace, ASCII), so a file edited by hand (a step pointed at another image, a
+step added) is refused, while re-indenting it is not. It is a checksum, not a
+signature: whoever can write the file can recompute it. What makes a pipeline
+safe is pinning the digest of the reviewed plan (``apply --require-digest``).
+Version 1 had no digest and is no longer read: a saved plan lives minutes.
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from reconciler.model.plan import Action, Plan, Step
 from reconciler.state.atomic_file import write_atomically
 
 FORMAT = "reconciler-plan"
-VERSION = 1
+VERSION = 2
+DIGEST_KEY = "digest"
+DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 # Far larger than any plan; a bound so that a wrong file is refused, not read whole.
 MAX_BYTES = 64 * 1024 * 1024
 PLAN_AGAIN = "run `reconcile plan` again"
@@ -47,15 +57,24 @@ _FORMAT_KEY = re.compile(rb'"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'
 class SavedPlan:
     plan: Plan
     created: str  # ISO 8601, UTC
-    engine: str | None = None  # the daemon's identity (engine ID) when the plan was made
+    engine: str | None = None  # the daemon's identity (lock.daemon_identity) when the plan was made
+    digest: str = ""  # the file's own digest, checked when read (see plan_digest)
 
 
 # --- writing ----------------------------------------------------------------
 
 
 def dump_plan(plan: Plan, created: datetime, engine: str | None = None) -> str:
-    """The saved-plan JSON text of ``plan``, made at ``created`` on the daemon ``engine``."""
-    document = {
+    """The saved-plan JSON text of ``plan``, made at ``created`` on the daemon ``engine``, with its digest."""
+    return _dump(_plan_document(plan, created, engine))
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _plan_document(plan: Plan, created: datetime, engine: str | None) -> dict[str, Any]:
+    content = {
         "format": FORMAT,
         "version": VERSION,
         "manifest": {"path": plan.manifest_path, "digest": plan.manifest_digest},
@@ -64,7 +83,19 @@ def dump_plan(plan: Plan, created: datetime, engine: str | None = None) -> str:
         "created": _timestamp(created),
         "steps": [_step_document(step) for step in plan.steps],
     }
-    return json.dumps(document, indent=2) + "\n"
+    # The digest near the top, where a reviewer sees it.
+    return {"format": FORMAT, "version": VERSION, DIGEST_KEY: plan_digest(content), **content}
+
+
+def plan_digest(document: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of ``document`` without its digest field, as canonical JSON.
+
+    Canonical: sorted keys, no whitespace, ASCII escapes; so the digest is the same for
+    any indentation or key order of one content, and a JSON value's every change shows.
+    """
+    content = {key: value for key, value in document.items() if key != DIGEST_KEY}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _step_document(step: Step) -> dict[str, Any]:
@@ -86,9 +117,11 @@ def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def save_plan(path: str | os.PathLike[str], plan: Plan, created: datetime, engine: str | None = None) -> None:
-    """Write ``plan`` to ``path`` atomically; a path that cannot be written is a usage error."""
-    write_or_explain(path, dump_plan(plan, created, engine), "the plan")
+def save_plan(path: str | os.PathLike[str], plan: Plan, created: datetime, engine: str | None = None) -> str:
+    """Write ``plan`` to ``path`` atomically and return its digest; a path that cannot be written is a usage error."""
+    document = _plan_document(plan, created, engine)
+    write_or_explain(path, _dump(document), "the plan")
+    return str(document[DIGEST_KEY])
 
 
 def write_or_explain(path: str | os.PathLike[str], text: str, what: str) -> None:
@@ -158,11 +191,18 @@ def load_plan(data: bytes, filename: str) -> SavedPlan:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _unusable(filename, f'it has no "format": "{FORMAT}" key')
     version = document.get("version")
+    if version == 1:
+        raise PlanFileError(
+            f"{filename} is a saved plan of format version 1, which carries no digest to show it was not "
+            f"changed after it was saved; this reconcile reads version {VERSION} only. Make the plan again "
+            "with this reconcile: `reconcile plan FILE --out PLAN`."
+        )
     if version != VERSION:
         raise PlanFileError(
             f"{filename} is a saved plan of format version {json.dumps(version)}; this reconcile reads "
             f"version {VERSION} only. Make the plan again with this reconcile: `reconcile plan FILE --out PLAN`."
         )
+    digest = _verified_digest(document, filename)
     try:
         manifest = _field(document, "manifest", dict)
         plan = Plan(
@@ -177,7 +217,33 @@ def load_plan(data: bytes, filename: str) -> SavedPlan:
             raise _BadField("engine is not a string")
     except _BadField as exc:
         raise _unusable(filename, str(exc)) from exc
-    return SavedPlan(plan=plan, created=created, engine=engine)
+    return SavedPlan(plan=plan, created=created, engine=engine, digest=digest)
+
+
+def _verified_digest(document: dict[str, Any], filename: str) -> str:
+    """The document's digest, when it matches its content; else the file was edited: refused."""
+    recorded = document.get(DIGEST_KEY)
+    try:
+        actual = plan_digest(document)
+    except ValueError:  # NaN or Infinity: never written by us
+        actual = None
+    if actual is not None and recorded == actual:
+        return actual
+    why = "it has no digest" if recorded is None else "its content no longer matches its digest"
+    raise PlanFileError(
+        f"{filename} was changed after it was saved ({why}); nothing was changed. A saved plan runs only "
+        f"as `reconcile plan --out` wrote it: {PLAN_AGAIN} and review the new plan."
+    )
+
+
+def check_required_digest(saved: SavedPlan, required: str, filename: str) -> None:
+    """Refuse ``saved`` unless its digest is ``required``: the plan that was reviewed, and no other."""
+    if saved.digest != required.lower():
+        raise PlanFileError(
+            f"{filename} is not the plan that was reviewed: its digest is {saved.digest}, not the required "
+            f"{required}; nothing was changed. Apply the file `reconcile plan --out` saved with that digest, "
+            f"or {PLAN_AGAIN} and review it."
+        )
 
 
 class _BadField(Exception):
@@ -236,14 +302,19 @@ def _unusable(filename: str, why: str) -> PlanFileError:
 def check_applicable(saved: SavedPlan, host: str, engine: str | None = None) -> None:
     """Refuse the whole plan when it was made for another daemon or from a manifest that changed since.
 
-    The daemon is the same when its identity (``engine``) is, whatever address reaches it;
-    a plan without one is matched by address.
+    The daemon is the same when its identity (``engine``, see :func:`~reconciler.state.lock.daemon_identity`:
+    engine ID, name and data root) is, whatever address reaches it; a plan without one is matched by address.
     """
     plan = saved.plan
     same_daemon = saved.engine == engine if saved.engine and engine else plan.host == host
     if not same_daemon:
+        # One address can reach another daemon than it did (a machine cloned or replaced).
+        if plan.host != host:
+            which = f"at {plan.host}, not {host}"
+        else:
+            which = f"{saved.engine}, not the one now at {host} ({engine})"
         raise StalePlanError(
-            f"The plan was made for the daemon at {plan.host}, not {host}; nothing was changed. "
+            f"The plan was made for the daemon {which}; nothing was changed. "
             f"To change {host}, {PLAN_AGAIN} with --host {host}."
         )
     problem = manifest_change(plan)

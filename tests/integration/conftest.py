@@ -3,7 +3,8 @@
 Every test under tests/integration is marked ``integration``. Without the sandbox's
 environment the tests are skipped, or fail when RECONCILE_REQUIRE_SANDBOX=1 (as in
 ``make test``). Each test builds its images under its own ``namespace`` and the
-``image_factory`` fixture removes what was made there.
+``image_factory`` fixture removes what was made there. ``twin_daemons`` starts two more
+dockerds that share one key file (``scripts/sandbox extra``) and stops them after the module.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from docker import APIClient
 from docker.errors import APIError, DockerException, NotFound
+from extra_daemons import ExtraDaemon, extra_daemon_down, extra_daemon_up
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTEGRATION_DIR = Path(__file__).resolve().parent
@@ -399,3 +401,31 @@ def image_factory(
     factory = ImageFactory(sandbox, namespace, docker, api, tmp_path_factory.mktemp("images"))
     yield factory
     factory.cleanup()
+
+
+# --- extra daemons --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def twin_daemons(
+    sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ExtraDaemon, ExtraDaemon]]:
+    """Two extra dockerds started with one key file, as daemons cloned from one machine image are.
+
+    They report one engine ID, yet are two daemons: their own data roots, sockets and images.
+    Both are stopped, and everything they had removed, after the module's tests.
+    """
+    if os.geteuid() != 0:
+        pytest.fail("Extra daemons need root, as `scripts/sandbox up` does.", pytrace=False)
+    key_file = tmp_path_factory.mktemp("twin-key") / "key.json"
+    token = uuid.uuid4().hex[:8]
+    names = (f"twin-{token}-a", f"twin-{token}-b")
+    started: list[str] = []
+    try:
+        twins = []
+        for name in names:
+            started.append(name)
+            twins.append(extra_daemon_up(name, key_file))
+        yield twins[0], twins[1]
+    finally:
+        for name in started:
+            extra_daemon_down(name)

@@ -7,10 +7,12 @@ import subprocess
 import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from docker import APIClient
+from extra_daemons import ExtraDaemon, extra_daemon_down, extra_daemon_up
 
 DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
 ImageFactory = Callable[..., str]
@@ -62,3 +64,19 @@ def test_created_container_is_listed(image_factory: ImageFactory, docker: Docker
     # The daemon refuses to delete an image a container uses; teardown must cope.
     with pytest.raises(subprocess.CalledProcessError, match="conflict"):
         docker("image", "rm", ref)
+
+
+def test_twin_daemons_share_an_id_and_an_extra_without_a_key_file_has_its_own(
+    twin_daemons: tuple[ExtraDaemon, ExtraDaemon], api: APIClient
+) -> None:
+    first, second = twin_daemons
+    assert first.info["ID"] == second.info["ID"]
+    assert first.info["DockerRootDir"] != second.info["DockerRootDir"]
+    assert first.docker_host != second.docker_host
+    name = f"solo-{uuid.uuid4().hex[:8]}"
+    solo = extra_daemon_up(name)
+    try:
+        assert solo.info["ID"] not in (first.info["ID"], api.info()["ID"])
+    finally:
+        extra_daemon_down(name)
+    assert not Path(solo.docker_host.removeprefix("unix://")).parent.exists()  # down removes all it had

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from docker import APIClient
+from extra_daemons import ExtraDaemon
 
 CliRun = Callable[..., Any]
 
@@ -58,3 +59,25 @@ def test_a_saved_plan_or_an_export_takes_one_daemon(
     two = ["-H", sandbox.docker_host, "-H", sandbox.docker_host]
     assert run_cli("plan", manifest, *two, "--out", tmp_path / "plan.json").code == 64
     assert run_cli("export", *two).code == 64
+
+
+def test_two_addresses_of_one_daemon_are_named_and_two_daemons_with_one_id_are_not(
+    sandbox: Any,
+    run_cli: CliRun,
+    tmp_manifest: Callable[..., Path],
+    tmp_path: Path,
+    twin_daemons: tuple[ExtraDaemon, ExtraDaemon],
+) -> None:
+    manifest = tmp_manifest("version: 1\n")
+    link = tmp_path / "same.sock"
+    link.symlink_to(sandbox.docker_host.removeprefix("unix://"))
+    for command in ("plan", "apply"):
+        twice = run_cli(command, manifest, "-H", sandbox.docker_host, "-H", f"unix://{link}")
+        assert twice.code == 0, twice.stdout + twice.stderr
+        assert f"unix://{link} is the same daemon as {sandbox.docker_host}" in twice.stderr, twice.stderr
+
+    first, second = twin_daemons
+    assert first.info["ID"] == second.info["ID"]
+    both = run_cli("plan", manifest, "-H", first.docker_host, "-H", second.docker_host)
+    assert both.code == 0, both.stdout + both.stderr
+    assert "same daemon" not in both.stderr

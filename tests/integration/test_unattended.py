@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from docker import APIClient
 from docker_state import image_id
+from extra_daemons import ExtraDaemon
 
 from reconciler.state.lock import SYSTEM_LOCK_DIR, unix_socket_path
 from reconciler.state.metrics import LAST_SUCCESS, parse_metrics
@@ -163,6 +165,29 @@ def test_one_lock_per_daemon_whatever_the_spelling_of_its_address_or_the_state_d
         holder.close()
     applied = run_cli("apply", web_manifest, "-H", f"unix://{link}", "--state-dir", tmp_path / "user-state")
     assert applied.code == 0, applied.stdout + applied.stderr
+
+
+def test_two_daemons_with_one_key_file_have_two_locks(
+    namespace: str, web_manifest: Path, run_cli: CliRun, state_dir: Path,
+    twin_daemons: tuple[ExtraDaemon, ExtraDaemon],
+) -> None:
+    first, second = twin_daemons
+    # The setup is what cloned machines give: one engine ID, two daemons.
+    assert first.info["ID"] == second.info["ID"]
+    assert first.info["DockerRootDir"] != second.info["DockerRootDir"]
+    holder = LockHolder(state_dir, second.docker_host)
+    try:
+        applied = run_cli("apply", web_manifest, "-H", first.docker_host, "--state-dir", state_dir)
+        assert applied.code == 0, applied.stdout + applied.stderr  # it did not wait for the other daemon's lock
+        blocked = run_cli("apply", web_manifest, "-H", second.docker_host, "--state-dir", state_dir)
+        assert blocked.code == 75, blocked.stdout + blocked.stderr  # the holder's own daemon still waits
+    finally:
+        holder.close()
+    with closing(APIClient(base_url=first.docker_host)) as on_first, closing(
+        APIClient(base_url=second.docker_host)
+    ) as on_second:
+        assert image_id(on_first, f"{namespace}/web:1.0") is not None
+        assert image_id(on_second, f"{namespace}/web:1.0") is None
 
 
 def test_apply_waits_with_lock_timeout_then_succeeds(

@@ -60,12 +60,24 @@ def take(state: Path, timeout: float = 0, clock: FakeClock | None = None) -> Non
         pass
 
 
-def test_the_daemon_id_is_the_identity_whatever_the_address() -> None:
-    api = FakeApi({"ID": "63FM:LL6P:4UCV", "Name": "box"})
+def test_the_daemon_id_name_and_data_root_are_the_identity_whatever_the_address() -> None:
+    api = FakeApi({"ID": "63FM:LL6P:4UCV", "Name": "box", "DockerRootDir": "/var/lib/docker"})
     spellings = ["unix:///var/run/docker.sock", "unix:///run/docker.sock", "tcp://localhost:2375",
                  "tcp://127.0.0.1:2375", "ssh://me@box"]
-    assert {daemon_identity(DockerEngine(address, api)) for address in spellings} == {IDENTITY}
+    identities = {daemon_identity(DockerEngine(address, api)) for address in spellings}
+    assert identities == {"engine ID 63FM:LL6P:4UCV, name box, data root /var/lib/docker"}
     assert api.calls == len(spellings)  # one GET /info each
+
+
+def test_daemons_sharing_a_key_file_are_told_apart_by_name_or_data_root() -> None:
+    # Machines cloned from one image, or dockerds on one machine without key files of their own.
+    one = {"ID": "63FM:LL6P:4UCV", "Name": "box", "DockerRootDir": "/var/lib/docker"}
+    clones = [one, {**one, "Name": "box-2"}, {**one, "DockerRootDir": "/srv/docker"}]
+    identities = [daemon_identity(DockerEngine("unix:///run/docker.sock", FakeApi(info))) for info in clones]
+    assert len(set(identities)) == 3
+    assert len({lock_path(Path("/run/lock"), identity) for identity in identities}) == 3
+    # A daemon that tells only its ID is known by it alone.
+    assert daemon_identity(DockerEngine("unix:///d.sock", FakeApi({"ID": "X"}))) == "engine ID X"
 
 
 def test_without_an_id_a_unix_socket_is_known_by_its_real_path(tmp_path: Path) -> None:

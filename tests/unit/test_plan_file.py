@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,10 +20,13 @@ from reconciler.state.atomic_file import write_atomically
 from reconciler.state.plan_file import (
     SavedPlan,
     check_applicable,
+    check_required_digest,
     dump_plan,
     is_plan_text,
     load_plan,
+    plan_digest,
     read_plan_file,
+    save_plan,
     saved_plan_at,
 )
 
@@ -52,16 +58,23 @@ STEPS = (
 PLAN = Plan(steps=STEPS, manifest_path="images.yaml", manifest_digest="sha256:" + "a" * 64, host="unix:///d.sock")
 
 
+def sealed(document: dict[str, Any]) -> bytes:
+    """``document`` with its digest made anew, as only `plan --out` would: to test the other checks."""
+    return json.dumps({**document, "digest": plan_digest(document)}).encode()
+
+
 def test_round_trip_gives_an_equal_plan(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
     write_atomically(path, dump_plan(PLAN, CREATED))
-    assert read_plan_file(path) == SavedPlan(plan=PLAN, created="2026-01-31T12:00:00Z")
+    digest = json.loads(path.read_text())["digest"]
+    assert read_plan_file(path) == SavedPlan(plan=PLAN, created="2026-01-31T12:00:00Z", digest=digest)
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temporary file left behind
 
 
 def test_file_records_what_each_step_expects_of_the_host() -> None:
     document = json.loads(dump_plan(PLAN, CREATED))
-    assert document["format"] == "reconciler-plan" and document["version"] == 1
+    assert document["format"] == "reconciler-plan" and document["version"] == 2
+    assert document["digest"] == plan_digest(document)
     assert document["manifest"] == {"path": "images.yaml", "digest": PLAN.manifest_digest}
     assert document["host"] == "unix:///d.sock"
     expects = [step["expect"] for step in document["steps"]]
@@ -125,7 +138,7 @@ def test_a_large_plan_is_recognised_whole(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ('{"format": "reconciler-plan", "version": 1, "steps": [', "is not valid JSON"),
-        ('{"format": "reconciler-plan", "version": 1}', "manifest is missing"),
+        (sealed({"format": "reconciler-plan", "version": 2}).decode(), "manifest is missing"),
         ("[]", 'has no "format": "reconciler-plan" key'),
     ],
 )
@@ -142,17 +155,101 @@ def test_edited_step_is_refused_with_its_path() -> None:
     document["steps"][5]["action"] = "delete"
     document["steps"][1]["bytes"] = True
     with pytest.raises(PlanFileError, match=r"steps\[1\]\.bytes is not an int"):
-        load_plan(json.dumps(document).encode(), "plan.json")
+        load_plan(sealed(document), "plan.json")
     document["steps"][1]["bytes"] = None
     with pytest.raises(PlanFileError, match=r"steps\[5\]\.action 'delete' is not one of pull, tag, untag, remove"):
-        load_plan(json.dumps(document).encode(), "plan.json")
+        load_plan(sealed(document), "plan.json")
 
 
 def test_unknown_version_is_refused() -> None:
     document = json.loads(dump_plan(PLAN, CREATED))
-    document["version"] = 2
-    with pytest.raises(PlanFileError, match="format version 2; this reconcile reads version 1 only"):
+    document["version"] = 3
+    with pytest.raises(PlanFileError, match="format version 3; this reconcile reads version 2 only"):
+        load_plan(sealed(document), "plan.json")
+
+
+def test_a_version_1_plan_without_a_digest_is_refused_with_the_reason() -> None:
+    document = json.loads(dump_plan(PLAN, CREATED))
+    del document["digest"]
+    document["version"] = 1
+    with pytest.raises(PlanFileError, match="format version 1, which carries no digest") as caught:
         load_plan(json.dumps(document).encode(), "plan.json")
+    assert caught.value.exit_code == ExitCode.INVALID_MANIFEST
+    assert "reconcile plan FILE --out PLAN" in str(caught.value)
+
+
+# --- the digest -------------------------------------------------------------
+
+
+def test_the_digest_ignores_layout_but_not_content() -> None:
+    text = dump_plan(PLAN, CREATED)
+    document = json.loads(text)
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", document["digest"])
+    # Re-indented, keys in another order, as an editor or jq would leave it: still the same plan.
+    reordered = json.dumps(dict(reversed(list(document.items()))), indent=None, separators=(", ", ": "))
+    assert load_plan(reordered.encode(), "plan.json").digest == document["digest"]
+    assert load_plan(text.encode(), "plan.json") == load_plan(reordered.encode(), "plan.json")
+
+
+def _edits() -> list[tuple[str, Any]]:
+    """Hand edits of a saved plan, each of a field some check or step relies on."""
+
+    def set_ref(d: dict[str, Any]) -> None:
+        d["steps"][5]["ref"] = "precious:1"
+        d["steps"][5]["expect"]["image_id"] = image_id("precious")
+
+    def add_step(d: dict[str, Any]) -> None:
+        d["steps"].append({**d["steps"][5], "ref": "precious:1"})
+
+    return [
+        ("a step's ref and expectation", set_ref),
+        ("an added step", add_step),
+        ("a dropped step", lambda d: d["steps"].pop(0)),
+        ("a cleared block", lambda d: d["steps"][6].update(blocked=None)),
+        ("a container expectation", lambda d: d["steps"][5]["expect"].update(containers=None)),
+        ("the engine", lambda d: d.update(engine="engine ID other")),
+        ("the host", lambda d: d.update(host="tcp://elsewhere:2375")),
+        ("the manifest digest", lambda d: d["manifest"].update(digest="sha256:" + "b" * 64)),
+        ("the manifest path", lambda d: d["manifest"].update(path="other.yaml")),
+        ("the time", lambda d: d.update(created="2030-01-01T00:00:00Z")),
+        ("the digest itself", lambda d: d.update(digest="sha256:" + "c" * 64)),
+        ("an added field", lambda d: d.update(note="x")),
+    ]
+
+
+@pytest.mark.parametrize(("what", "change"), _edits(), ids=[what for what, _ in _edits()])
+def test_any_hand_edit_is_refused_as_changed_after_it_was_saved(what: str, change: Any) -> None:
+    document = json.loads(dump_plan(PLAN, CREATED, engine="engine ID x"))
+    change(document)
+    with pytest.raises(PlanFileError, match=r"plan\.json was changed after it was saved") as caught:
+        load_plan(json.dumps(document, indent=2).encode(), "plan.json")
+    assert "its content no longer matches its digest" in str(caught.value)
+    assert "run `reconcile plan` again" in str(caught.value)
+    assert caught.value.exit_code == ExitCode.INVALID_MANIFEST
+
+
+def test_a_plan_without_its_digest_is_refused() -> None:
+    document = json.loads(dump_plan(PLAN, CREATED))
+    del document["digest"]
+    with pytest.raises(PlanFileError, match=r"was changed after it was saved \(it has no digest\)"):
+        load_plan(json.dumps(document).encode(), "plan.json")
+
+
+def test_save_plan_returns_the_digest_it_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    digest = save_plan(path, PLAN, CREATED, engine="engine ID x")
+    assert digest == json.loads(path.read_text())["digest"] == read_plan_file(path).digest
+
+
+def test_a_required_digest_admits_that_plan_only(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    digest = save_plan(path, PLAN, CREATED)
+    saved = read_plan_file(path)
+    check_required_digest(saved, digest, "plan.json")
+    check_required_digest(saved, digest.upper().replace("SHA256", "sha256"), "plan.json")  # hex in either case
+    other = "sha256:" + "0" * 64
+    with pytest.raises(PlanFileError, match=rf"plan\.json is not the plan that was reviewed: .*not the required {other}"):
+        check_required_digest(saved, other, "plan.json")
 
 
 def _plan_from(manifest: Path, host: str = "unix:///d.sock") -> SavedPlan:
@@ -173,6 +270,21 @@ def test_plan_for_another_daemon_is_refused_whole(tmp_path: Path) -> None:
         check_applicable(_plan_from(manifest), "tcp://other:2375")
     assert caught.value.exit_code == ExitCode.STALE_PLAN
     assert "run `reconcile plan` again" in str(caught.value)
+
+
+def test_a_plan_is_the_daemon_s_whatever_the_address_and_only_its(tmp_path: Path) -> None:
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text("version: 1\n")
+    engine = "engine ID 63FM, name box, data root /var/lib/docker"
+    saved = dataclasses.replace(_plan_from(manifest), engine=engine)
+    check_applicable(saved, "unix:///other/link.sock", engine)  # another address of that daemon
+    # One key file, two daemons: the ID is the same, the data root is not.
+    twin = "engine ID 63FM, name box, data root /srv/docker"
+    with pytest.raises(StalePlanError, match=r"made for the daemon at unix:///d\.sock, not unix:///twin\.sock"):
+        check_applicable(saved, "unix:///twin.sock", twin)
+    # The same address, another daemon behind it now: both are named.
+    with pytest.raises(StalePlanError, match=rf"made for the daemon {engine}, not the one now at unix:///d\.sock \({twin}\)"):
+        check_applicable(saved, "unix:///d.sock", twin)
 
 
 def test_plan_whose_manifest_changed_or_vanished_is_stale(tmp_path: Path) -> None:
