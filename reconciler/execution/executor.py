@@ -90,7 +90,9 @@ class Executor:
         before: int | None = None
         for step in plan.steps:
             if measure and before is None and step.action is Action.REMOVE and not step.blocked:
-                before = measure()
+                before = _measured(measure)
+                if before is None:
+                    measure = None  # no figure before, none after: the removals still run
             result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
                 failed_refs[reference_key(step.ref)] = result.rate_limited
@@ -386,6 +388,17 @@ class Executor:
 
 
 _AGAIN = "; run `reconcile plan` again"
+
+
+def _measured(measure: Callable[[], int]) -> int | None:
+    """The bytes of all image layers before the removals; None when the daemon would not say (a
+    ``/system/df`` busy for the whole deadline), or says 0 with images to remove (Podman reports
+    no layer sizes: "freed 0 B" would be wrong)."""
+    try:
+        found = measure()
+    except DaemonRefused:
+        return None
+    return found if found > 0 else None
 
 
 def _measured_freed(results: list[StepResult], before: int | None, measure: Callable[[], int] | None) -> int | None:
