@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,6 +23,7 @@ import requests
 from reconciler.daemon.host import (
     DaemonIdentity,
     DaemonRefused,
+    DiskUsageBusy,
     DiskUsageReport,
     ImageConflict,
     ImageDetails,
@@ -43,6 +45,11 @@ TRANSPORT_ERRORS = (
 EVENT_FILTERS = {"type": ["container", "image"], "event": ["create", "start", "pull", "tag"]}
 _WANTED_EVENTS = {("container", "create"), ("container", "start"), ("image", "pull"), ("image", "tag")}
 _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
+# Docker 20.10 refuses a /system/df while another one runs (another client's `docker system df`, our plan
+# beside our apply); it is no error of ours: wait a little and ask again, within the call's deadline.
+DISK_USAGE_BUSY = "a disk usage operation is already running"
+DISK_USAGE_FIRST_WAIT = 0.05  # seconds before the first retry, doubled each time up to DISK_USAGE_MAX_WAIT
+DISK_USAGE_MAX_WAIT = 1.0
 
 
 class DockerEngine:
@@ -131,10 +138,35 @@ class DockerEngine:
         return tuple(HistoryEntry(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in raw or ())
 
     def disk_usage(self) -> DiskUsageReport:
-        with self._call("GET /system/df"):
-            usage = self._api.df()
+        """``GET /system/df``; while another disk usage request runs, asked again until the deadline."""
+        usage = self._disk_usage_when_free()
         shared = {str(raw["Id"]): int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
         return DiskUsageReport(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)
+
+    def _disk_usage_when_free(self) -> Any:
+        started = time.monotonic()
+        wait = DISK_USAGE_FIRST_WAIT
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                with self._call("GET /system/df"):
+                    return self._api.df()
+            except DaemonRefused as exc:
+                if DISK_USAGE_BUSY not in exc.explanation.lower():
+                    raise
+                left = self._timeout - (time.monotonic() - started)
+                if left <= 0:
+                    raise DiskUsageBusy(
+                        f"The Docker daemon at {self._address} refused GET /system/df {tries} times in"
+                        f" {self._timeout:g}s because another disk usage request was running all along"
+                        " (another client's `docker system df`, or another reconcile); try again later.",
+                        exc.status,
+                        exc.explanation,
+                    ) from exc
+                # Half fixed, half random: several of us waiting on one daemon do not come back together.
+                time.sleep(min(left, wait / 2 + random.random() * wait / 2))
+                wait = min(wait * 2, DISK_USAGE_MAX_WAIT)
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
         found = []

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reconciler.errors import DaemonError
+from reconciler.errors import DaemonError, ExitCode
 from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
 
 
@@ -62,6 +62,13 @@ class ImageConflict(DaemonRefused):
 
 class ImageMissing(DaemonRefused):
     """404: no such image (a delete or tag of an image that went away)."""
+
+
+class DiskUsageBusy(DaemonRefused):
+    """``GET /system/df`` stayed refused because another disk usage request was running, for
+    the whole of the call's deadline; trying again later may succeed."""
+
+    exit_code = ExitCode.TEMPORARY_FAILURE
 
 
 class PullStreamFailed(DaemonError):

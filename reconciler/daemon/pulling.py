@@ -2,8 +2,8 @@
 
 Why streamed: docker-py's high-level pull ignores error chunks and can hand back the
 old image. Why a watchdog: ``POST /images/create`` has no timeout of its own.
-Why retried: registries answer 5xx, 429 and dropped connections in passing; a
-pipeline should not fail on them. Not-found and access-denied are never retried
+Why retried: registries answer 5xx, 429, dropped connections and timeouts in passing;
+a pipeline should not fail on them. Not-found and access-denied are never retried
 ("not found" may mean "no access", and retrying does not change that).
 
 The retry policy (:func:`classify`, :func:`retry_after`, :func:`backoff_delay`) is
@@ -47,7 +47,10 @@ _PERMANENT = re.compile(
 _TRANSIENT = re.compile(
     r"connection reset|connection aborted|broken pipe|unexpected eof|\beof\b|i/o timeout|tls handshake timeout"
     r"|temporarily unavailable|service unavailable|bad gateway|gateway timeout"
-    r"|unexpected http status: 5\d\d|\b50[0234]\b",
+    r"|unexpected http status: 5\d\d|\b50[0234]\b"
+    # A registry too slow to answer, as the daemon relays it: Go's context and http.Client deadlines
+    # (dockerd gives a registry's /v2/ ping 15 s) and the requests they cancel.
+    r"|context deadline exceeded|client\.timeout exceeded|net/http: request canceled|timeout awaiting",
     re.IGNORECASE,
 )
 _RETRY_AFTER = re.compile(r"retry[- ]after\W{0,3}(\d+(?:\.\d+)?)", re.IGNORECASE)

@@ -36,6 +36,32 @@ class CredentialsError(ReconcilerError):
 
 
 @dataclass(frozen=True)
+class BrokenConfig:
+    """A Docker config docker-py would not parse: an ``auths`` entry's ``auth`` is not base64 of
+    USER:PASSWORD. ``registries`` are those entries (the values themselves are never kept)."""
+
+    path: str | None
+    registries: tuple[str, ...] = ()
+
+    def message(self, domain: str) -> str:
+        """What to fix, for a registry ``domain`` that refused us: its own entry when it is one of
+        the broken ones, else the first of them (one broken entry sets the whole file aside)."""
+        own = next((r for r in self.registries if _same_registry(r, domain)), None)
+        registry = own or (self.registries[0] if self.registries else None)
+        where = f"the Docker config {self.path}" if self.path else "the Docker config"
+        entry = f"the `auths` entry for {registry}" if registry else "an `auths` entry"
+        login = f"docker login {registry}" if registry else "docker login REGISTRY"
+        aside = "" if own is not None or registry is None else (
+            f"; one such entry sets the whole file aside, so no credentials were sent to {domain} either"
+        )
+        return (
+            f"In {where}, {entry} has an `auth` value that is not base64 of USER:PASSWORD{aside}. "
+            f"Log in again with `{login}`, or delete that entry; or set {ENV_USER} and {ENV_PASSWORD} "
+            "for every registry."
+        )
+
+
+@dataclass(frozen=True)
 class RegistryAuth:
     """Where credentials come from; ``config`` is the parsed Docker config (no secrets shown)."""
 
@@ -43,7 +69,7 @@ class RegistryAuth:
     env_password: str | None = field(default=None, repr=False)
     env_host: str | None = None
     config: Any = field(default=None, repr=False)  # docker.auth.AuthConfig
-    config_problem: str | None = None  # why the Docker config could not be used, said when a registry refuses us
+    broken_config: BrokenConfig | None = None  # why the Docker config could not be used, said when a registry refuses us
 
     def for_registry(self, domain: str) -> dict[str, str] | None:
         """The auth config docker-py expects for ``domain``, or None to pull anonymously."""
@@ -81,8 +107,8 @@ class RegistryAuth:
     def auth_failure_hint(self, domain: str) -> str | None:
         """For a registry that refused us: a sentence naming a missing credential helper or a broken
         Docker config, else None."""
-        if self.config_problem and not self._env_applies(domain):
-            return self.config_problem
+        if self.broken_config is not None and not self._env_applies(domain):
+            return self.broken_config.message(domain)
         program = self.missing_helper(domain)
         if program is None:
             return None
@@ -122,41 +148,31 @@ def load_registry_auth(environ: Mapping[str, str]) -> RegistryAuth:
         # As the docker CLI does, go on without the config: a registry that needs it will refuse
         # us, and the pull's error then says why. Neither docker-py's words nor the value are
         # repeated: both may carry part of the secret.
-        return RegistryAuth(env_user=user, env_password=password, env_host=host, config_problem=_bad_auth_entry_message())
+        path = docker.utils.config.find_config_file()
+        broken = BrokenConfig(path, _bad_auth_registries(path) if path else ())
+        return RegistryAuth(env_user=user, env_password=password, env_host=host, broken_config=broken)
     return RegistryAuth(env_user=user, env_password=password, env_host=host, config=config)
 
 
-def _bad_auth_entry_message() -> str:
-    path = docker.utils.config.find_config_file()
-    registry = _bad_auth_registry(path) if path else None
-    where = f"the Docker config {path}" if path else "the Docker config"
-    entry = f'the `auths` entry for {registry}' if registry else "an `auths` entry"
-    login = f"docker login {registry}" if registry else "docker login REGISTRY"
-    return (
-        f"In {where}, {entry} has an `auth` value that is not base64 of USER:PASSWORD. "
-        f"Log in again with `{login}`, or delete that entry; or set {ENV_USER} and {ENV_PASSWORD} "
-        "for every registry."
-    )
-
-
-def _bad_auth_registry(path: str) -> str | None:
-    """The first registry whose ``auth`` value docker-py cannot decode; None when none is found."""
+def _bad_auth_registries(path: str) -> tuple[str, ...]:
+    """The registries whose ``auth`` value docker-py cannot decode, in the file's order."""
     try:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
     except (OSError, ValueError):
-        return None
+        return ()
     auths = document.get("auths") if isinstance(document, dict) else None
     if not isinstance(auths, dict):
-        return None
+        return ()
+    found = []
     for registry, entry in auths.items():
         if not isinstance(entry, dict) or "identitytoken" in entry or "auth" not in entry:
             continue
         try:
             docker.auth.decode_auth(entry["auth"])
         except (ValueError, TypeError, AttributeError):
-            return str(registry)
-    return None
+            found.append(str(registry))
+    return tuple(found)
 
 
 def _same_registry(configured: str, domain: str) -> bool:

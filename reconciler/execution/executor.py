@@ -108,6 +108,8 @@ class Executor:
             else:
                 if measure and before is None and step.action is Action.REMOVE and not step.blocked:
                     before = _measured(measure)
+                    if before is None:
+                        measure = None  # no figure before, none after: the removals still run
                 result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
                 failed_refs[reference_key(step.ref)] = result.rate_limited
@@ -554,10 +556,14 @@ def _signal_name(number: int | None) -> str:
 
 
 def _measured(measure: Callable[[], int]) -> int | None:
+    """The bytes of all image layers before the removals; None when the daemon would not say (gone,
+    or a ``/system/df`` busy for the whole deadline), or says 0 with images to remove (Podman reports
+    no layer sizes: "freed 0 B" would be wrong)."""
     try:
-        return measure()
+        found = measure()
     except (DaemonRefused, DaemonUnavailable):
         return None
+    return found if found > 0 else None
 
 
 def _measured_freed(results: list[StepResult], before: int | None, measure: Callable[[], int] | None) -> int | None:

@@ -3,8 +3,9 @@
 Always the image and container lists (two calls, whatever the number of images). Only
 what the manifest asks for costs more: a registry digest per ``pull: always`` tag; with
 ``retention:`` the usage state and the daemon's events since the last run; with a disk
-budget one ``/system/df`` (its shared sizes then serve the sizing too) and, for
-``high``/``low``, the filesystem holding Docker's data.
+budget one ``/system/df`` (its shared sizes then serve the sizing too; a ``max_total``
+it cannot measure is refused, never skipped) and, for ``high``/``low``, the filesystem
+holding Docker's data.
 """
 
 from __future__ import annotations
@@ -104,8 +105,28 @@ def read_disk_usage(host: DockerHost, budget: DiskBudget, inventory: Inventory) 
             )
         filesystem_size, filesystem_used = _filesystem(host.identity().root_dir)
     usage = host.disk_usage()
+    if budget.max_total is not None:
+        _check_layers_measured(host.address, usage.layers_size, inventory)
     disk = DiskUsage(filesystem_size, filesystem_used, usage.layers_size)
     return disk, inventory.with_shared_sizes(usage.shared_sizes)
+
+
+def _check_layers_measured(address: str, layers_size: int, inventory: Inventory) -> None:
+    """A ``max_total`` budget is weighed against ``/system/df``'s LayersSize. A daemon that reports
+    0 while its images take bytes (Podman's Docker API does) cannot be measured: planning on as if
+    under budget would skip the budget without a word."""
+    if layers_size > 0:
+        return
+    images_bytes = sum(image.size for image in inventory.images)
+    if images_bytes <= 0:
+        return  # nothing on the host takes room: 0 is the truth
+    raise DiskUsageError(
+        f"The Docker daemon at {address} does not report how much room its images take"
+        f" (GET /system/df gives LayersSize 0 while its {len(inventory.images)} images list"
+        f" {images_bytes} bytes; Podman's Docker API does this), so retention.disk.max_total cannot be"
+        " checked and nothing was planned. For this daemon, drop max_total from the manifest,"
+        " or use retention.disk.high/low (the filesystem of its data) when it runs on this machine."
+    )
 
 
 def _filesystem(root: str) -> tuple[int, int]:

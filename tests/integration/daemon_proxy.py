@@ -9,7 +9,9 @@ that for chosen requests:
 - ``Rule("GET", r"/v[\\d.]+/images/json", status=500)`` answers with that status and a
   Docker-style body, ``{"message": "..."}``, without asking the daemon;
 - ``Rule("POST", r".*/images/create")`` (no status) hangs: the request is read and never
-  answered, until the proxy is closed (or ``max_hang`` seconds pass).
+  answered, until the proxy is closed (or ``max_hang`` seconds pass);
+- ``Rule("GET", r"/v[\\d.]+/system/df", rewrite=f)`` asks the daemon, then answers with
+  ``f(the JSON document it gave)`` instead (a 2xx answer only; others are passed on as they are).
 
 Every thread is a daemon thread; closing the proxy releases the hung requests, stops the
 server and removes its socket and directory.
@@ -26,10 +28,11 @@ import socket
 import socketserver
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 _HOP_BY_HOP = {
     "connection",
@@ -49,12 +52,14 @@ _OWN_HEADERS = {"server", "date"}  # send_response writes its own
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """Requests of ``method`` whose path matches ``path``: answered with ``status``, or hung when it is None."""
+    """Requests of ``method`` whose path matches ``path``: answered with ``status``, or with the
+    daemon's JSON answer passed through ``rewrite``, or hung when both are None."""
 
     method: str
     path: str
     status: int | None = None
     message: str = "injected by the test proxy"
+    rewrite: Callable[[Any], Any] | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return method.upper() == self.method.upper() and re.fullmatch(self.path, path) is not None
@@ -83,7 +88,7 @@ class DaemonProxy:
     """``with DaemonProxy(sandbox.docker_host, [Rule("GET", r".*/images/json", 500)]) as proxy: proxy.address``.
 
     ``seen`` lists ``(method, path)`` of every request, ``answered`` those a status rule
-    answered, ``hung`` those a hang rule holds.
+    answered, ``rewritten`` those whose answer a rewrite rule changed, ``hung`` those a hang rule holds.
     """
 
     def __init__(self, upstream: str, rules: Iterable[Rule] = (), *, max_hang: float = 300.0) -> None:
@@ -92,6 +97,7 @@ class DaemonProxy:
         self.max_hang = max_hang
         self.seen: list[tuple[str, str]] = []
         self.answered: list[tuple[str, str]] = []
+        self.rewritten: list[tuple[str, str]] = []
         self.hung: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -161,9 +167,12 @@ class DaemonProxy:
                 proxy._note(proxy.seen, request)
                 body = self._read_body()
                 rule = proxy._rule_for(self.command, path)
-                if rule is None:
+                if rule is None or rule.rewrite is not None:
                     try:
-                        self._relay(body)
+                        if rule is None:
+                            self._relay(body)
+                        elif self._relay_rewritten(body, rule):
+                            proxy._note(proxy.rewritten, request)
                     except OSError:  # the daemon or the client went away: end this connection
                         self.close_connection = True
                 elif rule.status is None:
@@ -199,13 +208,45 @@ class DaemonProxy:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            def _relay(self, body: bytes | None) -> None:
+            def _relay_rewritten(self, body: bytes | None, rule: Rule) -> bool:
+                """The daemon's whole answer, its JSON passed through the rule; True when rewritten."""
+                assert rule.rewrite is not None
+                upstream = self._upstream(body)
+                try:
+                    answer = upstream.getresponse()
+                    payload = answer.read()
+                    rewritten = 200 <= answer.status < 300 and self.command != "HEAD"
+                    if rewritten:
+                        payload = json.dumps(rule.rewrite(json.loads(payload))).encode()
+                    self.send_response(answer.status, answer.reason)
+                    for key, value in answer.getheaders():
+                        lowered = key.lower()
+                        if lowered not in _HOP_BY_HOP and lowered not in _OWN_HEADERS and lowered != "content-length":
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return rewritten
+                finally:
+                    upstream.close()
+
+            def _upstream(self, body: bytes | None) -> _UnixConnection:
+                """A connection to the daemon that has sent it this request."""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if body is not None:
                     headers["Content-Length"] = str(len(body))
                 upstream = _UnixConnection(proxy.upstream, _UPSTREAM_TIMEOUT)
                 try:
                     upstream.request(self.command, self.path, body=body, headers=headers)
+                except BaseException:
+                    upstream.close()
+                    raise
+                return upstream
+
+            def _relay(self, body: bytes | None) -> None:
+                upstream = self._upstream(body)
+                try:
                     answer = upstream.getresponse()
                     length = answer.getheader("Content-Length")
                     bodiless = self.command == "HEAD" or answer.status in _NO_BODY or answer.status < 200

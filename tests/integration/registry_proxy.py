@@ -3,8 +3,11 @@
 It can answer the first N manifest requests, or all of them, with an error (503, 429,
 ...) before forwarding (a 429 carries the ``TOOMANYREQUESTS`` code Docker Hub's rate
 limit sends), and add a delay to every connection and request to emulate a distant
-registry (these kernels have no netem). dockerd treats 127.0.0.1:PORT registries as
-insecure, so plain HTTP to the proxy works.
+registry (these kernels have no netem). It can also hold the first N version checks
+(``GET /v2/``, dockerd's ping before every pull) for a while and then drop them unanswered:
+a registry too slow to answer, which dockerd gives up on after 15 s ("context deadline
+exceeded"). dockerd treats 127.0.0.1:PORT registries as insecure, so plain HTTP to the
+proxy works.
 """
 
 from __future__ import annotations
@@ -49,8 +52,14 @@ class RegistryProxy:
         fail_status: int = 503,
         retry_after: int | None = None,
         delay: float = 0.0,
+        hold_pings: int = 0,
+        hold_seconds: float = 0.0,
     ) -> None:
         self.upstream = upstream
+        self.holds_left = hold_pings  # the first N GET /v2/ wait hold_seconds (or until closed), then are dropped
+        self.hold_seconds = hold_seconds
+        self.held = 0
+        self._closing = threading.Event()
         self.fail_status = fail_status
         self.retry_after = retry_after
         self.delay = delay  # seconds added to each new connection and to each request
@@ -75,6 +84,7 @@ class RegistryProxy:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._closing.set()  # held pings let go
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -86,6 +96,14 @@ class RegistryProxy:
                     return False
                 self.failures_left -= 1
             self.failures_served += 1
+            return True
+
+    def _take_hold(self) -> bool:
+        with self._lock:
+            if self.holds_left <= 0:
+                return False
+            self.holds_left -= 1
+            self.held += 1
             return True
 
     def _enter(self) -> None:
@@ -135,6 +153,10 @@ class RegistryProxy:
                 try:
                     if proxy.delay:
                         time.sleep(proxy.delay)
+                    if self.path.split("?")[0] == "/v2/" and proxy._take_hold():
+                        proxy._closing.wait(proxy.hold_seconds)
+                        self.close_connection = True  # never answered; the client has long given up
+                        return
                     if _MANIFEST_PATH.match(self.path.split("?")[0]) and proxy._take_failure():
                         self._fail()
                     else:
