@@ -21,7 +21,16 @@ from collections.abc import Callable, Mapping
 from reconciler.daemon.host import DaemonRefused, DockerHost, ImageConflict, ImageDetails
 from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
+from reconciler.execution.image_rules import (
+    dropped_references,
+    has_digest,
+    image_tags,
+    is_platform,
+    survives_untag,
+)
 from reconciler.execution.interrupt import Interrupt
+from reconciler.execution.saved_plans import StaleChecks
+from reconciler.execution.step_errors import AGAIN, StepFailed, StepSkipped, StepStale
 from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference, reference_key
@@ -35,23 +44,7 @@ CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks bef
 StepCallback = Callable[[StepResult], None]
 
 
-class StepFailed(Exception):
-    """A step could not be done; the message is the sentence for the report."""
-
-
-class StepSkipped(Exception):
-    """A step was not run for safety; the message says why."""
-
-    def __init__(self, message: str, rate_limited: bool = False) -> None:
-        super().__init__(message)
-        self.rate_limited = rate_limited  # it waited on a pull that only a registry rate limit stopped
-
-
-class StepStale(Exception):
-    """A saved plan's step expected another host state; the message says what changed."""
-
-
-class Executor:
+class Executor(StaleChecks):
     def __init__(
         self,
         host: DockerHost,
@@ -94,7 +87,7 @@ class Executor:
         # Reference of each pull or tag that did not happen -> True when only a rate limit stopped it.
         failed_refs: dict[str, bool] = {}
         self._failed_refs = failed_refs  # read by removal checks: a tag that stayed because its move failed
-        self._dropping = _dropped_references(plan)
+        self._dropping = dropped_references(plan)
         self._removed = {s.image_id for s in plan.runnable if s.action is Action.REMOVE and s.image_id}
         results: list[StepResult] = []
         before: int | None = None
@@ -253,7 +246,7 @@ class Executor:
         if users_text is None:
             return None
         if self.refuse_stale:
-            why = f"the image is now used by container {users_text}, so it is kept with all its tags{_AGAIN}"
+            why = f"the image is now used by container {users_text}, so it is kept with all its tags{AGAIN}"
             return StepResult(step, Outcome.STALE, why)
         why = f"in use by container {users_text}; an image a container uses is never removed, and none of its tags go"
         return StepResult(step, Outcome.SKIPPED, why)
@@ -290,7 +283,7 @@ class Executor:
         if step.is_destructive and step.image_id:
             try:
                 image = self._inspect(step.image_id)
-                kept = _tags(image) - self._dropping.get(step.image_id, set()) if image else set()
+                kept = image_tags(image) - self._dropping.get(step.image_id, set()) if image else set()
                 untagged = self._untag_if_kept(step, image, digests=True) if image and kept else None
             except (StepSkipped, DaemonRefused, DaemonUnavailable):
                 untagged = None
@@ -307,9 +300,9 @@ class Executor:
         image = host.inspect_image(ref.familiar())
         if image is None:
             raise StepFailed(f"the daemon reported the pull of {step.ref} as done, but has no such image")
-        if step.expected_digest and not _has_digest(image, ref.name, step.expected_digest):
+        if step.expected_digest and not has_digest(image, ref.name, step.expected_digest):
             raise StepFailed(f"{step.ref} was pulled but its content is not {step.expected_digest}")
-        if step.platform and not _is_platform(image, step.platform):
+        if step.platform and not is_platform(image, step.platform):
             found = "/".join(part for part in (image.os, image.architecture, image.variant) if part)
             undone = self._take_back(ref, image.id, step.image_id, host)
             raise StepFailed(f"{step.ref} was pulled for {found or 'an unknown platform'}, not the declared {step.platform}; {undone}")
@@ -348,7 +341,7 @@ class Executor:
             return StepResult(step, Outcome.DONE, "already gone")
         if image.id != step.image_id:
             raise StepSkipped(f"{step.ref} now points at {short_id(image.id)}, not at the planned image; plan again")
-        if not _survives_untag(image, step.ref):
+        if not survives_untag(image, step.ref):
             raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
         self.host.delete(step.ref)
         if image.id in self._removed:
@@ -364,8 +357,8 @@ class Executor:
         if untagged:
             return untagged
         # Tags the plan meant to move away and could not are no new tags: the removal waited on them.
-        gained = _tags(image) - self._dropping.get(step.image_id, set()) - set(self._failed_refs)
-        if gained and reference_key(step.ref) not in _tags(image):
+        gained = image_tags(image) - self._dropping.get(step.image_id, set()) - set(self._failed_refs)
+        if gained and reference_key(step.ref) not in image_tags(image):
             # A dangling image's removal (by digest reference or id), and the image now carries a
             # tag the plan keeps (a pull of this very run may have landed on it): it is no
             # dangling image any more, so it is left alone, as `docker image prune` would.
@@ -376,18 +369,18 @@ class Executor:
             deleted = self._delete(step.ref)
         except StepSkipped as exc:
             # A container came in the last instant: the daemon kept the image; its tags come back too.
-            raise StepSkipped(f"{exc}{self._restore_tags(step.image_id)}") from None
+            raise StepSkipped(f"{exc}{self._restoreimage_tags(step.image_id)}") from None
         if step.image_id not in deleted:
             deleted += self._delete_leftover_digests(step)
         if step.image_id not in deleted:
             left = self._inspect(step.image_id)
             if left is None:
                 return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
-            if not _tags(left) and not left.repo_digests:
+            if not image_tags(left) and not left.repo_digests:
                 # Docker keeps an untagged image that other images are built on; it goes with the last of them.
                 detail = "untagged; the image stays as the base of other images and goes with the last of them"
                 return StepResult(step, Outcome.DONE, detail, deleted=deleted, bytes=0)
-            if not _tags(left):
+            if not image_tags(left):
                 # Pulled by digest from a repository this plan does not touch: that reference keeps it.
                 held = ", ".join(sorted(left.repo_digests))
                 return StepResult(step, Outcome.DONE, f"untagged; the image stays, held by {held}", bytes=0)
@@ -403,8 +396,8 @@ class Executor:
         image's removal by digest is left alone instead, see :meth:`_remove`).
         """
         key = reference_key(step.ref)
-        held = _tags(image) | ({reference_key(d) for d in image.repo_digests} if digests else set())
-        kept_by = _tags(image) - {key}
+        held = image_tags(image) | ({reference_key(d) for d in image.repo_digests} if digests else set())
+        kept_by = image_tags(image) - {key}
         if not kept_by or key not in held:
             return None
         self._delete(step.ref)
@@ -413,7 +406,7 @@ class Executor:
 
     def _check_removable(self, step: Step, image: ImageDetails) -> None:
         """Refuse a removal when the image changed since the plan: new tags or new containers."""
-        extra = _tags(image) - {reference_key(step.ref)}
+        extra = image_tags(image) - {reference_key(step.ref)}
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
             # A tag this plan meant to move away stays when its pull or tag failed: the removal
@@ -425,7 +418,7 @@ class Executor:
         if users:
             raise StepSkipped(f"in use by container {', '.join(users)}; an image a container uses is never removed")
 
-    def _restore_tags(self, image_id: str) -> str:
+    def _restoreimage_tags(self, image_id: str) -> str:
         """Put back the tags this image's removal took before the daemon refused the last one."""
         restored = []
         for ref in self._untagged.pop(image_id, []):
@@ -461,7 +454,7 @@ class Executor:
         image = self._inspect(step.image_id)
         if image is None:
             return (step.image_id,)
-        if _tags(image):
+        if image_tags(image):
             return ()
         # Only references of repositories this plan drops from the image: another repository's
         # digest reference is not ours to delete, and keeps the image.
@@ -476,76 +469,6 @@ class Executor:
 
     def _inspect(self, name: str) -> ImageDetails | None:
         return self.host.inspect_image(name)
-
-    # --- saved plans: refuse what went stale ----------------------------------
-
-    def _stale_pulls(self, plan: Plan) -> dict[Step, StepResult]:
-        """Check every runnable pull before any starts (pulls run first, several at once)."""
-        found = {}
-        for step in plan.steps:
-            if step.action is not Action.PULL or step.blocked:
-                continue
-            try:
-                self._check_fresh(step)
-            except StepStale as exc:
-                found[step] = StepResult(step, Outcome.STALE, str(exc))
-            except (DaemonRefused, DaemonUnavailable) as exc:
-                found[step] = StepResult(step, Outcome.FAILED, f"could not read the host before pulling: {exc}")
-        return found
-
-    def _fresh(self, step: Step, handler: Callable[[Step], StepResult]) -> StepResult:
-        self._check_fresh(step)
-        return handler(step)
-
-    def _check_fresh(self, step: Step) -> None:
-        """Raise StepStale unless the host is still as the step expects (Step.image_id)."""
-        if step.action is Action.PULL:
-            self._expect_points_at(step.ref, step.image_id)
-        elif step.action is Action.TAG:
-            if step.source and step.image_id:  # None: an earlier pull of this plan fetches the source
-                self._expect_points_at(step.source, step.image_id)
-        elif step.action is Action.UNTAG:
-            image = self._inspect(step.ref)
-            if image is not None:  # gone already: the untag itself reports that
-                self._expect_points_at(step.ref, step.image_id, image)
-                if not _survives_untag(image, step.ref):
-                    raise StepStale(f"{step.ref} is now the image's last tag: untagging would remove the image{_AGAIN}")
-        else:
-            self._check_fresh_removal(step)
-
-    def _check_fresh_removal(self, step: Step) -> None:
-        assert step.image_id is not None
-        image = self._inspect(step.image_id)
-        if image is None:
-            return  # gone already: the removal itself reports that
-        if not step.ref.startswith("sha256:"):
-            current = self._inspect(step.ref)
-            if current is not None:
-                self._expect_points_at(step.ref, step.image_id, current)
-        extra = _tags(image) - {reference_key(step.ref)}
-        if extra:
-            names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
-            if extra <= set(self._failed_refs):  # tags the plan was to move away, and could not
-                raise StepStale(f"the image still carries {names}: the step that was to move it did not run{_AGAIN}")
-            raise StepStale(f"the image gained the tag {names} since the plan{_AGAIN}")
-        names = ", ".join(self._containers_using(step.image_id))
-        if names:
-            raise StepStale(f"the image is now used by container {names}, so it is kept{_AGAIN}")
-
-    def _expect_points_at(self, ref: str, expected: str | None, found: ImageDetails | None = None) -> None:
-        current = found if found is not None else self._inspect(ref)
-        current_id = current.id if current is not None else None
-        if current_id == expected:
-            return
-        if current_id is None:
-            assert expected is not None
-            raise StepStale(f"{ref} is no longer on the host; the plan expected image {short_id(expected)}{_AGAIN}")
-        if expected is None:
-            raise StepStale(f"{ref} is now on the host (image {short_id(current_id)}); the plan expected none{_AGAIN}")
-        raise StepStale(f"{ref} now points at {short_id(current_id)}, not at the planned {short_id(expected)}{_AGAIN}")
-
-
-_AGAIN = "; run `reconcile plan` again"
 
 
 def _signal_name(number: int | None) -> str:
@@ -579,53 +502,3 @@ def _measured_freed(results: list[StepResult], before: int | None, measure: Call
     except (DaemonRefused, DaemonUnavailable):
         return None
     return freed if freed >= 0 else None
-
-
-def _dropped_references(plan: Plan) -> dict[str, set[str]]:
-    """Image id -> canonical references the plan's untags and removals take from it, blocked or not."""
-    dropping: dict[str, set[str]] = {}
-    for step in plan.steps:
-        if step.is_destructive and step.image_id:
-            dropping.setdefault(step.image_id, set()).add(reference_key(step.ref))
-    return dropping
-
-
-def _survives_untag(image: ImageDetails, ref: str) -> bool:
-    """Whether the image stays once ``ref`` goes: another tag, or a digest reference of another
-    repository (the daemon deletes the ref's own repository's digest references with its last tag)."""
-    if _tags(image) - {reference_key(ref)}:
-        return True
-    parsed = parse_reference(ref)
-    if parsed.digest is not None:  # deleting a digest reference takes nothing else along
-        return any(reference_key(d) != reference_key(ref) for d in image.repo_digests)
-    return any(parse_reference(d).name != parsed.name for d in image.repo_digests)
-
-
-def _tags(image: ImageDetails) -> set[str]:
-    return {reference_key(t) for t in image.repo_tags}
-
-
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
-
-
-def _is_platform(image: ImageDetails, platform: str) -> bool:
-    """Whether the image's os/architecture[/variant] is the declared ``os/arch[/variant]``.
-
-    A declared variant is compared only when the image records one, with arm64's v8 as Docker's default.
-    """
-    wanted = platform.lower().split("/")
-    os_name, arch = wanted[0], _ARCH_ALIASES.get(wanted[1], wanted[1]) if len(wanted) > 1 else ""
-    if image.os.lower() != os_name or (arch and _ARCH_ALIASES.get(image.architecture.lower(), image.architecture.lower()) != arch):
-        return False
-    if len(wanted) < 3 or not image.variant:
-        return True
-    return image.variant.lower() == wanted[2] or (arch == "arm64" and {image.variant.lower(), wanted[2]} <= {"v8", ""})
-
-
-def _has_digest(image: ImageDetails, name: str, digest: str) -> bool:
-    for text in image.repo_digests:
-        ref = parse_reference(text)
-        if ref.name == name and ref.digest == digest:
-            return True
-    return False
-
