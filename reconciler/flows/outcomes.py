@@ -21,6 +21,8 @@ class Verdicts:
     inventory: Inventory
     now: float
     last_used: Mapping[str, float] = field(default_factory=dict)
+    arrived: Mapping[str, float] = field(default_factory=dict)  # image id -> arrival on the host
+    event_gap: str | None = None  # why the events behind last use may be incomplete
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class PlanOutcome:
     refusal: str | None = None  # the removal guard's refusal; nothing may run
     verdicts: Verdicts | None = None  # with --explain
     saved_to: Path | None = None  # plan --out
+    event_gap: str | None = None  # a warning: the daemon's events since the last run may be incomplete
 
 
 @dataclass(frozen=True)
