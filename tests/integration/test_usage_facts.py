@@ -155,3 +155,71 @@ def test_keep_previous_keeps_the_image_a_deploy_just_replaced(
     assert exists(api, versions[2]), "the tag's image stays"
     assert exists(api, versions[1]), "the image the last deploy replaced is kept: " + applied.stdout
     assert not exists(api, versions[0]), "the image from two moves back goes"
+
+
+KEEP_ALL = """\
+  rules:
+    - name: all
+      select: {repositories: ["NS/**"]}
+      keep_within: 1000d
+"""
+
+
+def _flood(api: APIClient, image_id: str, namespace: str, count: int = 300) -> None:
+    """``count`` events or more on the daemon (tag and untag of ``image_id``): its buffer keeps 256."""
+    for n in range(count // 2):
+        api.tag(image_id, f"{namespace}/flood", str(n))
+        api.remove_image(f"{namespace}/flood:{n}")
+
+
+def _explained(run_cli: CliRun, path: Path) -> dict[str, dict[str, object]]:
+    planned = run_cli("plan", path, "--explain", "-o", "json")
+    assert planned.code == 0, planned.stderr
+    return {entry["image_id"]: entry for entry in json.loads(planned.stdout)["images"]}
+
+
+def test_an_image_a_container_uses_counts_as_used_even_when_its_events_are_lost(
+    run_cli: CliRun, load: Load, docker: DockerRun, namespace: str, api: APIClient,
+    tmp_manifest: Callable[..., Path],
+) -> None:
+    used = load("svc", "1")
+    other = load("noise", "1")
+    docker("create", "--name", f"svc-{namespace.rsplit('/', 1)[1]}", f"{namespace}/svc:1")
+    _flood(api, other, namespace)  # the container's create event is gone from the daemon's buffer
+    path = tmp_manifest(manifest_text(namespace, KEEP_ALL))
+    before = time.time()
+    applied = run_cli("apply", path)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    last_used = _explained(run_cli, path)[used]["last_used"]
+    assert isinstance(last_used, float) and before - 1 <= last_used <= time.time(), last_used
+
+
+def test_a_container_event_is_not_credited_to_an_image_its_tag_moved_to_later(
+    run_cli: CliRun, load: Load, docker: DockerRun, namespace: str, api: APIClient,
+    tmp_manifest: Callable[..., Path],
+) -> None:
+    first = load("app", "live", age_days=20)
+    name = f"ran-{namespace.rsplit('/', 1)[1]}"
+    docker("create", "--name", name, f"{namespace}/app:live")  # names its image by the tag only
+    docker("rm", name)
+    moved = load("app", "live", age_days=10)  # `docker load` moves the tag; no tag event says so
+    path = tmp_manifest(manifest_text(namespace, KEEP_ALL))
+    assert run_cli("apply", path).code == 0
+    entries = _explained(run_cli, path)
+    assert entries[moved]["last_used"] is None, "the container ran before this image was on the host"
+    assert first in entries
+
+
+def test_a_gap_in_the_daemons_events_is_warned_about_and_explained(
+    run_cli: CliRun, load: Load, namespace: str, api: APIClient, tmp_manifest: Callable[..., Path],
+) -> None:
+    noise = load("noise", "1")
+    path = tmp_manifest(manifest_text(namespace, KEEP_ALL))
+    assert run_cli("apply", path).code == 0  # records where it read the events up to
+    _flood(api, noise, namespace)
+    planned = run_cli("plan", path, "--explain")
+    assert planned.code == 0, planned.stderr
+    assert "Warning: The daemon's events since the last run may be incomplete" in planned.stderr
+    assert "events: The daemon's events since the last run may be incomplete" in planned.stdout
+    applied = run_cli("apply", path)
+    assert "may be incomplete" in applied.stderr
