@@ -198,7 +198,7 @@ def test_a_container_event_is_not_credited_to_an_image_its_tag_moved_to_later(
     run_cli: CliRun, load: Load, docker: DockerRun, namespace: str, api: APIClient,
     tmp_manifest: Callable[..., Path],
 ) -> None:
-    first = load("app", "live", age_days=20)
+    load("app", "live", age_days=20)
     name = f"ran-{namespace.rsplit('/', 1)[1]}"
     docker("create", "--name", name, f"{namespace}/app:live")  # names its image by the tag only
     docker("rm", name)
@@ -207,7 +207,6 @@ def test_a_container_event_is_not_credited_to_an_image_its_tag_moved_to_later(
     assert run_cli("apply", path).code == 0
     entries = _explained(run_cli, path)
     assert entries[moved]["last_used"] is None, "the container ran before this image was on the host"
-    assert first in entries
 
 
 def test_a_gap_in_the_daemons_events_is_warned_about_and_explained(
