@@ -15,9 +15,14 @@ _STYLE = {Fate.KEEP: "green", Fate.UNTAG: "yellow", Fate.REMOVE: "red", Fate.EVI
 
 
 def verdicts_json(
-    result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]
+    result: RetentionResult,
+    inventory: Inventory,
+    now: float,
+    last_used: Mapping[str, float],
+    arrived: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per image: id, references, last use, verdict, and each decision with its inputs."""
+    """One entry per image: id, references, creation, arrival, last use, verdict, and each decision
+    with its inputs. ``arrived`` lacks an image seen for the first time: it arrives ``now``."""
     entries = []
     for verdict in result.verdicts:
         image = inventory.image_by_id.get(verdict.image_id)
@@ -26,6 +31,7 @@ def verdicts_json(
                 "image_id": verdict.image_id,
                 "tags": sorted(t.familiar() for t in image.tags) if image else [],
                 "created": image.created if image else None,
+                "arrived": None if arrived is None else arrived.get(verdict.image_id, now),
                 "last_used": last_used.get(verdict.image_id),
                 "verdict": verdict.outcome.value,
                 "untag": [ref.familiar() for ref in verdict.untag],
@@ -52,6 +58,7 @@ def _decision_json(decision: Decision, now: float) -> dict[str, Any]:
         "condition": decision.condition,
         "reason": decision.reason,
         "age_seconds": round(decision.age, 3),
+        "arrived": decision.arrived,
         "last_used": decision.last_used,
         "last_used_ago_seconds": None
         if decision.last_used is None
@@ -68,9 +75,13 @@ def verdicts_text(
     now: float,
     last_used: Mapping[str, float],
     refusal: str | None = None,
+    event_gap: str | None = None,
 ) -> str:
-    """Rich markup: a line per image (verdict, id, tags), then a line per decision."""
+    """Rich markup: a line per image (verdict, id, tags), then a line per decision; a gap in the
+    daemon's events, when there may be one, first, as an input every last use depends on."""
     lines = [f"Retention verdicts for the {len(result.verdicts)} images on the host:", ""]
+    if event_gap:
+        lines[1:1] = [f"  [yellow]events:[/] {escape(event_gap)}", ""]
     for verdict in result.verdicts:
         image = inventory.image_by_id.get(verdict.image_id)
         tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else "<untagged>"
@@ -87,7 +98,10 @@ def verdicts_text(
 
 def _decision_line(decision: Decision, now: float) -> str:
     who = decision.rung.value if decision.rule is None else f"rule {decision.rule}"
-    inputs = [f"age {format_age(decision.age)}"]
+    # Each input says which time it is: rules go by creation, min_age by arrival on the host.
+    inputs = [f"created {format_age(decision.age)} ago"]
+    if decision.arrived is not None:
+        inputs.append(f"arrived {format_age(now - decision.arrived)} ago")
     if decision.last_used is not None:
         inputs.append(f"last use {format_age(now - decision.last_used)} ago")
     if decision.containers:

@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 
 from reconciler.cli import render
-from reconciler.cli.console import echo_json, err, error, out
+from reconciler.cli.console import echo_json, err, error, out, warn
 from reconciler.cli.explain import verdicts_json, verdicts_text
 from reconciler.cli.progress import PullDisplay, pull_display
 from reconciler.daemon.pulling import PullEvent
@@ -28,6 +28,8 @@ def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> d
     """Print one host's plan as text, or return its JSON document."""
     if isinstance(outcome, HostFailure):
         return _failure(outcome)
+    if outcome.event_gap is not None:
+        warn(outcome.event_gap)
     if outcome.saved_to is not None:
         name = escape(str(outcome.saved_to))
         err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
@@ -40,7 +42,9 @@ def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> d
     document = None
     if output == "json":
         images = (
-            verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used) if verdicts else None
+            verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used, verdicts.arrived)
+            if verdicts
+            else None
         )
         document = render.plan_document(outcome.plan, images=images)
         if outcome.saved_to is not None:
@@ -52,7 +56,9 @@ def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> d
     else:
         out().print(render.plan_text(outcome.plan), highlight=False)
     if verdicts is not None and output != "json":
-        text = verdicts_text(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used, outcome.refusal)
+        text = verdicts_text(
+            verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used, outcome.refusal, verdicts.event_gap
+        )
         out().print("\n" + text, highlight=False)
     if outcome.refusal is not None:
         error(str(LargeRemovalRefused(outcome.refusal)))

@@ -42,8 +42,6 @@ TRANSPORT_ERRORS = (
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-EVENT_FILTERS = {"type": ["container", "image"], "event": ["create", "start", "pull", "tag"]}
-_WANTED_EVENTS = {("container", "create"), ("container", "start"), ("image", "pull"), ("image", "tag")}
 _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
 # Docker 20.10 refuses a /system/df while another one runs (another client's `docker system df`, our plan
 # beside our apply); it is no error of ours: wait a little and ask again, within the call's deadline.
@@ -169,11 +167,12 @@ class DockerEngine:
                 wait = min(wait * 2, DISK_USAGE_MAX_WAIT)
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
-        found = []
         # With `until` set the daemon ends the stream, so this returns. Fractions of a second
         # matter: a whole-second `until` would leave out the events of the current second.
         # docker-py's own events() reads with no timeout at all: a hung daemon would hang us.
-        params = {"since": f"{since:.9f}", "until": f"{until:.9f}", "filters": docker.utils.convert_filters(EVENT_FILTERS)}
+        # No filter: how many events come back, of any kind, tells whether the daemon's
+        # buffer (its last 256) may have dropped some; at most 256 lines either way.
+        params = {"since": f"{since:.9f}", "until": f"{until:.9f}"}
         with self._call("GET /events"):
             response = self._api.get(self._url("/events"), params=params, stream=True, timeout=self._api.timeout)
             try:
@@ -181,12 +180,7 @@ class DockerEngine:
                 lines = [json.loads(line) for line in response.iter_lines() if line]
             finally:
                 response.close()
-            for raw in lines:
-                event = event_from_api(raw)
-                # The daemon filters by action for both types; keep only the pairs that mean use.
-                if (event.type, event.action) in _WANTED_EVENTS:
-                    found.append(event)
-        return tuple(found)
+        return tuple(event_from_api(raw) for raw in lines)
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
         url = self._url(f"/distribution/{reference}/json")
@@ -357,8 +351,13 @@ def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
 def container_from_api(raw: Mapping[str, Any]) -> ContainerRecord:
     names = raw.get("Names") or ()
     name = str(names[0]).lstrip("/") if names else str(raw["Id"])[:12]
+    created = raw.get("Created")
     return ContainerRecord(
-        id=str(raw["Id"]), name=name, image_id=str(raw.get("ImageID") or ""), state=str(raw.get("State") or "")
+        id=str(raw["Id"]),
+        name=name,
+        image_id=str(raw.get("ImageID") or ""),
+        state=str(raw.get("State") or ""),
+        created=created if isinstance(created, int) and created > 0 else 0,
     )
 
 

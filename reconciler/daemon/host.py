@@ -121,7 +121,7 @@ class DockerHost(Protocol):
     def disk_usage(self) -> DiskUsageReport: ...
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
-        """Container create/start and image pull/tag events in (since, until]."""
+        """Every event the daemon still holds from ``since`` to ``until``, oldest first, of any kind."""
         ...
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:

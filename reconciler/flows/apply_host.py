@@ -109,7 +109,9 @@ def _apply_locked(
         plan = saved  # exactly as saved: nothing is recomputed
         refusal = removal_refusal(plan, None, 0, options.max_removals)
     else:
-        facts = read_host_facts(host, manifest, auth, options.state_dir, now)
+        facts = read_host_facts(host, manifest, auth, options.state_dir, now, learn=True)
+        if facts.event_gap is not None:
+            options.warn(facts.event_gap)
         decided = decide(manifest, facts, now, max_removals=options.max_removals)
         plan, _ = size_plan(host, facts, decided.plan)
         refusal = decided.refusal
@@ -152,18 +154,23 @@ def _apply_locked(
 
 
 def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: float) -> None:
-    """Store what an apply learnt: events, tag snapshot, and its own pulls and tags. Never raises."""
-    if not facts.learnt:
-        return  # no retention: nothing was read to learn from
-    done = [r for r in report.results if r.outcome is Outcome.DONE and r.image_id]
-    uses = {r.image_id: now for r in done if r.step.action is Action.PULL and r.image_id}
+    """Store what an apply learnt (events, what it saw, where declared tags pointed before),
+    and what it did: its pulls and tags (where the tags point after), the images it removed.
+    Every apply does, retention or not: another manifest's keep_previous and min_age need it.
+    Never raises."""
+    # After the steps: later than this run's look at the host, so "after" wins over "before".
+    done_at = max(epoch_now(), now + 0.001)
+    done = [r for r in report.results if r.outcome is Outcome.DONE]
+    pulled = {r.image_id: done_at for r in done if r.step.action is Action.PULL and r.image_id}
     tags = tuple(
-        (tag, r.image_id, now)
+        (tag, r.image_id, done_at)
         for r in done
         if r.step.action in (Action.PULL, Action.TAG) and r.image_id and (tag := tag_key(r.step.ref))
     )
+    removed = {image_id: done_at for r in done for image_id in r.deleted}
+    own = UsageFacts(uses=pulled, tags=tags, arrivals=pulled, departures=removed)
     try:
-        record_usage(options.state_dir, facts.inventory.host, (*facts.learnt, UsageFacts(uses, tags)), now)
+        record_usage(options.state_dir, facts.inventory.host, (*facts.learnt, own), now, anchor=facts.anchor)
     except (sqlite3.Error, OSError, ReconcilerError) as exc:
         options.warn(
             f"The usage state could not be written to {options.state_dir} ({exc}); the apply itself is not affected."

@@ -2,15 +2,18 @@
 
 Always the image and container lists (two calls, whatever the number of images). Only
 what the manifest asks for costs more: a registry digest per ``pull: always`` tag; with
-``retention:`` the usage state and the daemon's events since the last run; with a disk
-budget one ``/system/df`` (its shared sizes then serve the sizing too; a ``max_total``
-it cannot measure is refused, never skipped) and, for ``high``/``low``, the filesystem
-holding Docker's data.
+``retention:``, ``--explain`` or for an apply (which records usage whatever its manifest)
+the usage state and the daemon's events since the last run (one call, at most the
+daemon's last 256 events); with a disk budget one ``/system/df`` (its shared sizes then
+serve the sizing too; a ``max_total`` it cannot measure is refused, never skipped) and,
+for ``high``/``low``, the filesystem holding Docker's data.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.daemon.host import DockerHost
@@ -19,7 +22,16 @@ from reconciler.errors import DiskUsageError
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import Inventory
 from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
-from reconciler.model.usage import UsageFacts, facts_from_events, snapshot_facts
+from reconciler.model.usage import (
+    EventMark,
+    UsageFacts,
+    UsageState,
+    event_gap,
+    facts_from_events,
+    newest_mark,
+    sighting_facts,
+    snapshot_facts,
+)
 from reconciler.state.usage_store import read_usage
 
 # With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
@@ -34,27 +46,57 @@ def read_host_facts(
     now: float,
     *,
     explain: bool = False,
+    learn: bool = False,
 ) -> HostFacts:
     """The facts of ``host`` that planning ``manifest`` at ``now`` needs (``None``: the lists only).
 
-    ``explain`` also reads the stored usage state, for ``--explain`` without ``retention:``.
-    Reads the state file, never writes it.
+    With ``retention:``, ``explain`` or ``learn`` (an apply, which records what it learnt
+    with or without retention) also the usage state with what this run learns folded in:
+    the events since the last run, the images and containers it sees, where the declared
+    tags point. Reads the state file, never writes it.
     """
     inventory = read_inventory(host, manifest, auth)
-    if manifest is None or (manifest.retention is None and not explain):
+    if manifest is None or (manifest.retention is None and not explain and not learn):
         return HostFacts(inventory)
     stored = read_usage(state_dir, host.address)
-    learnt: tuple[UsageFacts, ...] = ()
+    learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
     sizes_read = False
-    if manifest.retention is not None:
-        since = stored.events_until if stored.events_until is not None else now - FIRST_LOOKBACK_SECONDS
-        events = host.events(since, now)
-        learnt = (facts_from_events(events, inventory), snapshot_facts(inventory, manifest.declared.tags, now))
-        if manifest.retention.disk is not None:
-            disk, inventory = read_disk_usage(host, manifest.retention.disk, inventory)
-            sizes_read = True
-    return HostFacts(inventory, stored.folded(*learnt), learnt, disk, sizes_read)
+    if manifest.retention is not None and manifest.retention.disk is not None:
+        disk, inventory = read_disk_usage(host, manifest.retention.disk, inventory)
+        sizes_read = True
+    return HostFacts(
+        inventory, stored.folded(*learning.facts), learning.facts, disk, sizes_read, learning.gap, learning.anchor
+    )
+
+
+@dataclass(frozen=True)
+class Learning:
+    facts: tuple[UsageFacts, ...]
+    gap: str | None  # why the events since the last run may be incomplete
+    anchor: EventMark | None  # the newest event seen, to record
+
+
+def learn_usage(
+    host: DockerHost, inventory: Inventory, stored: UsageState, declared_tags: Iterable[str], now: float
+) -> Learning:
+    """What one run learns: the daemon's events since the last run, and what it sees itself."""
+    if stored.anchor is not None:
+        # From the newest event the last run saw: finding it again shows the buffer kept everything since.
+        since = stored.anchor.time - 0.001
+    elif stored.events_until is not None:
+        since = stored.events_until
+    else:
+        since = now - FIRST_LOOKBACK_SECONDS
+    events = host.events(since, now)
+    counted = stored.events_until
+    fresh = [e for e in events if counted is None or e.time > counted]
+    facts = (
+        facts_from_events(fresh, inventory),
+        sighting_facts(inventory, stored.arrived, now),
+        snapshot_facts(inventory, declared_tags, now),
+    )
+    return Learning(facts, event_gap(stored, events, since), newest_mark(stored, events))
 
 
 def read_inventory(host: DockerHost, manifest: Manifest | None = None, auth: RegistryAuth | None = None) -> Inventory:

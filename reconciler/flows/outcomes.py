@@ -22,6 +22,8 @@ class Verdicts:
     inventory: Inventory
     now: float
     last_used: Mapping[str, float] = field(default_factory=dict)
+    arrived: Mapping[str, float] = field(default_factory=dict)  # image id -> arrival on the host
+    event_gap: str | None = None  # why the events behind last use may be incomplete
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class PlanOutcome:
     saved_to: Path | None = None  # plan --out
     saved_digest: str | None = None  # the saved plan's digest, for apply --require-digest
     daemon: str | None = None  # which daemon (lock.daemon_identity), when it was asked
+    event_gap: str | None = None  # a warning: the daemon's events since the last run may be incomplete
 
 
 @dataclass(frozen=True)

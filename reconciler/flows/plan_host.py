@@ -47,7 +47,9 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
         saved_to = options.out_file
     verdicts = None
     if options.explain and decided.retention is not None:
-        verdicts = Verdicts(decided.retention, sized_inventory, now, facts.usage.last_used)
+        verdicts = Verdicts(
+            decided.retention, sized_inventory, now, facts.usage.last_used, facts.usage.arrived, facts.event_gap
+        )
     if refusal is not None:
         code = LargeRemovalRefused.exit_code
     elif options.detailed_exitcode and plan.has_runnable:
@@ -63,4 +65,5 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
         saved_to=saved_to,
         saved_digest=saved_digest,
         daemon=daemon,
+        event_gap=facts.event_gap,
     )

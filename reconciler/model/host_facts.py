@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler.model.inventory import Inventory
-from reconciler.model.usage import UsageFacts, UsageState
+from reconciler.model.usage import EventMark, UsageFacts, UsageState
 
 
 @dataclass(frozen=True)
@@ -26,3 +26,5 @@ class HostFacts:
     learnt: tuple[UsageFacts, ...] = ()  # what this run learnt (events, tag snapshot), recorded by apply
     disk: DiskUsage | None = None  # read only for a disk budget
     sizes_read: bool = False  # the inventory carries the shared sizes of ``/system/df``
+    event_gap: str | None = None  # why the daemon's events since the last run may be incomplete
+    anchor: EventMark | None = None  # the newest daemon event this run saw, recorded by apply

@@ -53,6 +53,7 @@ class ContainerRecord:
     name: str
     image_id: str
     state: str = ""  # running, exited, created, ...
+    created: int = 0  # when the container was created, seconds since the epoch; 0 if unknown
 
     @property
     def short_id(self) -> str:

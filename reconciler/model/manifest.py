@@ -123,7 +123,7 @@ class DiskBudget:
 class RetentionSpec:
     """The ``retention:`` section. Defaults are those of an empty section."""
 
-    min_age: int = 3600  # seconds: younger images are never removed
+    min_age: int = 3600  # seconds: images that arrived on the host since are never removed
     protect: tuple[str, ...] = ()
     unmatched: Unmatched = Unmatched.KEEP
     max_removal_percent: float = 50.0

@@ -42,6 +42,7 @@ def decide(
             manifest.declared.all,
             now,
             last_used=facts.usage.last_used,
+            arrived=facts.usage.arrived,
             previous=facts.usage.previous(inventory),
             disk=facts.disk,
         )

@@ -12,8 +12,11 @@ Precedence, tested in this order for each image:
 2. An image holding a reference ``images:`` declares (tag, alias, digest pin,
    or its id) is kept.
 3. An image with a reference matching a ``protect:`` pattern is kept.
-4. An image younger than ``min_age`` (default 1h; age = now - creation time)
-   is kept.
+4. An image that arrived on the host less than ``min_age`` ago (default 1h)
+   is kept. Arrival is when the host got the image (pull, load, build, tag, or
+   the first run that saw it: ``arrived``), not its creation: an image built a
+   month ago and pulled a minute ago is a minute old here. An image ``arrived``
+   does not know arrives ``now``.
    Rungs 1-4 keep the whole image with every tag it has.
 5. Rules, in file order. A rule decides per tag: each tag goes to the first
    rule that selects it; an untagged image goes, as a whole, to the first rule
@@ -119,6 +122,7 @@ class Decision:
     containers: tuple[str, ...] = ()
     pattern: str | None = None  # the protect pattern or declared reference that matched
     rank: int | None = None  # 1-based rank within keep_last's repository
+    arrived: float | None = None  # when the image arrived on the host (min_age's time)
 
 
 @dataclass(frozen=True)
@@ -154,15 +158,19 @@ def evaluate_retention(
     last_used: Mapping[str, float] | None = None,
     previous: Mapping[str, tuple[str, ...]] | None = None,
     disk: DiskUsage | None = None,
+    arrived: Mapping[str, float] | None = None,
 ) -> RetentionResult:
     """Decide every image's fate under ``spec``; see the module docstring for the rules.
 
     ``declared`` holds canonical tag and digest references and image ids that
     ``images:`` claims. ``previous`` maps a canonical tag to the ids it pointed
-    at before, newest first. The same inputs, in any order, give the same result.
+    at before, newest first. ``arrived`` maps an image id to when it arrived on the
+    host; an image it lacks arrives ``now``. Without it (``None``: a caller that keeps
+    no usage state) min_age counts from creation. The same inputs, in any order, give
+    the same result.
     """
     ordered = sorted(images, key=lambda image: image.id)
-    context = _Context(spec, now, declared, last_used or {}, previous or {}, containers)
+    context = _Context(spec, now, declared, last_used or {}, previous or {}, containers, arrived)
     protected = {image.id: found for image in ordered if (found := context.protection(image))}
     open_images = [image for image in ordered if image.id not in protected]
     verdicts = {key: Verdict(key, Fate.KEEP, (found,)) for key, found in protected.items()}
@@ -188,8 +196,10 @@ class _Context:
         last_used: Mapping[str, float],
         previous: Mapping[str, tuple[str, ...]],
         containers: Iterable[ContainerRecord],
+        arrived: Mapping[str, float] | None = None,
     ) -> None:
         self.spec = spec
+        self.arrived = arrived
         self.now = now
         self.declared = declared
         self.last_used = last_used
@@ -201,7 +211,14 @@ class _Context:
         self.rules = tuple(_CompiledRule(rule) for rule in spec.rules)
 
     def age(self, image: ImageRecord) -> float:
+        """Since creation: what older_than, keep_within and keep_last go by."""
         return self.now - image.created
+
+    def arrival(self, image: ImageRecord) -> float | None:
+        """When ``image`` arrived on the host (min_age's time); None when arrivals are not kept."""
+        if self.arrived is None:
+            return None
+        return self.arrived.get(image.id, self.now)
 
     def protection(self, image: ImageRecord) -> Decision | None:
         """The first of rungs 1-4 that keeps ``image`` whole, or None."""
@@ -223,9 +240,16 @@ class _Context:
                     return Decision(
                         subject, True, Rung.PROTECTED, reason, age=age, pattern=pattern.text
                     )
-        if age < self.spec.min_age:
-            reason = f"created {format_age(age)} ago, within min_age {format_duration(self.spec.min_age)}"
-            return Decision(subject, True, Rung.MIN_AGE, reason, age=age)
+        arrival = self.arrival(image)
+        limit = format_duration(self.spec.min_age)
+        if arrival is None:
+            if age < self.spec.min_age:
+                reason = f"created {format_age(age)} ago, within min_age {limit}"
+                return Decision(subject, True, Rung.MIN_AGE, reason, age=age)
+        elif self.now - arrival < self.spec.min_age:
+            here = self.now - arrival
+            reason = f"arrived on the host {format_age(here)} ago, within min_age {limit} (created {format_age(age)} ago)"
+            return Decision(subject, True, Rung.MIN_AGE, reason, age=age, arrived=arrival)
         return None
 
     def _declared_reference(self, image: ImageRecord) -> str | None:
@@ -424,7 +448,8 @@ def _apply_rule(
     """(kept, condition, reason): the keep conditions OR'ed, then older_than."""
     spec = rule.rule
     if spec.keep_last is not None and rank is not None and rank <= spec.keep_last:
-        return True, "keep_last", f"newest #{rank} of its repository (keep_last {spec.keep_last})"
+        by = "version" if spec.order is Order.SEMVER else "creation time"
+        return True, "keep_last", f"newest #{rank} of its repository by {by} (keep_last {spec.keep_last})"
     created = f"created {format_age(age)} ago"
     if spec.keep_within is not None and age <= spec.keep_within:
         return (

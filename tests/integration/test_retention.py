@@ -19,7 +19,9 @@ import pytest
 from docker import APIClient
 from docker.errors import NotFound
 
-from tests.integration.conftest import CliRun, DockerRun
+from reconciler.model.usage import UsageFacts
+from reconciler.state.usage_store import record_usage
+from tests.integration.conftest import CliRun, DockerRun, Sandbox
 
 DAY = 86_400
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
@@ -96,9 +98,13 @@ def load(namespace: str, docker: DockerRun, api: APIClient, tmp_path: Path) -> I
 
 
 def manifest_text(namespace: str, body: str, percent: int = 100) -> str:
+    """A retention manifest; without a min_age of its own, ``min_age: 0s``: the images these tests
+    load arrive on the host just then, and min_age counts from arrival."""
+    min_age = "" if "min_age:" in body else "  min_age: 0s\n"
     return (
         "version: 1\nretention:\n"
         f"  max_removal_percent: {percent}\n"
+        + min_age
         + body.replace("NS", namespace)
     )
 
@@ -138,14 +144,14 @@ def test_keep_last_by_semver_keeps_the_two_highest_releases(
     assert "No changes" in again.stdout
 
 
-def test_older_than_and_min_age_decide_by_creation_time(
+def test_older_than_decides_by_creation_time(
     run_cli: CliRun, load: Load, namespace: str, api: APIClient, tmp_manifest: Callable[..., Path]
 ) -> None:
     old = load("ci", "old", age_days=41)
     recent = load("ci", "recent", age_days=10)
-    fresh = load("ci", "fresh", age_days=0)  # younger than min_age
+    fresh = load("ci", "fresh", age_days=0)
+    # All three arrived just now; min_age (by arrival) is tested in test_usage_facts.py.
     path = tmp_manifest(manifest_text(namespace, """\
-  min_age: 1h
   rules:
     - name: ci-builds
       select: {repositories: ["NS/ci"]}
@@ -216,11 +222,21 @@ def test_a_container_created_between_plan_and_apply_blocks_that_removal_only(
     assert not exists(api, second)
 
 
+def settled(state: Path, sandbox: Sandbox, image_ids: Sequence[str], days: float) -> dict[str, str]:
+    """A state directory whose usage state says ``image_ids`` arrived ``days`` ago; its env for run_cli."""
+    arrived = {image_id: time.time() - days * DAY for image_id in image_ids}
+    record_usage(state, sandbox.docker_host, [UsageFacts(arrivals=arrived)], until=time.time() - days * DAY)
+    return {"RECONCILE_STATE_DIR": str(state)}
+
+
 def test_the_disk_budget_evicts_least_recently_used_images(
     run_cli: CliRun, load: Load, namespace: str, api: APIClient, docker: DockerRun,
-    tmp_manifest: Callable[..., Path],
+    tmp_manifest: Callable[..., Path], sandbox: Sandbox, tmp_path: Path,
 ) -> None:
     images = [load("cache", str(n), size_kb=2048, age_days=5 - n) for n in range(3)]
+    # Our images arrived days ago, as far as this state knows; every other image on the shared
+    # daemon is new to it, so arrives now, and min_age keeps it.
+    env = settled(tmp_path / "state", sandbox, images, days=5)
     # The oldest image was used a moment ago (a container came and went): the daemon's events
     # say so, and the next least recently used goes instead.
     name = f"used-{namespace.rsplit('/', 1)[1]}"
@@ -231,7 +247,7 @@ def test_the_disk_budget_evicts_least_recently_used_images(
     # shared daemon add or remove meanwhile (their images are small).
     budget = layers - 1024 * 1024
     # The budget may evict any image rungs 1-4 allow, so fence in the shared daemon's others:
-    # min_age keeps everything younger than ours, and --max-removals refuses any surprise.
+    # min_age keeps everything that arrived after ours, and --max-removals refuses any surprise.
     path = tmp_manifest(manifest_text(namespace, f"""\
   min_age: 2d
   protect: ["reconciler-bench/**"]
@@ -242,13 +258,13 @@ def test_the_disk_budget_evicts_least_recently_used_images(
       select: {{repositories: ["NS/cache"]}}
       keep_within: 30d
 """))
-    planned = run_cli("plan", path, "-o", "json", "--explain", "--max-removals", "1")
+    planned = run_cli("plan", path, "-o", "json", "--explain", "--max-removals", "1", env=env)
     assert planned.code == 0, planned.stderr
     data = json.loads(planned.stdout)
     evicted = [i for i in data["images"] if i["verdict"] == "evict"]
     assert [i["image_id"] for i in evicted] == [images[1]]
     assert any("disk budget: evicted, least recently used" in s["reason"] for s in data["steps"])
-    applied = run_cli("apply", path, "--max-removals", "1")
+    applied = run_cli("apply", path, "--max-removals", "1", env=env)
     assert applied.code == 0, applied.stdout + applied.stderr
     assert not exists(api, images[1])
     assert exists(api, images[0]) and exists(api, images[2])

@@ -17,6 +17,7 @@ from reconciler.model.manifest import (
 )
 from reconciler.model.plan import Action, Plan
 from reconciler.model.units import format_age
+from reconciler.model.usage import UsageState
 from reconciler.planning.host_plan import decide
 from reconciler.planning.images import plan_changes
 from reconciler.planning.removal_guard import removal_guard
@@ -130,16 +131,31 @@ def test_ago_is_rough_and_readable() -> None:
 
 
 
+def settled(inventory: Inventory) -> HostFacts:
+    """The host as a run sees it whose state says every image arrived as long ago as it was built."""
+    return HostFacts(inventory, UsageState(arrived={i.id: float(i.created) for i in inventory.images}))
+
+
+def test_decide_counts_an_image_it_has_no_arrival_for_as_arriving_now() -> None:
+    images = [image("old", "a:old", created=NOW - 100 * DAY)]
+    manifest = with_retention(unmatched=Unmatched.REMOVE, max_removal_percent=100)
+    first_sight = decide(manifest, HostFacts(host(*images)), NOW)
+    assert not first_sight.plan.steps
+    assert first_sight.retention is not None
+    assert first_sight.retention.verdicts[0].decisions[0].arrived == NOW
+    assert [s.action for s in decide(manifest, settled(host(*images)), NOW).plan.steps] == [Action.REMOVE]
+
+
 # --- the one removal guard, on the whole decision (moved from the retention evaluation's own guard) ---
 
 
 def test_max_removal_percent_refuses_a_large_removal() -> None:
     images = [image(f"a{n}", f"a:{n}", created=NOW - 100 * DAY) for n in range(1, 4)]
-    two_of_three = decide(with_retention(spec("a", "1"), unmatched=Unmatched.REMOVE), HostFacts(host(*images)), NOW)
+    two_of_three = decide(with_retention(spec("a", "1"), unmatched=Unmatched.REMOVE), settled(host(*images)), NOW)
     assert two_of_three.refusal is not None
     assert "2 of the 3 images" in two_of_three.refusal
     one_of_three = decide(
-        with_retention(spec("a", "1", "2"), unmatched=Unmatched.REMOVE), HostFacts(host(*images)), NOW
+        with_retention(spec("a", "1", "2"), unmatched=Unmatched.REMOVE), settled(host(*images)), NOW
     )
     assert one_of_three.refusal is None
 
@@ -147,6 +163,6 @@ def test_max_removal_percent_refuses_a_large_removal() -> None:
 def test_max_removals_from_the_caller_refuses_too() -> None:
     images = [image(f"a{n}", f"a:{n}", created=NOW - 100 * DAY) for n in range(1, 4)]
     remove_all = with_retention(unmatched=Unmatched.REMOVE, max_removal_percent=100)
-    assert decide(remove_all, HostFacts(host(*images)), NOW, max_removals=3).refusal is None
-    refused = decide(remove_all, HostFacts(host(*images)), NOW, max_removals=2).refusal
+    assert decide(remove_all, settled(host(*images)), NOW, max_removals=3).refusal is None
+    refused = decide(remove_all, settled(host(*images)), NOW, max_removals=2).refusal
     assert refused is not None and "more than --max-removals 2" in refused

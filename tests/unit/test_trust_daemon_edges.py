@@ -245,6 +245,7 @@ class NoLayerSizes(FakeDockerHost):
 BUDGET = """
 version: 1
 retention:
+  min_age: 0s  # min_age counts from arrival, and a first sight arrives now
   disk:
     max_total: 1kB
 """

@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.daemon.docker_engine import event_from_api
-from reconciler.model.inventory import ContainerRecord, Inventory
-from reconciler.model.usage import UsageFacts, UsageState, facts_from_events, snapshot_facts
+from reconciler.model.inventory import ContainerRecord, DaemonEvent, Inventory
+from reconciler.model.usage import (
+    EventMark,
+    UsageFacts,
+    UsageState,
+    event_gap,
+    facts_from_events,
+    merged_arrivals,
+    sighting_facts,
+    snapshot_facts,
+)
 from reconciler.state.usage_store import read_usage, record_usage, usage_path
 from tests.unit.planning_data import image, image_id
 
@@ -93,3 +102,94 @@ def test_the_state_file_is_written_in_wal_mode_and_read_without_writing(tmp_path
         usage_path(tmp_path).chmod(0o600)
     assert usage_path(tmp_path).read_bytes() == before
     assert before[18:20] == b"\x02\x02"  # the header's read/write versions: 2 is WAL
+
+
+# --- arrivals, departures, resolution at the event's time, sightings, gaps ---------------
+
+
+def event(kind: str, action: str, actor: str, when: float, **attributes: str) -> DaemonEvent:
+    return DaemonEvent(kind, action, actor, attributes, when)
+
+
+def test_an_arrival_is_the_earliest_time_seen_since_the_image_last_left() -> None:
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    stored = {a: 10.0, b: 10.0}
+    seen = UsageFacts(arrivals={a: 50.0, b: 50.0})
+    assert merged_arrivals(stored, seen) == {a: 10.0, b: 10.0}
+    # b was deleted at 30 and came back: what was known before 30 is void.
+    gone = UsageFacts(departures={b: 30.0})
+    assert merged_arrivals(stored, seen, gone) == {a: 10.0, b: 50.0}
+    assert merged_arrivals(stored, gone) == {a: 10.0}
+    assert UsageState(arrived=stored).folded(seen, gone).arrived == {a: 10.0, b: 50.0}
+
+
+def test_a_pull_is_credited_to_the_tags_image_only_when_no_later_event_may_have_moved_it() -> None:
+    old, new = image("old", created=0), image("new", "app:1", created=0)
+    inventory = host(old, new)
+    ref = "app:1"
+    moved_later = [event("image", "pull", ref, 10.0), event("image", "pull", ref, 20.0)]
+    facts = facts_from_events(moved_later, inventory)
+    assert facts.tags == ((TAG, new.id, 20.0),)  # the pull at 10 may have brought the old image
+    assert facts.arrivals == {new.id: 20.0} and facts.uses == {new.id: 20.0}
+    loaded_later = [event("image", "pull", ref, 10.0), event("image", "load", new.id, 15.0)]
+    assert facts_from_events(loaded_later, inventory).arrivals == {new.id: 15.0}
+    other_load = [event("image", "pull", ref, 10.0), event("image", "load", old.id, 15.0)]
+    assert facts_from_events(other_load, inventory).arrivals == {new.id: 10.0, old.id: 15.0}
+
+
+def test_an_image_built_after_an_event_is_never_credited_with_it() -> None:
+    built_later = image("b", "app:1", created=100)
+    started = [event("container", "start", "c" * 64, 50.0, image="app:1")]
+    assert facts_from_events(started, host(built_later)).uses == {}
+    assert facts_from_events([event("image", "pull", "app:1", 50.0)], host(built_later)).arrivals == {}
+
+
+def test_events_that_carry_an_id_are_taken_at_their_word() -> None:
+    a = image("a", "app:1")
+    events = [
+        event("image", "load", a.id, 5.0),
+        event("image", "tag", a.id, 7.0, name="app:1"),
+        event("image", "delete", "sha256:" + "d" * 64, 8.0),
+        event("container", "create", "c" * 64, 9.0, image="app:2"),  # by a name that is not on the host
+    ]
+    facts = facts_from_events(events, host(a))
+    assert facts.arrivals == {a.id: 5.0}
+    assert facts.departures == {"sha256:" + "d" * 64: 8.0}
+    assert facts.tags == ((TAG, a.id, 7.0),)
+
+
+def test_each_run_sees_arrivals_containers_and_departures_itself() -> None:
+    a, b = image("a", "app:1"), image("b")
+    used = ContainerRecord(id="c" * 64, name="web", image_id=b.id, created=40)
+    gone = "sha256:" + "e" * 64
+    facts = sighting_facts(host(a, b, containers=(used,)), {a.id: 1.0, gone: 1.0}, 100.0)
+    assert facts.arrivals == {a.id: 100.0, b.id: 40.0}
+    assert facts.uses == {b.id: 100.0}  # in use by a container: used at every run
+    assert facts.departures == {gone: 100.0}
+
+
+def test_arrivals_and_the_event_anchor_are_stored(tmp_path: Path) -> None:
+    a = "sha256:" + "a" * 64
+    mark = EventMark(9.5, "image", "pull", "app:1")
+    record_usage(tmp_path, HOST, [UsageFacts(arrivals={a: 9.0})], until=10.0, anchor=mark)
+    record_usage(tmp_path, HOST, [UsageFacts(arrivals={a: 12.0})], until=12.0)
+    state = read_usage(tmp_path, HOST)
+    assert state.arrived == {a: 9.0} and state.anchor == mark
+
+
+def _events(count: int, start: float) -> list[DaemonEvent]:
+    return [event("container", "exec_start", "c" * 64, start + n) for n in range(count)]
+
+
+def test_a_gap_in_the_events_is_told_when_the_anchor_is_gone_or_the_buffer_came_back_full() -> None:
+    anchor = EventMark(100.0, "container", "exec_start", "c" * 64)
+    kept = UsageState(events_until=120.0, anchor=anchor)
+    assert event_gap(kept, _events(10, 100.0), 99.999) is None
+    restarted = event_gap(kept, _events(3, 500.0), 99.999)
+    assert restarted is not None and "restarted" in restarted
+    overflowed = event_gap(kept, _events(256, 200.0), 99.999)
+    assert overflowed is not None and "more than 256 events" in overflowed
+    no_anchor = UsageState(events_until=120.0)
+    assert event_gap(no_anchor, _events(256, 130.0), 120.0) is not None
+    assert event_gap(no_anchor, _events(255, 130.0), 120.0) is None
+    assert event_gap(UsageState(), _events(256, 130.0), 0.0) is None  # a first run has no gap to tell
