@@ -11,6 +11,7 @@ import dataclasses
 import json
 import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from reconciler.flows.host_facts import read_inventory
 from reconciler.flows.outcomes import ApplyOutcome, merge_reports, worst_exit_code
 from reconciler.flows.plan_host import PlanOptions, plan_host
 from reconciler.flows.several_hosts import for_each_host
+from reconciler.flows.watch import WatchOptions, watch_host
 from reconciler.loading.loader import load_manifest
 from reconciler.loading.schema import schema_text
 from reconciler.loading.yaml_source import read_yaml
@@ -253,6 +255,37 @@ def apply(
     if merged is not None and len(reports) == max(len(host), 1):
         metrics.finished(merged)
     exit_with(o.code for o in outcomes)
+
+
+@cli.command()
+@one_host_option
+@state_dir_option
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.5, max=60),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Read the daemon's events this often (it keeps only its last 256).",
+)
+@click.option("--rounds", type=click.IntRange(min=1), metavar="N", help="Stop after N rounds (default: run until stopped).")
+def watch(host: tuple[str, ...], state_dir: Path | None, interval: float, rounds: int | None) -> None:
+    """Record the daemon's usage facts (last use, arrival, tag moves) as they happen, until stopped.
+
+    Runs beside cron's or a timer's `apply` (see examples/reconcile-watch.service), so that
+    retention's last use and min_age never depend on events the daemon has forgotten.
+    SIGTERM or Ctrl-C ends it between rounds, exit 0.
+    """
+    if len(host) > 1:
+        raise click.UsageError("watch records one daemon; run one watch per daemon.")
+    stop = threading.Event()
+    options = WatchOptions(state_dir=state_dir or default_state_dir(), warn=warn, interval=interval, rounds=rounds)
+    previous = {number: signal.signal(number, lambda number, frame: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        watch_host(host[0] if host else None, options, stop)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -222,3 +226,38 @@ def test_a_gap_in_the_daemons_events_is_warned_about_and_explained(
     assert "events: The daemon's events since the last run may be incomplete" in planned.stdout
     applied = run_cli("apply", path)
     assert "may be incomplete" in applied.stderr
+
+
+def test_watch_records_a_use_the_daemon_forgets_before_the_next_apply(
+    run_cli: CliRun, load: Load, docker: DockerRun, namespace: str, api: APIClient,
+    tmp_manifest: Callable[..., Path], tmp_path: Path, sandbox: Sandbox,
+) -> None:
+    used = load("ran", "1")
+    other = load("noise", "1")
+    state = tmp_path / "watch-state"
+    env = {**os.environ, "DOCKER_HOST": sandbox.docker_host, "RECONCILE_STATE_DIR": str(state),
+           "PYTHONPATH": str(Path(__file__).parents[2])}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "watch", "--interval", "0.5"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "usage.sqlite3").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (state / "usage.sqlite3").exists(), "watch recorded no round"
+        name = f"once-{namespace.rsplit('/', 1)[1]}"
+        ran_at = time.time()
+        docker("create", "--name", name, f"{namespace}/ran:1")
+        docker("rm", name)  # its use is now only in the daemon's events ...
+        time.sleep(2)
+        _flood(api, other, namespace)  # ... and then not even there
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        _, stderr = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, stderr
+    path = tmp_manifest(manifest_text(namespace, KEEP_ALL))
+    planned = run_cli("plan", path, "--explain", "-o", "json", env={"RECONCILE_STATE_DIR": str(state)})
+    assert planned.code == 0, planned.stderr
+    last_used = {e["image_id"]: e for e in json.loads(planned.stdout)["images"]}[used]["last_used"]
+    assert isinstance(last_used, float) and ran_at - 1 <= last_used <= time.time(), last_used

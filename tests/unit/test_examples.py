@@ -78,6 +78,18 @@ def test_systemd_service_runs_reconcile_apply_once() -> None:
     assert command[0].endswith("/reconcile") and command[1] == "apply"
 
 
+def test_systemd_watch_service_runs_reconcile_watch_for_as_long_as_docker_runs() -> None:
+    unit = load_unit("reconcile-watch.service")
+    assert unit["Service"]["Type"] == "simple"
+    assert reconcile_commands(unit["Service"]["ExecStart"])[0][0] == "watch"
+    assert "docker.service" in unit["Unit"]["Requires"]
+    assert unit["Service"]["StateDirectory"] == "reconciler"
+    # The applies' state directory: they read what the watch records.
+    text = (EXAMPLES / "reconcile-watch.service").read_text(encoding="utf-8")
+    assert "Environment=RECONCILE_STATE_DIR=/var/lib/reconciler" in text
+    assert "Environment=RECONCILE_STATE_DIR=/var/lib/reconciler" in (EXAMPLES / "reconcile-apply.service").read_text(encoding="utf-8")
+
+
 def test_systemd_timer_starts_the_service_and_catches_up() -> None:
     unit = load_unit("reconcile-apply.timer")
     assert {"Unit", "Timer", "Install"} <= set(unit.sections())
@@ -103,7 +115,8 @@ def test_crontab_line_has_five_time_fields_and_runs_reconcile_apply() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [".gitlab-ci.yml", "github-actions.yml", "reconcile-apply.service", "crontab", "README.md"]
+    "name",
+    [".gitlab-ci.yml", "github-actions.yml", "reconcile-apply.service", "reconcile-watch.service", "crontab", "README.md"],
 )
 def test_examples_use_only_commands_and_options_the_cli_has(name: str) -> None:
     commands = reconcile_commands((EXAMPLES / name).read_text(encoding="utf-8"), name.endswith(".md"))
