@@ -220,6 +220,41 @@ def run_cli(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> CliRu
     return run
 
 
+def cli_env(sandbox: Sandbox, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the CLI runs in for a test: the sandbox daemon, this checkout importable."""
+    env = _child_env(sandbox, {"REGISTRY": sandbox.registry})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env.update(extra or {})
+    return env
+
+
+StartCli = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def start_cli(sandbox: Sandbox) -> Iterator[StartCli]:
+    """``start_cli(*args, env=None)`` starts the CLI in the background (text pipes for stdout and
+    stderr), for tests that act while it runs; whatever is still running at the end is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", *(os.fspath(arg) for arg in args)],
+            env=cli_env(sandbox, env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 @pytest.fixture
 def namespace(sandbox: Sandbox) -> str:
     """A repository prefix in the sandbox registry that only this test uses."""

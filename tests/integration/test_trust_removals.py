@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,8 @@ import requests
 from daemon_proxy import DaemonProxy, Rule
 from docker import APIClient
 from registry_proxy import RegistryProxy
+
+from tests.integration.conftest import StartCli
 
 ImageFactory = Callable[..., str]
 DockerRun = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -95,6 +95,8 @@ def test_a_daemon_that_dies_during_the_pulls_leaves_a_report_of_every_step_and_t
     image_factory: ImageFactory,
     tmp_manifest: WriteManifest,
     tmp_path: Path,
+    start_cli: StartCli,
+    run_cli: CliRun,
 ) -> None:
     wanted = image_factory("app:1")
     old = image_factory("old:1", push=False, keep_local=True)
@@ -107,15 +109,9 @@ def test_a_daemon_that_dies_during_the_pulls_leaves_a_report_of_every_step_and_t
             state: absent
     """)
     state = tmp_path / "state"
-    env = {"RECONCILE_STATE_DIR": str(state), "RECONCILE_LOCK_DIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {"RECONCILE_STATE_DIR": str(state), "RECONCILE_LOCK_DIR": str(tmp_path)}
     with DaemonProxy(sandbox.docker_host, [Rule("POST", r".*/images/create")]) as proxy:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "apply", str(manifest), "-H", proxy.address, "-o", "json"],
-            env={**_base_env(), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        child = start_cli("apply", manifest, "-H", proxy.address, "-o", "json", env=env)
         deadline = time.monotonic() + 60
         while not proxy.hung and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -127,16 +123,10 @@ def test_a_daemon_that_dies_during_the_pulls_leaves_a_report_of_every_step_and_t
     assert results[("pull", wanted)]["outcome"] == "failed"
     not_done = results[("remove", old)]
     assert (not_done["outcome"], not_done["detail"]) == ("skipped", "not done: the daemon stopped answering")
-    history = subprocess.run(
-        [sys.executable, "-m", "reconciler", "history", "-o", "json", "--state-dir", str(state)],
-        env={**_base_env(), **env}, capture_output=True, text=True, check=True,
-    )
+    history = run_cli("history", "-o", "json", "--state-dir", state, env=env)
+    assert history.code == 0, history.stderr
     recorded = {(r["action"], r["outcome"]) for r in json.loads(history.stdout)}
     assert recorded == {("pull", "failed"), ("remove", "skipped")}
-
-
-def _base_env() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def _push_as_architecture(registry: str, ref: str, new_tag: str, architecture: str) -> None:
@@ -197,6 +187,8 @@ def test_an_interrupt_during_a_slow_pull_stops_at_once_and_reports_what_was_not_
     image_factory: ImageFactory,
     tmp_manifest: WriteManifest,
     tmp_path: Path,
+    start_cli: StartCli,
+    run_cli: CliRun,
 ) -> None:
     ref = image_factory("slow:1", size_kb=256)
     old = image_factory("old:1", push=False, keep_local=True)
@@ -211,12 +203,8 @@ def test_an_interrupt_during_a_slow_pull_stops_at_once_and_reports_what_was_not_
                 state: absent
         """)
         state = tmp_path / "state"
-        env = {**os.environ, "RECONCILE_STATE_DIR": str(state), "RECONCILE_LOCK_DIR": str(tmp_path),
-               "PYTHONPATH": str(Path(__file__).parents[2])}
-        child = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "apply", str(manifest), "-o", "json"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        env = {"RECONCILE_STATE_DIR": str(state), "RECONCILE_LOCK_DIR": str(tmp_path)}
+        child = start_cli("apply", manifest, "-o", "json", env=env)
         deadline = time.monotonic() + 60
         while proxy.requests == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -231,9 +219,7 @@ def test_an_interrupt_during_a_slow_pull_stops_at_once_and_reports_what_was_not_
     results = {(r["action"], r["ref"]): r for r in json.loads(stdout)["steps"]}
     assert results[("pull", slow)]["outcome"] == "skipped" and "cancelled" in results[("pull", slow)]["detail"]
     assert results[("remove", old)]["detail"].startswith("not done: the run was interrupted")
-    history = subprocess.run(
-        [sys.executable, "-m", "reconciler", "history", "-o", "json", "--state-dir", str(state)],
-        env=env, capture_output=True, text=True, check=True,
-    )
+    history = run_cli("history", "-o", "json", "--state-dir", state, env=env)
+    assert history.code == 0, history.stderr
     assert {r["outcome"] for r in json.loads(history.stdout)} == {"skipped"}
     assert len(json.loads(history.stdout)) == 2

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,6 +19,7 @@ from tests.integration.conftest import (
     CliRun,
     DockerRun,
     Sandbox,
+    StartCli,
     _delete_from_registry,
     _split_ref,
 )
@@ -230,17 +228,12 @@ def test_a_gap_in_the_daemons_events_is_warned_about_and_explained(
 
 def test_watch_records_a_use_the_daemon_forgets_before_the_next_apply(
     run_cli: CliRun, load: Load, docker: DockerRun, namespace: str, api: APIClient,
-    tmp_manifest: Callable[..., Path], tmp_path: Path, sandbox: Sandbox,
+    tmp_manifest: Callable[..., Path], tmp_path: Path, start_cli: StartCli,
 ) -> None:
     used = load("ran", "1")
     other = load("noise", "1")
     state = tmp_path / "watch-state"
-    env = {**os.environ, "DOCKER_HOST": sandbox.docker_host, "RECONCILE_STATE_DIR": str(state),
-           "PYTHONPATH": str(Path(__file__).parents[2])}
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "watch", "--interval", "0.5"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    watcher = start_cli("watch", "--interval", "0.5", env={"RECONCILE_STATE_DIR": str(state)})
     try:
         deadline = time.monotonic() + 30
         while not (state / "usage.sqlite3").exists() and time.monotonic() < deadline:
