@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -31,26 +31,15 @@ from reconciler.cli.options import (
     removal_guard_options,
     state_dir_option,
 )
-from reconciler.cli.show import ApplyConsole, host_heading, print_documents, show_apply, show_plan
-from reconciler.daemon.address import connect
 from reconciler.errors import (
     ExitCode,
     ManifestError,
     ReconcilerError,
 )
-from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
-from reconciler.execution.interrupt import Interrupt
-from reconciler.flows.apply_host import ApplyOptions, apply_host
-from reconciler.flows.host_facts import read_inventory
-from reconciler.flows.outcomes import ApplyOutcome, merge_reports, worst_exit_code
-from reconciler.flows.plan_host import PlanOptions, plan_host
-from reconciler.flows.several_hosts import for_each_host
-from reconciler.flows.watch import WatchOptions, watch_host
-from reconciler.loading.loader import load_manifest
+from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
 from reconciler.loading.schema import schema_text
 from reconciler.loading.yaml_source import read_yaml
 from reconciler.model.clock import utc_now
-from reconciler.planning.export import export_manifest
 from reconciler.state.history import (
     HistoryQuery,
     parse_since,
@@ -68,6 +57,12 @@ from reconciler.state.plan_file import (
 )
 from reconciler.state.state_dir import default_state_dir
 
+if TYPE_CHECKING:
+    from reconciler.execution.interrupt import Interrupt
+
+# The commands import what talks to a daemon, and the manifest loader, when they run:
+# `--version`, `--help`, `schema` and `history` then start without docker-py or jsonschema.
+
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconcile")
@@ -80,6 +75,7 @@ def cli() -> None:
 @output_option
 def validate(manifest_file: Path, output: str) -> None:
     """Check FILE against the schema and Docker's rules; report every problem."""
+    from reconciler.loading.loader import load_manifest
     if output == "json":
         try:
             manifest = load_manifest(manifest_file)
@@ -131,6 +127,10 @@ def plan(
     Not even reconcile's own state changes: the usage state retention keeps is only read.
     Several --host options plan each daemon in turn.
     """
+    from reconciler.cli.show import host_heading, print_documents, show_plan
+    from reconciler.flows.plan_host import PlanOptions, plan_host
+    from reconciler.flows.several_hosts import for_each_host
+    from reconciler.loading.loader import load_manifest
     manifest = load_manifest(manifest_file)
     if out_file is not None and len(host) > 1:
         raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
@@ -216,6 +216,12 @@ def apply(
     steps whose host state changed since are refused as stale. Several --host options
     apply to each daemon in turn, each under its own lock.
     """
+    from reconciler.cli.show import ApplyConsole, host_heading, print_documents, show_apply
+    from reconciler.execution.interrupt import Interrupt
+    from reconciler.flows.apply_host import ApplyOptions, apply_host
+    from reconciler.flows.outcomes import ApplyOutcome, merge_reports
+    from reconciler.flows.several_hosts import for_each_host
+    from reconciler.loading.loader import load_manifest
     metrics = track_metrics(metrics_file)
     saved = saved_plan_at(manifest_file)
     if saved and len(host) > 1:
@@ -276,6 +282,7 @@ def watch(host: tuple[str, ...], state_dir: Path | None, interval: float, rounds
     retention's last use and min_age never depend on events the daemon has forgotten.
     SIGTERM or Ctrl-C ends it between rounds, exit 0.
     """
+    from reconciler.flows.watch import WatchOptions, watch_host
     if len(host) > 1:
         raise click.UsageError("watch records one daemon; run one watch per daemon.")
     stop = threading.Event()
@@ -331,6 +338,7 @@ def track_metrics(path: Path | None) -> MetricsRun:
 
 
 def exit_with(codes: Iterable[ExitCode]) -> None:
+    from reconciler.flows.outcomes import worst_exit_code
     code = worst_exit_code(codes)
     if code is not ExitCode.OK:
         sys.exit(code)
@@ -374,6 +382,9 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
 )
 def export(host: tuple[str, ...], output: str, out_file: Path | None) -> None:
     """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
+    from reconciler.daemon.address import connect
+    from reconciler.flows.host_facts import read_inventory
+    from reconciler.planning.export import export_manifest
     if len(host) > 1:
         raise click.UsageError("export writes one daemon's images; give a single --host.")
     daemon = connect(host[0] if host else None)

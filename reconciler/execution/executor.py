@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from reconciler.daemon.host import DaemonRefused, DockerHost, ImageConflict, ImageDetails
 from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
+from reconciler.execution.defaults import DEFAULT_PULL_TIMEOUT
 from reconciler.execution.image_rules import (
     dropped_references,
     has_digest,
@@ -35,9 +36,6 @@ from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference, reference_key
 from reconciler.model.report import Outcome, Report, StepResult
-
-DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
-DEFAULT_PARALLELISM = 4  # pulls at once
 
 CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks before it is read again
 

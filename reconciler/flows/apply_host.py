@@ -20,7 +20,8 @@ from reconciler.daemon.host import DockerHost
 from reconciler.daemon.pulling import Puller, PullEvent
 from reconciler.daemon.registry_auth import load_registry_auth
 from reconciler.errors import ExitCode, Interrupted, LargeRemovalRefused, ReconcilerError
-from reconciler.execution.executor import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT, Executor
+from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
+from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.host_facts import read_host_facts
 from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code

@@ -1,0 +1,4 @@
+"""How apply runs unless told otherwise; apart from the executor so the CLI's options need not import it."""
+
+DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
+DEFAULT_PARALLELISM = 4  # pulls at once
