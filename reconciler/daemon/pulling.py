@@ -202,8 +202,7 @@ class Puller:
         while True:
             attempt += 1
             if self._cancelled():
-                self._fail(name, "interrupted", time.monotonic() - started)
-                raise PullFailed(f"pull of {name} was cancelled: the run was interrupted", FailureKind.CANCELLED)
+                raise self._cancelled_pull(name, started)
             tally = LayerTally()
             remaining = self.deadline - (time.monotonic() - started)
             try:
@@ -212,8 +211,7 @@ class Puller:
                 elapsed = time.monotonic() - started
                 reason = str(exc)
                 if self._cancelled():
-                    self._fail(name, "interrupted", elapsed)
-                    raise PullFailed(f"pull of {name} was cancelled: the run was interrupted", FailureKind.CANCELLED) from None
+                    raise self._cancelled_pull(name, started) from None
                 if exc.kind in (FailureKind.PERMANENT, FailureKind.DAEMON_LOST):
                     self._fail(name, reason, elapsed)
                     hint = self.auth.auth_failure_hint(ref.domain) if self.auth else None
@@ -259,6 +257,10 @@ class Puller:
             if exc.broken:  # the stream broke off mid-pull (daemon restart, dropped socket): worth another try
                 raise _AttemptFailed(str(exc), FailureKind.TRANSIENT) from None
             raise _AttemptFailed(str(exc), classify(str(exc))) from None
+
+    def _cancelled_pull(self, name: str, started: float) -> PullFailed:
+        self._fail(name, "interrupted", time.monotonic() - started)
+        return PullFailed(f"pull of {name} was cancelled: the run was interrupted", FailureKind.CANCELLED)
 
     def _fail(self, name: str, reason: str, elapsed: float) -> None:
         self._emit(PullEvent(EventKind.FAILED, name, elapsed=elapsed, reason=reason))

@@ -232,7 +232,8 @@ class Executor(StaleChecks):
         if image_id is None or image_id not in self._removed:
             return None
         if image_id not in self._gates:
-            self._containers = None  # a fresh list: this check decides for the whole group
+            # The container list of the last second serves, as for every removal check: a container
+            # made after it gets the final delete refused (409), and the untagged tags are put back.
             try:
                 users = self._containers_using(image_id)
             except DaemonUnavailable as exc:
