@@ -83,6 +83,10 @@ class DaemonUnavailable(ReconcilerError):
     exit_code = ExitCode.DAEMON_UNAVAILABLE
 
 
+class HostTimedOut(DaemonUnavailable):
+    """A host's turn ran out of its deadline (``--host-timeout``): what was not done by then is not done."""
+
+
 class DaemonError(ReconcilerError):
     """The daemon answered with an error we cannot attribute to a single step."""
 

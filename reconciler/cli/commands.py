@@ -23,9 +23,11 @@ from reconciler import __version__
 from reconciler.cli.console import echo_json, err, out, warn
 from reconciler.cli.options import (
     EXIT_CODES_HELP,
+    fleet_options,
     host_option,
     manifest_argument,
     one_host_option,
+    optional_manifest_argument,
     output_option,
     quiet_option,
     removal_guard_options,
@@ -91,8 +93,9 @@ def validate(manifest_file: Path, output: str) -> None:
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@manifest_argument
+@optional_manifest_argument
 @host_option
+@fleet_options
 @output_option
 @quiet_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
@@ -111,8 +114,12 @@ def validate(manifest_file: Path, output: str) -> None:
 @removal_guard_options
 @state_dir_option
 def plan(
-    manifest_file: Path,
+    manifest_file: Path | None,
     host: tuple[str, ...],
+    inventory: Path | None,
+    limit: str | None,
+    forks: int,
+    host_timeout: float,
     output: str,
     quiet: bool,
     detailed_exitcode: bool,
@@ -125,15 +132,15 @@ def plan(
     """Show what apply would change on the host, without changing anything.
 
     Not even reconcile's own state changes: the usage state retention keeps is only read.
-    Several --host options plan each daemon in turn.
+    Several --host options, or --inventory, plan --forks daemons at once.
     """
-    from reconciler.cli.show import host_heading, print_documents, show_plan
+    from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
+    from reconciler.cli.show import show_plan
     from reconciler.flows.plan_host import PlanOptions, plan_host
-    from reconciler.flows.several_hosts import for_each_host
-    from reconciler.loading.loader import load_manifest
-    manifest = load_manifest(manifest_file)
-    if out_file is not None and len(host) > 1:
+    targets = choose_targets(manifest_file, host, inventory, limit)
+    if out_file is not None and len(targets) > 1:
         raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
+    manifests = load_manifests(targets)
     options = PlanOptions(
         state_dir=state_dir or default_state_dir(),
         detailed_exitcode=detailed_exitcode,
@@ -141,24 +148,21 @@ def plan(
         explain=explain,
         max_removals=max_removals,
         allow_large_removal=allow_large_removal,
-        identify=len(host) > 1,
+        identify=len(targets) > 1,
     )
-    documents: list[tuple[str, dict[str, Any] | None]] = []
-    outcomes = for_each_host(
-        host,
-        lambda address: plan_host(manifest, address, options),
-        on_start=host_heading if output == "text" else None,
-        on_outcome=lambda o: documents.append((o.host, show_plan(o, output, quiet))),
-        on_same_daemon=warn,
+    run = FleetRun(targets, output, forks, host_timeout)
+    outcomes = run.each(
+        lambda target, turn: plan_host(manifests[target.manifest], target.address, run.options_for(options, turn)),
+        lambda outcome, label: show_plan(outcome, output, quiet, label),
     )
-    if output == "json":
-        print_documents(documents, several=len(host) > 1)
+    run.finish(planned=True)
     exit_with(o.code for o in outcomes)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@manifest_argument
+@optional_manifest_argument
 @host_option
+@fleet_options
 @output_option
 @click.option(
     "--pull-timeout",
@@ -197,8 +201,12 @@ def plan(
 )
 @removal_guard_options
 def apply(
-    manifest_file: Path,
+    manifest_file: Path | None,
     host: tuple[str, ...],
+    inventory: Path | None,
+    limit: str | None,
+    forks: int,
+    host_timeout: float,
     output: str,
     pull_timeout: float,
     parallelism: int,
@@ -213,26 +221,26 @@ def apply(
     """Change the host until it matches FILE: pull, tag, untag, remove.
 
     FILE is a manifest, or a plan saved by `plan --out`: that plan runs as saved, and
-    steps whose host state changed since are refused as stale. Several --host options
-    apply to each daemon in turn, each under its own lock.
+    steps whose host state changed since are refused as stale. Several --host options, or
+    --inventory, apply to --forks daemons at once, each under its own lock and deadline.
     """
-    from reconciler.cli.show import ApplyConsole, host_heading, print_documents, show_apply
+    from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
+    from reconciler.cli.show import ApplyConsole, show_apply
     from reconciler.execution.interrupt import Interrupt
     from reconciler.flows.apply_host import ApplyOptions, apply_host
-    from reconciler.flows.outcomes import ApplyOutcome, merge_reports
-    from reconciler.flows.several_hosts import for_each_host
-    from reconciler.loading.loader import load_manifest
     metrics = track_metrics(metrics_file)
-    saved = saved_plan_at(manifest_file)
-    if saved and len(host) > 1:
+    saved = saved_plan_at(manifest_file) if manifest_file is not None else None
+    targets = choose_targets(manifest_file, host, inventory, limit)
+    if saved and (len(targets) > 1 or inventory is not None):
         raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
     if require_digest is not None:
         if saved is None:
             raise click.UsageError(f"--require-digest applies to a saved plan, and {manifest_file} is not one.")
         check_required_digest(saved, require_digest, str(manifest_file))
-    manifest = None if saved else load_manifest(manifest_file)
+    manifests = {} if saved else load_manifests(targets)
+    assert targets[0].manifest is not None
     options = ApplyOptions(
-        manifest_file=manifest_file,
+        manifest_file=targets[0].manifest,
         state_dir=state_dir or default_state_dir(),
         warn=warn,
         pull_timeout=pull_timeout,
@@ -242,24 +250,19 @@ def apply(
         allow_large_removal=allow_large_removal,
         interrupt=Interrupt(),
     )
-    console = ApplyConsole(output, quiet)
-    documents: list[tuple[str, dict[str, Any] | None]] = []
-    assert options.interrupt is not None
-    with interrupted_by_signals(options.interrupt):
-        outcomes = for_each_host(
-            host,
-            lambda address: apply_host(manifest, saved, address, options, console),
-            on_start=host_heading if output == "text" else None,
-            on_outcome=lambda o: documents.append((o.host, show_apply(o, output, quiet))),
-            on_same_daemon=warn,
-        )
-    if output == "json":
-        print_documents(documents, several=len(host) > 1)
-    # A daemon that gave no report (refused, unreachable) leaves the run unfinished: not a success.
-    reports = [o.report for o in outcomes if isinstance(o, ApplyOutcome) and o.report is not None]
-    merged = merge_reports(reports)
-    if merged is not None and len(reports) == max(len(host), 1):
-        metrics.finished(merged)
+    interrupt = options.interrupt
+    assert interrupt is not None
+    run = FleetRun(targets, output, forks, host_timeout, stopped=lambda: interrupt.signal if interrupt.fired else None)
+
+    def apply_one(target: Any, turn: Any) -> Any:
+        manifest = None if saved else manifests[target.manifest]
+        console = ApplyConsole(output, quiet, **run.console_for(turn))
+        return apply_host(manifest, saved, target.address, run.options_for(options, turn), console)
+
+    with interrupted_by_signals(interrupt):
+        outcomes = run.each(apply_one, lambda outcome, label: show_apply(outcome, output, quiet, label))
+    run.finish(planned=False)
+    metrics.finished_hosts(run.reports())
     exit_with(o.code for o in outcomes)
 
 

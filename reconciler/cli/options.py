@@ -36,7 +36,7 @@ def host_option(func: F) -> F:
         metavar="URL",
         multiple=True,
         help="Docker daemon to use (default: $DOCKER_HOST, then the local socket); "
-        "repeat it to work on several daemons in turn.",
+        "repeat it to work on several daemons (--forks at once).",
     )(func)
 
 
@@ -90,6 +90,48 @@ def removal_guard_options(func: F) -> F:
         help="Refuse (exit 3, nothing done) a plan that removes more than N images.",
     )(func)
 
+
+DEFAULT_FORKS = 10
+DEFAULT_HOST_TIMEOUT = 1800.0  # seconds: half an hour for one host's whole turn
+
+
+def fleet_options(func: F) -> F:
+    """--inventory, --limit, --forks, --host-timeout: which hosts, how many at once, how long each."""
+    func = click.option(
+        "--host-timeout",
+        type=click.FloatRange(min=1),
+        default=DEFAULT_HOST_TIMEOUT,
+        show_default=True,
+        metavar="SECONDS",
+        help="Each host's whole turn (connect, read, plan, every step) ends within this; "
+        "a host that hangs is reported and costs the run no more.",
+    )(func)
+    func = click.option(
+        "--forks",
+        type=click.IntRange(min=1, max=256),
+        default=DEFAULT_FORKS,
+        show_default=True,
+        metavar="N",
+        help="Hosts worked on at once.",
+    )(func)
+    func = click.option(
+        "--limit",
+        "-l",
+        metavar="PATTERN",
+        help="Only these hosts of the inventory: names, groups, globs, comma lists, !exclusions, &intersections.",
+    )(func)
+    return click.option(
+        "--inventory",
+        "-i",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="The hosts (YAML: names, addresses, groups and each group's manifest); instead of --host.",
+    )(func)
+
+
+optional_manifest_argument = click.argument(
+    "manifest_file", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 
 manifest_argument = click.argument(
     "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)

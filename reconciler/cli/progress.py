@@ -48,15 +48,17 @@ def plain_line(event: PullEvent) -> str | None:
 class PlainPullLog:
     """One line per start, retry, end: readable in CI logs, where a live display is noise."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, prefix: str = "") -> None:
+        """``prefix`` starts every line (the host's name, when there are several)."""
         self._console = console
+        self._prefix = prefix
         self._lock = threading.Lock()
 
     def __call__(self, event: PullEvent) -> None:
         line = plain_line(event)
         if line is not None:
             with self._lock:
-                self._console.print(escape(line), highlight=False)
+                self._console.print(escape(self._prefix + line), highlight=False)
 
     def stop(self) -> None:
         """Nothing to tidy: every line is already out."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -11,7 +11,7 @@ from rich.markup import escape
 from reconciler.cli import render
 from reconciler.cli.console import echo_json, err, error, out, warn
 from reconciler.cli.explain import verdicts_json, verdicts_text
-from reconciler.cli.progress import PullDisplay, pull_display
+from reconciler.cli.progress import PlainPullLog, PullDisplay, pull_display
 from reconciler.daemon.pulling import PullEvent
 from reconciler.errors import LargeRemovalRefused
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
@@ -24,12 +24,16 @@ def host_heading(address: str) -> None:
     out().print(f"\n[bold]== {escape(address)} ==[/]", highlight=False)
 
 
-def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> dict[str, Any] | None:
-    """Print one host's plan as text, or return its JSON document."""
+def show_plan(
+    outcome: PlanOutcome | HostFailure, output: str, quiet: bool, label: str | None = None
+) -> dict[str, Any] | None:
+    """Print one host's plan as text, or return its JSON document; ``label`` (several hosts) starts
+    each line on stderr."""
     if isinstance(outcome, HostFailure):
-        return _failure(outcome)
+        return _failure(outcome, label)
+    named = f"{label}: " if label else ""
     if outcome.event_gap is not None:
-        warn(outcome.event_gap)
+        warn(named + outcome.event_gap)
     if outcome.saved_to is not None:
         name = escape(str(outcome.saved_to))
         err().print(f"Saved the plan to {name}; `reconcile apply {name}` applies exactly it.")
@@ -61,14 +65,16 @@ def show_plan(outcome: PlanOutcome | HostFailure, output: str, quiet: bool) -> d
         )
         out().print("\n" + text, highlight=False)
     if outcome.refusal is not None:
-        error(str(LargeRemovalRefused(outcome.refusal)))
+        error(named + str(LargeRemovalRefused(outcome.refusal)))
     return document
 
 
-def show_apply(outcome: ApplyOutcome | HostFailure, output: str, quiet: bool) -> dict[str, Any] | None:
+def show_apply(
+    outcome: ApplyOutcome | HostFailure, output: str, quiet: bool, label: str | None = None
+) -> dict[str, Any] | None:
     """Print the end of one host's apply (the steps were printed as they ran), or return its JSON document."""
     if isinstance(outcome, HostFailure):
-        return _failure(outcome)
+        return _failure(outcome, label)
     text = output == "text"
     report = outcome.report
     if report is None:  # refused: programs get the refused plan, with why, and the exit code
@@ -78,7 +84,7 @@ def show_apply(outcome: ApplyOutcome | HostFailure, output: str, quiet: bool) ->
         else:
             document = render.plan_document(outcome.plan)
             document["summary"]["refused"] = outcome.refusal
-        error(str(LargeRemovalRefused(outcome.refusal or "")))
+        error((f"{label}: " if label else "") + str(LargeRemovalRefused(outcome.refusal or "")))
         return document
     if not text:
         return render.report_document(report)
@@ -98,8 +104,8 @@ def print_documents(documents: Sequence[tuple[str, dict[str, Any] | None]], seve
     click.echo(render.hosts_json([{"host": host, **doc} for host, doc in documents if doc is not None]))
 
 
-def _failure(failure: HostFailure) -> dict[str, Any]:
-    error(f"{failure.host}: {failure.error}")
+def _failure(failure: HostFailure, label: str | None = None) -> dict[str, Any]:
+    error(f"{label or failure.host}: {failure.error}")
     return {"error": str(failure.error), "exit_code": int(failure.code)}
 
 
@@ -107,30 +113,51 @@ class ApplyConsole:
     """Renders an apply as it runs: the plan, pull progress on stderr, a line per step result.
 
     With ``-o json`` nothing at all (stdout carries the JSON only); with ``-q`` only the
-    steps that were not done.
+    steps that were not done. One host of several (``label``): its stdout goes to ``lines``,
+    printed whole when it ends, its progress lines on stderr start with its label, and nothing
+    is written once its turn was given up (``while_live``).
     """
 
-    def __init__(self, output: str, quiet: bool) -> None:
+    def __init__(
+        self,
+        output: str,
+        quiet: bool,
+        *,
+        label: str | None = None,
+        lines: list[str] | None = None,
+        while_live: Callable[[Callable[[], None]], None] = lambda write: write(),
+    ) -> None:
         self.text = output == "text"
         self.quiet = quiet
         self._display: PullDisplay | None = None
+        self._label = label
+        self._lines = lines
+        self._while_live = while_live
+
+    def _print(self, markup: str) -> None:
+        if self._lines is not None:
+            lines = self._lines
+            self._while_live(lambda: lines.append(markup))
+        else:
+            out().print(markup, highlight=False)
 
     def applying(self, plan: Plan) -> None:
         if self.text and not self.quiet:
-            out().print(render.plan_text(plan), highlight=False)
-            out().print("\nApplying:", highlight=False)
-            # Pull progress goes to stderr, and only with text output.
-            self._display = pull_display(err())
+            self._print(render.plan_text(plan))
+            self._print("\nApplying:")
+            # Pull progress goes to stderr, and only with text output; one line an event for several hosts.
+            self._display = PlainPullLog(err(), f"{self._label}: ") if self._label else pull_display(err())
 
     def pull_event(self, event: PullEvent) -> None:
-        if self._display is not None:
-            self._display(event)
+        display = self._display
+        if display is not None:
+            self._while_live(lambda: display(event))
 
     def step_result(self, result: StepResult) -> None:
         if self._display is not None:
             self._display.stop()  # results come once every pull has ended; the live display must not garble them
         if self.text and (not self.quiet or result.outcome is not Outcome.DONE):
-            out().print(render.result_line(result), highlight=False)
+            self._print(render.result_line(result))
 
     def finished(self) -> None:
         if self._display is not None:

@@ -11,6 +11,8 @@ import docker
 
 from reconciler.daemon.docker_engine import DEFAULT_TIMEOUT, DockerEngine
 from reconciler.errors import UsageError
+from reconciler.model.deadline import NO_DEADLINE, Deadline
+from reconciler.model.fleet import TlsSettings
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 ACCEPTED_ADDRESSES = (
@@ -61,11 +63,12 @@ def _address_problem(address: str) -> str | None:
     return None
 
 
-def client_options(address: str) -> dict[str, Any]:
-    """How docker-py reaches ``address``: TLS from DOCKER_TLS_VERIFY/DOCKER_CERT_PATH as the
-    docker CLI reads them, and ssh:// through the ssh client rather than paramiko."""
+def client_options(address: str, tls_settings: TlsSettings | None = None) -> dict[str, Any]:
+    """How docker-py reaches ``address``: TLS from ``tls_settings`` (an inventory's), else from
+    DOCKER_TLS_VERIFY/DOCKER_CERT_PATH as the docker CLI reads them, and ssh:// through the ssh
+    client rather than paramiko."""
     options: dict[str, Any] = {"base_url": address}
-    tls = docker.utils.kwargs_from_env().get("tls")
+    tls = _tls_config(tls_settings) if tls_settings else docker.utils.kwargs_from_env().get("tls")
     if tls and address.startswith(("tcp://", "https://")):
         options["tls"] = tls
     if address.startswith("ssh://"):
@@ -78,10 +81,24 @@ def client_options(address: str) -> dict[str, Any]:
     return options
 
 
-def connect(host: str | None, timeout: float = DEFAULT_TIMEOUT) -> DockerEngine:
-    """The daemon at ``host`` (else DOCKER_HOST, else the local socket), checked to answer.
+def _tls_config(settings: TlsSettings) -> docker.tls.TLSConfig:
+    client_cert = (settings.cert, settings.key) if settings.cert and settings.key else None
+    try:
+        return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=settings.ca_cert, verify=settings.verify)
+    except docker.errors.TLSParameterError as exc:
+        raise UsageError(f"The TLS settings of the Docker daemon cannot be used: {exc}") from exc
+
+
+def connect(
+    host: str | None,
+    timeout: float = DEFAULT_TIMEOUT,
+    deadline: Deadline = NO_DEADLINE,
+    tls: TlsSettings | None = None,
+) -> DockerEngine:
+    """The daemon at ``host`` (else DOCKER_HOST, else the local socket), checked to answer; no
+    call to it waits past ``deadline``.
 
     Raises UsageError for an address that cannot be used, DaemonUnavailable for one that does not answer.
     """
     address = resolve_host(host)
-    return DockerEngine.connect(address, client_options(address), timeout)
+    return DockerEngine.connect(address, client_options(address, tls), timeout, deadline)

@@ -1,7 +1,7 @@
 """The daemon seam over docker-py's low-level client: the only module that speaks the Engine API.
 
 Every call runs under a deadline (``timeout`` seconds for one call; a pull under its own),
-turns docker-py's and ``requests``' exceptions into ours, naming the daemon, and turns the
+each cut to what is left of the host's own deadline (``--host-timeout``), turns docker-py's and ``requests``' exceptions into ours, naming the daemon, and turns the
 API's dicts into the project's records. docker-py reports a dead socket or a restarted
 daemon as ``requests`` exceptions, not as ``DockerException``; both are mapped here.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import binascii
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import docker
@@ -31,12 +32,14 @@ from reconciler.daemon.host import (
     ProgressChunk,
     PullStreamFailed,
 )
-from reconciler.errors import DaemonError, DaemonUnavailable
+from reconciler.errors import DaemonError, DaemonUnavailable, HostTimedOut
+from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
 
 DEFAULT_TIMEOUT = 60.0  # seconds for one API call; pulls set their own deadline
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection, whatever the call
+PING_TIMEOUT = 5.0  # seconds GET /_ping may take when a pull timed out: is it the daemon that hangs?
 TRANSPORT_ERRORS = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
@@ -54,23 +57,36 @@ class DockerEngine:
     """One Docker (API-compatible) daemon at ``address``, reached through docker-py."""
 
     def __init__(
-        self, address: str, client: Any, options: Mapping[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        address: str,
+        client: Any,
+        options: Mapping[str, Any] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        deadline: Deadline = NO_DEADLINE,
     ) -> None:
-        """``client`` is a docker-py ``APIClient`` made with ``options``; :meth:`connect` makes both."""
+        """``client`` is a docker-py ``APIClient`` made with ``options``; :meth:`connect` makes both.
+        No call waits past ``deadline``."""
         self._address = address
         self._api = client
         self._options = dict(options or {})
         self._timeout = timeout
+        self._deadline = deadline
         self._identity: DaemonIdentity | None = None
         self._streams: set[requests.Response] = set()  # running pulls, for interrupt()
         self._streams_lock = threading.Lock()
 
     @classmethod
-    def connect(cls, address: str, options: Mapping[str, Any], timeout: float = DEFAULT_TIMEOUT) -> DockerEngine:
-        """Open a client and check the daemon answers (the API version handshake)."""
-        with cls._calling(address, "GET /version"):
-            client = _api_client(options, version="auto", timeout=timeout)
-        return cls(address, client, options, timeout)
+    def connect(
+        cls,
+        address: str,
+        options: Mapping[str, Any],
+        timeout: float = DEFAULT_TIMEOUT,
+        deadline: Deadline = NO_DEADLINE,
+    ) -> DockerEngine:
+        """Open a client and check the daemon answers (the API version handshake), within ``deadline``."""
+        with cls._calling(address, "GET /version", deadline):
+            client = _api_client(options, version="auto", timeout=deadline.bound(timeout))
+        return cls(address, client, options, timeout, deadline)
 
     @property
     def address(self) -> str:
@@ -80,7 +96,7 @@ class DockerEngine:
         """Another client (requests sessions are not thread-safe), same daemon and API version."""
         with self._call("a new connection"):
             client = _api_client(self._options, version=self._api.api_version, timeout=self._timeout)
-        engine = DockerEngine(self._address, client, self._options, self._timeout)
+        engine = DockerEngine(self._address, client, self._options, self._timeout, self._deadline)
         engine._identity = self._identity
         return engine
 
@@ -91,7 +107,7 @@ class DockerEngine:
         with self._streams_lock:
             streams = list(self._streams)
         for response in streams:
-            response.close()
+            _cut(response)
 
     # --- reading --------------------------------------------------------------
 
@@ -222,18 +238,20 @@ class DockerEngine:
         headers = {"X-Registry-Auth": auth_header} if auth_header else {}
         url = self._url("/images/create")
         started = time.monotonic()
-        remaining = max(deadline, 0.001)
+        self._check_deadline("POST /images/create")
+        remaining = self._deadline.bound(max(deadline, 0.001))
         try:
             # The request itself has the deadline: a hung daemon never sends the response head.
             response = self._api.post(
                 url, params=params, headers=headers, stream=True, timeout=(min(CONNECT_TIMEOUT, remaining), remaining)
             )
         except requests.exceptions.Timeout:
-            raise PullStreamFailed(f"the daemon did not start the pull within {deadline:g}s", timed_out=True) from None
+            raise self._pull_timed_out(f"the daemon did not start the pull within {remaining:g}s") from None
         except requests.exceptions.RequestException as exc:
             raise PullStreamFailed(f"lost the connection to the daemon: {exc}", lost=True) from None
-        # Each read also waits at most the deadline; a watchdog closes the stream when the whole pull is late.
-        watchdog = threading.Timer(remaining, response.close)
+        # Each read also waits at most the deadline; a watchdog cuts the stream when the whole pull is late
+        # (closing the response would not: a read blocked in another thread goes on waiting).
+        watchdog = threading.Timer(remaining, _cut, (response,))
         watchdog.daemon = True
         watchdog.start()
         with self._streams_lock:
@@ -253,7 +271,7 @@ class DockerEngine:
                 on_chunk(chunk)
         except (requests.exceptions.RequestException, AttributeError, ValueError) as exc:
             if time.monotonic() - started >= remaining:
-                raise PullStreamFailed(f"did not finish within {deadline:g}s", timed_out=True) from None
+                raise self._pull_timed_out(f"did not finish within {remaining:g}s") from None
             # A stream that breaks off mid-pull (daemon restart, dropped socket) is worth another try.
             raise PullStreamFailed(f"the pull stream broke off: {exc}", broken=True) from None
         finally:
@@ -262,25 +280,43 @@ class DockerEngine:
                 self._streams.discard(response)
             response.close()
 
-    # --- errors ---------------------------------------------------------------
+    # --- deadlines and errors -------------------------------------------------
+
+    def _pull_timed_out(self, message: str) -> PullStreamFailed:
+        """A pull out of time: the daemon's fault when it no longer answers even a ping (it hangs:
+        every further call would wait its whole timeout), else the registry's slowness."""
+        if self._deadline.passed:
+            return PullStreamFailed(f"{message}: {_out_of_time(self._address, self._deadline)}", lost=True)
+        try:
+            self._api.get(self._url("/_ping"), timeout=self._deadline.bound(PING_TIMEOUT)).close()
+        except requests.exceptions.RequestException:
+            return PullStreamFailed(f"{message}, and the daemon no longer answers", lost=True)
+        return PullStreamFailed(message, timed_out=True)
+
+    def _check_deadline(self, what: str) -> None:
+        if self._deadline.passed:
+            raise HostTimedOut(f"{_out_of_time(self._address, self._deadline)} ({what} was not sent).")
 
     def _url(self, path: str) -> str:
         return f"{self._api.base_url}/v{self._api.api_version}{path}"
 
     def _call(self, what: str) -> Any:
-        return self._calling(self._address, what)
+        """One call: under the call timeout cut to the host's deadline (each session is one thread's)."""
+        self._check_deadline(what)
+        self._api.timeout = self._deadline.bound(self._timeout)
+        return self._calling(self._address, what, self._deadline)
 
     @staticmethod
     @contextmanager
-    def _calling(address: str, what: str) -> Iterator[None]:
+    def _calling(address: str, what: str, deadline: Deadline = NO_DEADLINE) -> Iterator[None]:
         """Map docker-py and transport failures of one call to our errors, naming the daemon."""
         try:
             yield
         except docker.errors.APIError as exc:
             raise refused(address, what, exc) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise DaemonUnavailable(unreachable(address, exc)) from exc
-        except docker.errors.DockerException as exc:
+        except (*TRANSPORT_ERRORS, docker.errors.DockerException) as exc:
+            if deadline.passed:
+                raise HostTimedOut(f"{_out_of_time(address, deadline)} ({what} had no answer).") from exc
             raise DaemonUnavailable(unreachable(address, exc)) from exc
 
 
@@ -299,6 +335,21 @@ def unreachable(address: str, exc: BaseException) -> str:
         f"Cannot reach the Docker daemon at {address} ({detail}). "
         "Check that it runs and that you may use its socket, or pick another with --host or DOCKER_HOST."
     )
+
+
+def _out_of_time(address: str, deadline: Deadline) -> str:
+    return f"The Docker daemon at {address} did not finish within the host deadline (--host-timeout {deadline.seconds:g}s)"
+
+
+def _cut(response: requests.Response) -> None:
+    """End a streamed response now, from any thread: shut its socket down (a read blocked in
+    another thread returns at once), then close it."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+    response.close()
 
 
 def _raise_for_status(response: requests.Response) -> None:

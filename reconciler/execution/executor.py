@@ -37,6 +37,7 @@ from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference, reference_key
 from reconciler.model.report import Outcome, Report, StepResult
 
+DAEMON_LOST = "not done: the daemon stopped answering"
 CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks before it is read again
 
 StepCallback = Callable[[StepResult], None]
@@ -93,7 +94,7 @@ class Executor(StaleChecks):
         for step in plan.steps:
             done_before = pulled.get(step) or stale.get(step)
             if lost is not None:
-                result = StepResult(step, Outcome.SKIPPED, "not done: the daemon stopped answering", daemon_lost=True)
+                result = StepResult(step, Outcome.SKIPPED, DAEMON_LOST, daemon_lost=True)
             elif self._interrupted and not done_before:
                 result = StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
             else:
@@ -148,6 +149,8 @@ class Executor(StaleChecks):
                 result = self._pull_on_session(step) if own_sessions else self._pull_watched(step, self.host)
                 with lock:
                     results[step] = result
+                    if result.daemon_lost:
+                        pending.clear()  # a daemon that stopped answering gets no further pull
 
         workers = [
             threading.Thread(target=work, name="pull", daemon=True) for _ in range(min(self.parallelism, len(steps)))
@@ -160,8 +163,11 @@ class Executor(StaleChecks):
         with lock:
             pending.clear()  # an interrupt: no worker starts another pull
             done = dict(results)
-        why = f"not done: {self._interrupted}; the pull was cancelled"
-        return {step: done.get(step) or StepResult(step, Outcome.SKIPPED, why) for step in steps}
+        if self._interrupted:
+            why, lost = f"not done: {self._interrupted}; the pull was cancelled", False
+        else:
+            why, lost = DAEMON_LOST, True
+        return {step: done.get(step) or StepResult(step, Outcome.SKIPPED, why, daemon_lost=lost) for step in steps}
 
     def _pull_on_session(self, step: Step) -> StepResult:
         try:

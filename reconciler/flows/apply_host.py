@@ -10,7 +10,8 @@ import contextlib
 import dataclasses
 import os
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +20,13 @@ from reconciler.daemon.address import connect
 from reconciler.daemon.host import DockerHost
 from reconciler.daemon.pulling import Puller, PullEvent
 from reconciler.daemon.registry_auth import load_registry_auth
-from reconciler.errors import ExitCode, Interrupted, LargeRemovalRefused, ReconcilerError
+from reconciler.errors import (
+    ExitCode,
+    HostTimedOut,
+    Interrupted,
+    LargeRemovalRefused,
+    ReconcilerError,
+)
 from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
@@ -27,6 +34,8 @@ from reconciler.flows.host_facts import read_host_facts
 from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now
+from reconciler.model.deadline import NO_DEADLINE, Deadline
+from reconciler.model.fleet import TlsSettings
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.manifest import Manifest
 from reconciler.model.plan import Action, Plan
@@ -65,6 +74,29 @@ class ApplyOptions:
     max_removals: int | None = None
     allow_large_removal: bool = False
     interrupt: Interrupt | None = None  # fired by SIGINT/SIGTERM: running pulls stop, no step starts
+    deadline: Deadline = NO_DEADLINE  # no call to the daemon waits past it (--host-timeout)
+    tls: TlsSettings | None = None  # an inventory's TLS settings for this host
+    # Runs a write of reconcile's state (history, usage) unless this host's turn was given up.
+    while_live: Callable[[Callable[[], None]], None] = lambda write: write()
+
+
+# One apply per daemon within this process too: two addresses of one daemon in one run take turns
+# (flock would refuse the second at once, as if another process held the lock).
+_DAEMONS_IN_USE: dict[str, threading.Lock] = {}
+_DAEMONS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _daemon_turn(identity: str, deadline: Deadline) -> Iterator[None]:
+    with _DAEMONS_LOCK:
+        lock = _DAEMONS_IN_USE.setdefault(identity, threading.Lock())
+    left = deadline.left()
+    if not lock.acquire(timeout=-1 if left is None else max(left, 0)):
+        raise HostTimedOut(f"The daemon ({identity}) was busy with another address of it in this run until the host deadline.")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def apply_host(
@@ -81,15 +113,16 @@ def apply_host(
     interrupt = options.interrupt
     if interrupt is not None and interrupt.fired and interrupt.signal is not None:
         raise Interrupted("not started: the run was interrupted", interrupt.signal)
-    host = connect(address)
+    host = connect(address, deadline=options.deadline, tls=options.tls)
     identity = daemon_identity(host)  # GET /info: the lock is the daemon's, not its address's
     if saved is not None:
         check_applicable(saved, host.address, identity)
     state = ensure_state_dir(options.state_dir)
     with contextlib.ExitStack() as turn:
+        turn.enter_context(_daemon_turn(identity, options.deadline))
         turn.enter_context(daemon_lock(lock_directory(state), identity, options.lock_timeout))
         recorder = RunRecorder(state, host.address, os.path.abspath(options.manifest_file), warn=options.warn)
-        turn.callback(recorder.close)
+        turn.callback(options.while_live, recorder.close)
         outcome = _apply_locked(host, manifest, saved.plan if saved else None, recorder, options, listener)
         return dataclasses.replace(outcome, daemon=identity)
 
@@ -171,7 +204,9 @@ def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: 
     removed = {image_id: done_at for r in done for image_id in r.deleted}
     own = UsageFacts(uses=pulled, tags=tags, arrivals=pulled, departures=removed)
     try:
-        record_usage(options.state_dir, facts.inventory.host, (*facts.learnt, own), now, anchor=facts.anchor)
+        options.while_live(
+            lambda: record_usage(options.state_dir, facts.inventory.host, (*facts.learnt, own), now, anchor=facts.anchor)
+        )
     except (sqlite3.Error, OSError, ReconcilerError) as exc:
         options.warn(
             f"The usage state could not be written to {options.state_dir} ({exc}); the apply itself is not affected."

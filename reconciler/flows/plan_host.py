@@ -13,6 +13,8 @@ from reconciler.flows.host_facts import read_host_facts
 from reconciler.flows.outcomes import PlanOutcome, Verdicts
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now, utc_now
+from reconciler.model.deadline import NO_DEADLINE, Deadline
+from reconciler.model.fleet import TlsSettings
 from reconciler.model.manifest import Manifest
 from reconciler.planning.host_plan import decide
 from reconciler.state.lock import daemon_identity
@@ -28,11 +30,13 @@ class PlanOptions:
     max_removals: int | None = None
     allow_large_removal: bool = False
     identify: bool = False  # say which daemon it is (one more GET /info), for runs over several --host
+    deadline: Deadline = NO_DEADLINE  # no call to the daemon waits past it (--host-timeout)
+    tls: TlsSettings | None = None  # an inventory's TLS settings for this host
 
 
 def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
     """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state."""
-    host = connect(address)
+    host = connect(address, deadline=options.deadline, tls=options.tls)
     now = epoch_now()
     facts = read_host_facts(
         host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain

@@ -41,7 +41,7 @@ def load_manifest(
     Raises :class:`ManifestError` carrying every problem found, in line order.
     """
     filename = os.fspath(path)
-    data = _read_file(filename)
+    data = read_file_bounded(filename)
     document = read_yaml_bytes(data, filename)
     return _build(document, _environment(environ), _sha256(data))
 
@@ -54,7 +54,8 @@ def load_manifest_text(
     return _build(document, _environment(environ), _sha256(text.encode("utf-8")))
 
 
-def _read_file(filename: str) -> bytes:
+def read_file_bounded(filename: str) -> bytes:
+    """The file's bytes, at most one past MAX_BYTES; a ManifestError naming it when it cannot be read."""
     # One byte past the bound is enough to tell the file is too large.
     try:
         with open(filename, "rb") as handle:

@@ -1,4 +1,4 @@
-"""The JSON Schema of images.yaml, as shipped inside the package.
+"""The JSON Schemas of images.yaml and of inventory files, as shipped inside the package.
 
 The same file is published at the top of the repository for editors; a test
 keeps the two copies identical.
@@ -12,16 +12,16 @@ from importlib import resources
 from typing import Any
 
 _PACKAGE = "reconciler"
-_RESOURCE = "schemas/manifest.schema.json"
+_RESOURCE = "schemas/{name}.schema.json"  # manifest (images.yaml) or inventory (--inventory)
 
 
 @cache
-def schema_text() -> str:
+def schema_text(name: str = "manifest") -> str:
     """The schema file's text, exactly as packaged."""
-    return resources.files(_PACKAGE).joinpath(_RESOURCE).read_text(encoding="utf-8")
+    return resources.files(_PACKAGE).joinpath(_RESOURCE.format(name=name)).read_text(encoding="utf-8")
 
 
-def load_schema() -> dict[str, Any]:
+def load_schema(name: str = "manifest") -> dict[str, Any]:
     """The schema as a new dictionary, free for the caller to keep or change."""
-    schema: dict[str, Any] = json.loads(schema_text())
+    schema: dict[str, Any] = json.loads(schema_text(name))
     return schema

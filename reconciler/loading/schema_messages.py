@@ -23,14 +23,16 @@ from reconciler.model.units import UnitError, parse_duration, parse_percent, par
 
 
 @cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(load_schema())
+def _validator(schema: str) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(schema))
 
 
-def schema_diagnostics(document: SourceDocument, data: dict[str, Plain]) -> list[Diagnostic]:
-    """Every schema violation of ``data``, as a sentence at its YAML position."""
+def schema_diagnostics(
+    document: SourceDocument, data: dict[str, Plain], schema: str = "manifest"
+) -> list[Diagnostic]:
+    """Every violation of ``schema`` (manifest or inventory) in ``data``, as a sentence at its YAML position."""
     diagnostics: list[Diagnostic] = []
-    for error in _validator().iter_errors(data):
+    for error in _validator(schema).iter_errors(data):
         path = tuple(error.absolute_path)
         render = _RENDERERS.get(str(error.validator), _render_default)
         diagnostics.extend(render(document, error, path))

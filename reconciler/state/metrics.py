@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,27 +69,43 @@ def run_metrics(
     )
 
 
-def metrics_text(metrics: RunMetrics) -> str:
-    """The exposition text: HELP and TYPE for each family, every action/outcome pair listed."""
+def metrics_text(metrics: RunMetrics | Mapping[str, RunMetrics]) -> str:
+    """The exposition text: HELP and TYPE for each family, every action/outcome pair listed.
+
+    One run's metrics, or those of several hosts by name: each sample then carries a ``host`` label.
+    """
+    per_host = metrics if isinstance(metrics, Mapping) else {"": metrics}
     lines = [
         "# HELP reconcile_steps_total Steps of the last apply, by action and outcome.",
         "# TYPE reconcile_steps_total gauge",
     ]
-    for action in Action:
-        for outcome in Outcome:
-            count = metrics.steps.get((action, outcome), 0)
-            lines.append(f'reconcile_steps_total{{action="{action.value}",outcome="{outcome.value}"}} {count}')
-    lines += _gauge("reconcile_bytes_freed", "Unique bytes freed by removals in the last apply.", metrics.bytes_freed)
-    lines += _gauge("reconcile_bytes_pulled", "Size of the images pulled by the last apply.", metrics.bytes_pulled)
-    lines += _gauge("reconcile_run_duration_seconds", "Wall time of the last apply.", metrics.duration_seconds)
-    lines += _gauge("reconcile_last_run_timestamp_seconds", "When the last apply ended (Unix time).", metrics.finished_at)
-    if metrics.last_success_at is not None:
-        lines += _gauge(LAST_SUCCESS, "When an apply last ended with every step done (Unix time).", metrics.last_success_at)
+    for host, run in per_host.items():
+        for action in Action:
+            for outcome in Outcome:
+                count = run.steps.get((action, outcome), 0)
+                labels = _labels(host, f'action="{action.value}",outcome="{outcome.value}"')
+                lines.append(f"reconcile_steps_total{labels} {count}")
+    families: list[tuple[str, str, Callable[[RunMetrics], float | None]]] = [
+        ("reconcile_bytes_freed", "Unique bytes freed by removals in the last apply.", lambda m: m.bytes_freed),
+        ("reconcile_bytes_pulled", "Size of the images pulled by the last apply.", lambda m: m.bytes_pulled),
+        ("reconcile_run_duration_seconds", "Wall time of the last apply.", lambda m: m.duration_seconds),
+        ("reconcile_last_run_timestamp_seconds", "When the last apply ended (Unix time).", lambda m: m.finished_at),
+        (LAST_SUCCESS, "When an apply last ended with every step done (Unix time).", lambda m: m.last_success_at),
+    ]
+    for name, help_text, value_of in families:
+        samples = [(host, value) for host, run in per_host.items() if (value := value_of(run)) is not None]
+        if samples:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            lines += [f"{name}{_labels(host)} {_number(value)}" for host, value in samples]
     return "\n".join(lines) + "\n"
 
 
-def _gauge(name: str, help_text: str, value: float) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {_number(value)}"]
+def _labels(host: str, more: str = "") -> str:
+    """``{host="...",more}``; without a host, ``{more}`` or nothing."""
+    escaped = host.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    parts = [f'host="{escaped}"'] if host else []
+    parts += [more] if more else []
+    return "{" + ",".join(parts) + "}" if parts else ""
 
 
 def _number(value: float) -> str:
@@ -113,14 +129,23 @@ def parse_metrics(text: str) -> Samples:
     return samples
 
 
-def read_last_success(path: Path) -> float | None:
-    """The last-success timestamp in an existing metrics file; None when absent or unreadable."""
+def read_last_success(path: Path, host: str = "") -> float | None:
+    """The last-success timestamp (of ``host``, for several) in an existing metrics file; None when absent or unreadable."""
     try:
         samples = parse_metrics(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    value = samples.get((LAST_SUCCESS, ()))
+    value = samples.get((LAST_SUCCESS, (("host", host),) if host else ()))
     return value if value is not None and math.isfinite(value) else None
+
+
+def update_hosts_metrics_file(path: Path, runs: Sequence[tuple[str, Report | None, float]], *, now: float) -> None:
+    """Write several hosts' metrics (name, report or None, seconds), each keeping its own last success."""
+    per_host = {
+        host: run_metrics(report, finished=now, duration=duration, previous_success=read_last_success(path, host))
+        for host, report, duration in runs
+    }
+    write_atomically(path, metrics_text(per_host), mode=0o644)
 
 
 def update_metrics_file(path: Path, report: Report | None, *, duration: float, now: float) -> None:
@@ -147,13 +172,25 @@ class MetricsRun:
         self._wall_clock = wall_clock
         self._started = monotonic()
         self._report: Report | None = None
+        self._hosts: list[tuple[str, Report | None, float]] = []
 
     def finished(self, report: Report) -> None:
         self._report = report
+
+    def finished_hosts(self, runs: Sequence[tuple[str, Report | None, float]]) -> None:
+        """The hosts' reports (None: that host gave none); one host's is the run's, without a host label."""
+        if len(runs) == 1:
+            if runs[0][1] is not None:
+                self._report = runs[0][1]
+        else:
+            self._hosts = list(runs)
 
     def write(self) -> None:
         """Raises OSError when the file cannot be written."""
         if self.path is None:
             return
         duration = self._monotonic() - self._started
+        if self._hosts:
+            update_hosts_metrics_file(self.path, self._hosts, now=self._wall_clock())
+            return
         update_metrics_file(self.path, self._report, duration=duration, now=self._wall_clock())

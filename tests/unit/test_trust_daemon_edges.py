@@ -266,14 +266,14 @@ def test_a_max_total_budget_is_refused_when_the_daemon_reports_no_layer_sizes(tm
 def test_plan_host_refuses_it_instead_of_no_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     host = NoLayerSizes(address="unix:///podman.sock")
     host.add_image(["reg.local/big:1"], size=5000, created=1)
-    monkeypatch.setattr(plan_host_module, "connect", lambda address: host)
+    monkeypatch.setattr(plan_host_module, "connect", lambda address, **how: host)
     manifest = load_manifest_text(BUDGET, "images.yaml", environ={})
     with pytest.raises(DiskUsageError, match=r"unix:///podman\.sock does not report"):
         plan_host(manifest, "unix:///podman.sock", PlanOptions(state_dir=tmp_path))
     # The same host measured: the budget applies, and the image is evicted.
     measured = FakeDockerHost(address="unix:///docker.sock")
     measured.add_image(["reg.local/big:1"], size=5000, created=1)
-    monkeypatch.setattr(plan_host_module, "connect", lambda address: measured)
+    monkeypatch.setattr(plan_host_module, "connect", lambda address, **how: measured)
     outcome = plan_host(manifest, "unix:///docker.sock", PlanOptions(state_dir=tmp_path))
     assert [(s.action.value, s.ref) for s in outcome.plan.steps] == [("remove", "reg.local/big:1")]
 
