@@ -50,10 +50,8 @@ def fleet(sandbox: Sandbox) -> Iterator[list[ExtraDaemon]]:
 
 def with_pid(name: str, act: Callable[[int], None]) -> None:
     pid_file = Path(os.environ["RECONCILE_SANDBOX_DIR"]) / "extra" / name / "dockerd.pid"
-    try:
+    with contextlib.suppress(OSError, ValueError):  # the daemon is already gone
         act(int(pid_file.read_text().strip()))
-    except (OSError, ValueError):
-        pass
 
 
 @pytest.fixture
