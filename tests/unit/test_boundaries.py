@@ -12,6 +12,7 @@ PURE_MODULES = [
     "model/reference", "errors", "planning/retention", "planning/retention_steps", "cli/explain", "model/usage",
     "loading/env_substitution", "loading/schema_messages", "loading/images_section",
     "loading/retention_section", "loading/plain_values", "planning/globs", "planning/semver",
+    "planning/host_limit", "model/fleet", "model/deadline",
 ]
 IO_LIBRARIES = {"docker", "yaml", "click", "requests", "subprocess", "socket", "sqlite3", "os"}
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"

@@ -110,3 +110,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
 def test_parse_refuses_garbage() -> None:
     with pytest.raises(ValueError, match="line 2"):
         parse_metrics("# HELP x y\nnot a sample line at all\n")
+
+
+def test_several_hosts_each_carry_a_host_label_and_keep_their_own_last_success(tmp_path: Path) -> None:
+    from reconciler.state.metrics import update_hosts_metrics_file
+
+    path = tmp_path / "fleet.prom"
+    update_hosts_metrics_file(path, [("build-1", DONE, 1.5), ("web-1", DONE, 2.0)], now=1000.0)
+    update_hosts_metrics_file(path, [("build-1", FAILED, 1.0), ("web-1", None, 3.0)], now=2000.0)
+    text = path.read_text()
+    samples = parse_metrics(text)
+    assert samples[(LAST_SUCCESS, (("host", "build-1"),))] == 1000.0
+    assert samples[(LAST_SUCCESS, (("host", "web-1"),))] == 1000.0
+    assert samples[("reconcile_last_run_timestamp_seconds", (("host", "web-1"),))] == 2000.0
+    assert samples[("reconcile_run_duration_seconds", (("host", "web-1"),))] == 3.0
+    assert text.count("# TYPE reconcile_steps_total gauge") == 1
+    assert read_last_success(path, "build-1") == 1000.0

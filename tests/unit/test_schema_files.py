@@ -42,3 +42,10 @@ def test_load_schema_returns_a_fresh_copy() -> None:
 def test_every_example_manifest_loads(path: Path) -> None:
     manifest = load_manifest(path, {"REGISTRY": "localhost:5000"})
     assert manifest.path == str(path)
+
+
+def test_the_inventory_schema_is_published_and_packaged_alike_and_valid() -> None:
+    published = (ROOT / "schemas" / "inventory.schema.json").read_bytes()
+    packaged = (ROOT / "reconciler" / "schemas" / "inventory.schema.json").read_bytes()
+    assert published == packaged
+    Draft202012Validator.check_schema(load_schema("inventory"))
