@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -60,7 +60,10 @@ from reconciler.state.plan_file import (
 from reconciler.state.state_dir import default_state_dir
 
 if TYPE_CHECKING:
+    from reconciler.cli.fleet import Target
     from reconciler.execution.interrupt import Interrupt
+    from reconciler.flows.outcomes import ApplyOutcome
+    from reconciler.flows.several_hosts import Turn
 
 # The commands import what talks to a daemon, and the manifest loader, when they run:
 # `--version`, `--help`, `schema` and `history` then start without docker-py or jsonschema.
@@ -254,7 +257,7 @@ def apply(
     assert interrupt is not None
     run = FleetRun(targets, output, forks, host_timeout, stopped=lambda: interrupt.signal if interrupt.fired else None)
 
-    def apply_one(target: Any, turn: Any) -> Any:
+    def apply_one(target: Target, turn: Turn) -> ApplyOutcome:
         manifest = None if saved else manifests[target.manifest]
         console = ApplyConsole(output, quiet, **run.console_for(turn))
         return apply_host(manifest, saved, target.address, run.options_for(options, turn), console)
