@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from reconciler import __version__
 from reconciler.cli.console import echo_json, err, out, warn
+from reconciler.cli.holds_commands import hold, holds, release
 from reconciler.cli.options import (
     EXIT_CODES_HELP,
     fleet_options,
@@ -152,6 +153,7 @@ def plan(
         max_removals=max_removals,
         allow_large_removal=allow_large_removal,
         identify=len(targets) > 1,
+        warn=warn,
     )
     run = FleetRun(targets, output, forks, host_timeout)
     outcomes = run.each(
@@ -401,6 +403,11 @@ def export(host: tuple[str, ...], output: str, out_file: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         write_or_explain(out_file, text, "the manifest")
+
+
+cli.add_command(hold)
+cli.add_command(release)
+cli.add_command(holds)
 
 
 def main(argv: list[str] | None = None) -> None:

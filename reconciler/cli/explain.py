@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.markup import escape
 
+from reconciler.model.holds import Hold
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.units import format_age
 from reconciler.planning.retention import Decision, Fate, RetentionResult, Verdict
@@ -76,12 +77,16 @@ def verdicts_text(
     last_used: Mapping[str, float],
     refusal: str | None = None,
     event_gap: str | None = None,
+    holds: Sequence[Hold] = (),
 ) -> str:
     """Rich markup: a line per image (verdict, id, tags), then a line per decision; a gap in the
-    daemon's events, when there may be one, first, as an input every last use depends on."""
+    daemon's events, when there may be one, first, as an input every last use depends on; then the
+    active holds (what they keep shows as the ``held`` rung)."""
     lines = [f"Retention verdicts for the {len(result.verdicts)} images on the host:", ""]
     if event_gap:
         lines[1:1] = [f"  [yellow]events:[/] {escape(event_gap)}", ""]
+    if holds:
+        lines += [f"  [cyan]hold:[/] {escape(_hold_line(h, now))}" for h in holds] + [""]
     for verdict in result.verdicts:
         image = inventory.image_by_id.get(verdict.image_id)
         tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else "<untagged>"
@@ -94,6 +99,14 @@ def verdicts_text(
     if refusal:
         lines += ["", f"Removal guard: {escape(refusal)}"]
     return "\n".join(lines)
+
+
+def _hold_line(hold: Hold, now: float) -> str:
+    image = f" (image {short_id(hold.image_id)})" if hold.image_id and hold.image_id != hold.reference else ""
+    return (
+        f"{hold.reference}{image} {hold.describe(now)}; it keeps the image from retention, prune:"
+        " and absent entries alike"
+    )
 
 
 def _decision_line(decision: Decision, now: float) -> str:

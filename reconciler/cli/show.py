@@ -51,6 +51,8 @@ def show_plan(
             else None
         )
         document = render.plan_document(outcome.plan, images=images)
+        if verdicts is not None:
+            document["holds"] = [h.as_dict() for h in verdicts.holds]
         if outcome.saved_to is not None:
             document["saved"] = {"path": str(outcome.saved_to), "digest": outcome.saved_digest}
         if outcome.refusal is not None:
@@ -61,7 +63,13 @@ def show_plan(
         out().print(render.plan_text(outcome.plan), highlight=False)
     if verdicts is not None and output != "json":
         text = verdicts_text(
-            verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used, outcome.refusal, verdicts.event_gap
+            verdicts.result,
+            verdicts.inventory,
+            verdicts.now,
+            verdicts.last_used,
+            outcome.refusal,
+            verdicts.event_gap,
+            verdicts.holds,
         )
         out().print("\n" + text, highlight=False)
     if outcome.refusal is not None:

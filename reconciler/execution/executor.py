@@ -53,10 +53,14 @@ class Executor(StaleChecks):
         parallelism: int = 1,
         refuse_stale: bool = False,
         interrupt: Interrupt | None = None,
+        held: Callable[[str], str | None] | None = None,
     ) -> None:
         """Pulls run ``parallelism`` at a time, each on its own session of ``host``. When
-        ``interrupt`` fires, running pulls are cut and no further step starts."""
+        ``interrupt`` fires, running pulls are cut and no further step starts. ``held`` says why
+        an image is held now (None: it is not); asked once per image, before its first untag or removal."""
         self.host = host
+        self.held = held
+        self._hold_gates: dict[str, str | None] = {}  # image id -> why it is held (None: it is not)
         self.interrupt = interrupt
         self.pull_timeout = pull_timeout
         self.puller = puller or Puller(deadline=pull_timeout)
@@ -192,6 +196,9 @@ class Executor(StaleChecks):
                 self.interrupt.forget(host)
 
     def _run(self, step: Step, failed_refs: Mapping[str, bool]) -> StepResult:
+        held = self._hold_gate(step)
+        if held is not None:
+            return held
         if step.blocked:
             return self._blocked(step)
         if step.source and reference_key(step.source) in failed_refs:
@@ -214,6 +221,21 @@ class Executor(StaleChecks):
         if self.refuse_stale and step.action is not Action.PULL:  # pulls were checked before they started
             return self._guarded(step, lambda: self._fresh(step, handler))
         return self._guarded(step, lambda: handler(step))
+
+    def _hold_gate(self, step: Step) -> StepResult | None:
+        """A hold placed since the plan was made keeps the image whole: asked before its first
+        untag or removal, and that answer serves its other steps (a removal is one unit)."""
+        if self.held is None or not step.is_destructive or not step.image_id:
+            return None
+        if step.image_id not in self._hold_gates:
+            try:
+                self._hold_gates[step.image_id] = self.held(step.image_id)
+            except DaemonUnavailable as exc:
+                return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
+            except DaemonRefused as exc:
+                return StepResult(step, Outcome.SKIPPED, f"kept: the holds could not be checked ({exc.explanation})")
+        why = self._hold_gates[step.image_id]
+        return None if why is None else StepResult(step, Outcome.SKIPPED, why)
 
     def _held_for_replacement(self, step: Step) -> StepResult | None:
         """Make before break: a reference of a repository whose pull or tag failed in this run stays,

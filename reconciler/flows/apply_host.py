@@ -30,6 +30,7 @@ from reconciler.errors import (
 from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
+from reconciler.flows.holds import LiveHolds
 from reconciler.flows.host_facts import read_host_facts
 from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
 from reconciler.flows.sizing import size_plan
@@ -120,10 +121,12 @@ def apply_host(
     state = ensure_state_dir(options.state_dir)
     with contextlib.ExitStack() as turn:
         turn.enter_context(_daemon_turn(identity, options.deadline))
-        turn.enter_context(daemon_lock(lock_directory(state), identity, options.lock_timeout))
+        lock_dir = lock_directory(state)
+        turn.enter_context(daemon_lock(lock_dir, identity, options.lock_timeout))
         recorder = RunRecorder(state, host.address, os.path.abspath(options.manifest_file), warn=options.warn)
         turn.callback(options.while_live, recorder.close)
-        outcome = _apply_locked(host, manifest, saved.plan if saved else None, recorder, options, listener)
+        holds = LiveHolds(host, lock_dir, identity)
+        outcome = _apply_locked(host, manifest, saved.plan if saved else None, recorder, options, listener, holds)
         return dataclasses.replace(outcome, daemon=identity)
 
 
@@ -134,6 +137,7 @@ def _apply_locked(
     recorder: RunRecorder,
     options: ApplyOptions,
     listener: ApplyListener,
+    holds: LiveHolds,
 ) -> ApplyOutcome:
     auth = load_registry_auth(os.environ)
     now = epoch_now()
@@ -143,7 +147,7 @@ def _apply_locked(
         plan = saved  # exactly as saved: nothing is recomputed
         refusal = removal_refusal(plan, None, 0, options.max_removals)
     else:
-        facts = read_host_facts(host, manifest, auth, options.state_dir, now, learn=True)
+        facts = read_host_facts(host, manifest, auth, options.state_dir, now, learn=True, warn=options.warn)
         if facts.event_gap is not None:
             options.warn(facts.event_gap)
         decided = decide(manifest, facts, now, max_removals=options.max_removals)
@@ -177,6 +181,7 @@ def _apply_locked(
         parallelism=options.parallelism,
         refuse_stale=saved is not None,
         interrupt=interrupt,
+        held=holds,  # a hold placed since the plan was made still keeps its image
     )
     try:
         report = executor.apply(plan, on_result=result, measure=lambda: host.disk_usage().layers_size)

@@ -12,7 +12,7 @@ for ``high``/``low``, the filesystem holding Docker's data.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from reconciler.model.usage import (
     sighting_facts,
     snapshot_facts,
 )
+from reconciler.state.holds_store import read_holds
+from reconciler.state.lock import daemon_identity, lock_directory
 from reconciler.state.usage_store import read_usage
 
 # With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
@@ -47,17 +49,22 @@ def read_host_facts(
     *,
     explain: bool = False,
     learn: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> HostFacts:
     """The facts of ``host`` that planning ``manifest`` at ``now`` needs (``None``: the lists only).
 
     With ``retention:``, ``explain`` or ``learn`` (an apply, which records what it learnt
     with or without retention) also the usage state with what this run learns folded in:
     the events since the last run, the images and containers it sees, where the declared
-    tags point. Reads the state file, never writes it.
+    tags point. With a manifest, the daemon's holds too (keyed on its identity: one ``GET /info``).
+    Reads the state files, never writes them.
     """
     inventory = read_inventory(host, manifest, auth)
-    if manifest is None or (manifest.retention is None and not explain and not learn):
+    if manifest is None:
         return HostFacts(inventory)
+    holds = read_holds(lock_directory(state_dir, create=False), daemon_identity(host), warn)
+    if manifest.retention is None and not explain and not learn:
+        return HostFacts(inventory, holds=holds)
     stored = read_usage(state_dir, host.address)
     learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
@@ -66,7 +73,14 @@ def read_host_facts(
         disk, inventory = read_disk_usage(host, manifest.retention.disk, inventory)
         sizes_read = True
     return HostFacts(
-        inventory, stored.folded(*learning.facts), learning.facts, disk, sizes_read, learning.gap, learning.anchor
+        inventory,
+        stored.folded(*learning.facts),
+        learning.facts,
+        disk,
+        sizes_read,
+        learning.gap,
+        learning.anchor,
+        holds=holds,
     )
 
 

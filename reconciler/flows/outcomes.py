@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.errors import ExitCode, ReconcilerError
+from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Plan
 from reconciler.model.report import Outcome, Report
@@ -24,6 +25,7 @@ class Verdicts:
     last_used: Mapping[str, float] = field(default_factory=dict)
     arrived: Mapping[str, float] = field(default_factory=dict)  # image id -> arrival on the host
     event_gap: str | None = None  # why the events behind last use may be incomplete
+    holds: tuple[Hold, ...] = ()  # the daemon's active holds
 
 
 @dataclass(frozen=True)

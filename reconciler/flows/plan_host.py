@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from reconciler.state.plan_file import save_plan
 @dataclass(frozen=True)
 class PlanOptions:
     state_dir: Path
+    warn: Callable[[str], None] | None = None
     detailed_exitcode: bool = False
     out_file: Path | None = None
     explain: bool = False
@@ -39,7 +41,7 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
     host = connect(address, deadline=options.deadline, tls=options.tls)
     now = epoch_now()
     facts = read_host_facts(
-        host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain
+        host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain, warn=options.warn
     )
     decided = decide(manifest, facts, now, max_removals=options.max_removals, explain=options.explain)
     plan, sized_inventory = size_plan(host, facts, decided.plan)
@@ -52,7 +54,13 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
     verdicts = None
     if options.explain and decided.retention is not None:
         verdicts = Verdicts(
-            decided.retention, sized_inventory, now, facts.usage.last_used, facts.usage.arrived, facts.event_gap
+            decided.retention,
+            sized_inventory,
+            now,
+            facts.usage.last_used,
+            facts.usage.arrived,
+            facts.event_gap,
+            tuple(h for h in facts.holds if h.active(now)),
         )
     if refusal is not None:
         code = LargeRemovalRefused.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.usage import EventMark, UsageFacts, UsageState
 
@@ -28,3 +29,4 @@ class HostFacts:
     sizes_read: bool = False  # the inventory carries the shared sizes of ``/system/df``
     event_gap: str | None = None  # why the daemon's events since the last run may be incomplete
     anchor: EventMark | None = None  # the newest daemon event this run saw, recorded by apply
+    holds: tuple[Hold, ...] = ()  # the daemon's holds as recorded, expired ones included

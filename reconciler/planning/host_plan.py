@@ -1,6 +1,7 @@
 """The whole decision for one host: a pure function of (manifest, host facts, now).
 
-The images section's steps, retention's verdicts and steps, and the one removal guard,
+The images section's steps, retention's verdicts and steps, the holds (every step that
+would take from a held image blocked), and the one removal guard,
 all from the facts read once; nothing here goes back to the daemon. Step sizes come
 after, from :mod:`reconciler.planning.sizing`.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.manifest import Manifest, RetentionSpec
 from reconciler.model.plan import Plan
+from reconciler.planning.holds import block_held_steps, held_images, hold_reason
 from reconciler.planning.images import plan_changes
 from reconciler.planning.removal_guard import removal_refusal
 from reconciler.planning.retention import RetentionResult, evaluate_retention
@@ -31,7 +33,8 @@ def decide(
     """Plan ``manifest`` on the host ``facts`` describe at ``now``; ``explain`` evaluates retention
     verdicts even without a ``retention:`` section (they then change nothing)."""
     inventory = facts.inventory
-    plan = plan_changes(manifest, inventory)
+    held = held_images(facts.holds, inventory, now)
+    plan = plan_changes(manifest, inventory, held=frozenset(held))
     result = None
     if manifest.retention is not None or explain:
         spec = manifest.retention or RetentionSpec()
@@ -45,8 +48,10 @@ def decide(
             arrived=facts.usage.arrived,
             previous=facts.usage.previous(inventory),
             disk=facts.disk,
+            held={image_id: hold_reason(holds, now) for image_id, holds in held.items()},
         )
         if manifest.retention is not None:
             plan = plan_retention(plan, inventory, manifest.retention, result, now)
+    plan = block_held_steps(plan, held, now)
     refusal = removal_refusal(plan, manifest, len(inventory.images), max_removals)
     return HostPlan(plan, result, refusal)

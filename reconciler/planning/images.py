@@ -9,12 +9,14 @@ Docker semantics the plan follows:
 - An image that any container uses, running or stopped, is never removed: its
   steps are planned as blocked, with the container named, and left alone.
 - An image that holds a declared digest pin is never removed.
+- ``prune.dangling`` leaves a held image alone, as it leaves one a container uses; the
+  other steps on a held image are blocked afterwards (:mod:`reconciler.planning.holds`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.manifest import DeclaredReferences, ImageSpec, Manifest, PullPolicy
@@ -22,15 +24,15 @@ from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference
 
 
-def plan_changes(manifest: Manifest, inventory: Inventory) -> Plan:
-    """Return the plan that makes ``inventory`` match ``manifest``."""
+def plan_changes(manifest: Manifest, inventory: Inventory, held: Set[str] = frozenset()) -> Plan:
+    """Return the plan that makes ``inventory`` match ``manifest``; ``held`` images are no dangling images to prune."""
     claims = manifest.declared
     ensure = _wait_on_blocked_pulls([step for spec in manifest.present() for step in _ensure_present(spec, inventory)])
     moved_away = _tags_moved_away(ensure, inventory)
     wanted_gone = _tags_to_drop(manifest, inventory, claims)
     drops = _drop_steps(manifest, inventory, claims, wanted_gone, moved_away, _tags_gained(ensure))
     untagged = _absent_untagged_steps(manifest, inventory, claims)
-    dangling = _dangling_steps(inventory, claims, moved_away, wanted_gone) if manifest.prune.dangling else []
+    dangling = _dangling_steps(inventory, claims, moved_away, wanted_gone, held) if manifest.prune.dangling else []
     steps = sorted({*ensure, *drops, *untagged, *dangling}, key=lambda step: run_order(step, inventory))
     return Plan(
         steps=tuple(steps),
@@ -279,7 +281,11 @@ def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: Dec
 
 
 def _dangling_steps(
-    inventory: Inventory, claims: DeclaredReferences, moved_away: dict[str, set[str]], drops: dict[str, set[str]]
+    inventory: Inventory,
+    claims: DeclaredReferences,
+    moved_away: dict[str, set[str]],
+    drops: dict[str, set[str]],
+    held: Set[str],
 ) -> list[Step]:
     """Remove images with no tag and no container: now, or once this plan moved or dropped their tags.
 
@@ -292,7 +298,7 @@ def _dangling_steps(
         dropped = drops.get(image.id, set())
         left = {t.canonical() for t in image.tags} - moved_away.get(image.id, set()) - dropped
         # An image others are built on is no dangling image to `docker image prune` either.
-        if left or _holds_pin(image, claims) or inventory.users_of(image.id) or image.id in parents:
+        if left or _holds_pin(image, claims) or inventory.users_of(image.id) or image.id in parents or image.id in held:
             continue
         # The daemon deletes a repository's digest references with the last tag this plan drops of it.
         emptied = {parse_reference(c).name for c in dropped if "@" not in c}

@@ -9,6 +9,8 @@ decided and its inputs. Nothing here reads a daemon, a file or the clock.
 Precedence, tested in this order for each image:
 
 1. An image any container uses, running or stopped, is kept.
+   Next, an image a hold keeps (``held``: image id -> why, from
+   :mod:`reconciler.planning.holds`) is kept until the hold expires.
 2. An image holding a reference ``images:`` declares (tag, alias, digest pin,
    or its id) is kept.
 3. An image with a reference matching a ``protect:`` pattern is kept.
@@ -97,6 +99,7 @@ class Fate(StrEnum):
 
 class Rung(StrEnum):
     IN_USE = "in-use"
+    HELD = "held"
     DECLARED = "declared"
     PROTECTED = "protected"
     MIN_AGE = "min-age"
@@ -159,6 +162,7 @@ def evaluate_retention(
     previous: Mapping[str, tuple[str, ...]] | None = None,
     disk: DiskUsage | None = None,
     arrived: Mapping[str, float] | None = None,
+    held: Mapping[str, str] | None = None,
 ) -> RetentionResult:
     """Decide every image's fate under ``spec``; see the module docstring for the rules.
 
@@ -170,7 +174,7 @@ def evaluate_retention(
     the same result.
     """
     ordered = sorted(images, key=lambda image: image.id)
-    context = _Context(spec, now, declared, last_used or {}, previous or {}, containers, arrived)
+    context = _Context(spec, now, declared, last_used or {}, previous or {}, containers, arrived, held)
     protected = {image.id: found for image in ordered if (found := context.protection(image))}
     open_images = [image for image in ordered if image.id not in protected]
     verdicts = {key: Verdict(key, Fate.KEEP, (found,)) for key, found in protected.items()}
@@ -197,8 +201,10 @@ class _Context:
         previous: Mapping[str, tuple[str, ...]],
         containers: Iterable[ContainerRecord],
         arrived: Mapping[str, float] | None = None,
+        held: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec
+        self.held = held or {}
         self.arrived = arrived
         self.now = now
         self.declared = declared
@@ -229,6 +235,8 @@ class _Context:
                 f"used by container {', '.join(users)}; an image a container uses is never removed"
             )
             return Decision(subject, True, Rung.IN_USE, reason, age=age, containers=users)
+        if image.id in self.held:
+            return Decision(subject, True, Rung.HELD, self.held[image.id], age=age)
         claim = self._declared_reference(image)
         if claim is not None:
             reason = f"{claim} is declared under images:"

@@ -80,10 +80,15 @@ def unix_socket_path(address: str) -> str | None:
 
 
 def lock_directory(
-    state_dir: Path, environ: Mapping[str, str] | None = None, system_dir: Path = SYSTEM_LOCK_DIR
+    state_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    system_dir: Path = SYSTEM_LOCK_DIR,
+    *,
+    create: bool = True,
 ) -> Path:
-    """Where lock files go: ``$RECONCILE_LOCK_DIR``, else ``system_dir`` (``/run/lock``) when it
-    exists and this user may create files in it, else the state directory (created if needed)."""
+    """Where lock files (and holds) go: ``$RECONCILE_LOCK_DIR``, else ``system_dir`` (``/run/lock``)
+    when it exists and this user may create files in it, else the state directory (created if
+    needed, unless ``create`` is false: a reader then finds nothing in it)."""
     env = os.environ if environ is None else environ
     configured = env.get(LOCK_DIR_ENV)
     if configured:
@@ -96,7 +101,7 @@ def lock_directory(
         return chosen
     if system_dir.is_dir() and os.access(system_dir, os.W_OK | os.X_OK):
         return system_dir
-    return ensure_state_dir(state_dir)
+    return ensure_state_dir(state_dir) if create else state_dir
 
 
 def lock_path(lock_dir: Path, identity: str) -> Path:
