@@ -88,6 +88,7 @@ class FakeImage:
 class _Local:
     content: FakeImage
     parent: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -126,16 +127,16 @@ class FakeDockerHost:
     def add_image(
         self, tags: Sequence[str] = (), digests: Sequence[str] = (), *, image_id: str | None = None, created: int = 0,
         size: int | None = None, parent: str = "", layers: Mapping[str, int] | None = None, os: str = "linux",
-        architecture: str = "amd64",
+        architecture: str = "amd64", labels: Mapping[str, str] | None = None,
     ) -> str:
-        """A local image; returns its id. ``layers`` (name -> bytes) are its own, on top of
+        """A local image (with ``labels``); returns its id. ``layers`` (name -> bytes) are its own, on top of
         ``parent``'s; without them it has one layer of ``size`` bytes of its own. A tag that
         points elsewhere moves here, as ``docker tag`` moves it."""
         image_id = image_id or sha(f"image:{next(self._seeds)}")
         below = self.images[parent].content.layers if parent else ()
         own = _layers(layers, size, f"own:{image_id}")
         content = FakeImage(image_id, sha("manifest:" + image_id), below + own, created, os, architecture)
-        self.images[image_id] = _Local(content, parent)
+        self.images[image_id] = _Local(content, parent, tuple(sorted((labels or {}).items())))
         for text in (*tags, *digests):
             self.refs[parse_reference(text).canonical()] = image_id
         return image_id
@@ -186,7 +187,7 @@ class FakeDockerHost:
                 if refs or not self._children(image_id):
                     tags, digests = _split(refs)
                     found.append(ImageRecord(image_id, tags, digests, local.content.created, local.content.size,
-                                             parent_id=local.parent))
+                                             parent_id=local.parent, labels=local.labels))
         return tuple(found)
 
     def list_containers(self) -> tuple[ContainerRecord, ...]:

@@ -396,7 +396,15 @@ def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
         size=int(raw.get("Size") or 0),
         shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
         parent_id=str(raw.get("ParentId") or ""),
+        labels=_labels(raw.get("Labels")),
     )
+
+
+def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
+    """``Labels`` of the image list: a mapping, or null for an image without labels."""
+    if not isinstance(raw, Mapping):
+        return ()
+    return tuple(sorted((str(key), str(value)) for key, value in raw.items()))
 
 
 def container_from_api(raw: Mapping[str, Any]) -> ContainerRecord:

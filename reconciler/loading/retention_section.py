@@ -16,6 +16,9 @@ from reconciler.loading.plain_values import as_text, as_texts
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath, format_path
 from reconciler.model.manifest import (
     DiskBudget,
+    LabelCondition,
+    LabelSelector,
+    LabelTest,
     Order,
     RetentionSpec,
     Rule,
@@ -43,8 +46,13 @@ class RetentionBuilder:
             return None
         path: YamlPath = ("retention",)
         protect = as_texts(raw.get("protect"))
-        for index, pattern in enumerate(protect):
-            self._check_glob((*path, "protect", index), pattern, tag_allowed=True)
+        protect_labels: list[LabelSelector] = []
+        entries = raw.get("protect")
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, str):
+                self._check_glob((*path, "protect", index), entry, tag_allowed=True)
+            elif isinstance(entry, dict) and (found := self._labels((*path, "protect", index, "labels"), entry.get("labels"))):
+                protect_labels.append(found)
         rules = raw.get("rules")
         built = [
             self._rule((*path, "rules", index), item)
@@ -56,6 +64,7 @@ class RetentionBuilder:
         return RetentionSpec(
             min_age=_default(self._duration((*path, "min_age"), raw.get("min_age")), 3600),
             protect=tuple(protect),
+            protect_labels=tuple(protect_labels),
             unmatched=Unmatched(as_text(raw.get("unmatched")) or Unmatched.KEEP.value),
             max_removal_percent=float(percent) if isinstance(percent, int | float) else 50.0,
             disk=self._disk((*path, "disk"), raw.get("disk")),
@@ -93,7 +102,26 @@ class RetentionBuilder:
                 exclude=self._regex((*path, "tags", "exclude"), tags.get("exclude")),
             ),
             untagged=untagged,
+            labels=self._labels((*path, "labels"), raw.get("labels")),
         )
+
+    def _labels(self, path: YamlPath, raw: Plain) -> LabelSelector | None:
+        """``{key: "value" | true | false | {not: "value"}}``; keys checked as Docker writes label keys."""
+        if not isinstance(raw, dict):
+            return None
+        conditions = []
+        for key, value in raw.items():
+            problem = _label_key_problem(key)
+            if problem:
+                self._report((*path, key), f"{key!r} is not a label key: {problem}.", at_key=True)
+                continue
+            if isinstance(value, bool):
+                conditions.append(LabelCondition(key, LabelTest.PRESENT if value else LabelTest.ABSENT))
+            elif isinstance(value, str):
+                conditions.append(LabelCondition(key, LabelTest.EQUALS, value))
+            elif isinstance(value, dict) and (other := as_text(value.get("not"))) is not None:
+                conditions.append(LabelCondition(key, LabelTest.NOT_EQUALS, other))
+        return LabelSelector(tuple(sorted(conditions, key=lambda c: c.key))) if conditions else None
 
     def _disk(self, path: YamlPath, raw: Plain) -> DiskBudget | None:
         if not isinstance(raw, dict):
@@ -156,6 +184,16 @@ class RetentionBuilder:
                 line = self.document.position((*earlier, "name"))[0]
                 message = f"rule name {rule.name!r} is already used by {format_path(earlier)} (line {line}); names must be unique."
                 self._report((*path, "name"), message)
+
+
+def _label_key_problem(key: str) -> str | None:
+    if not key.strip():
+        return "it is empty"
+    if key != key.strip() or any(c.isspace() for c in key):
+        return "it has white space, which no label key has (LABEL splits on it)"
+    if "=" in key:
+        return "it has '=', which ends a key in LABEL key=value; write the value as the key's value"
+    return None
 
 
 def _default(value: int | None, default: int) -> int:

@@ -157,6 +157,21 @@ def _render_default(
     yield document.diagnostic(path, error.message.rstrip(".") + ".")
 
 
+def _render_one_of(
+    document: SourceDocument, error: ValidationError, path: YamlPath
+) -> Iterator[Diagnostic]:
+    forms = [_form(branch) for branch in _keyword_value(error) if isinstance(branch, dict)]
+    value = _describe(document, path, _instance(error))
+    yield document.diagnostic(path, f"expected {' or '.join(forms)}, got {value}.")
+
+
+def _form(branch: dict[str, Any]) -> str:
+    """One branch of a ``oneOf`` in words: ``a string``, ``a mapping with labels``."""
+    name = _TYPE_NAMES.get(str(branch.get("type")), str(branch.get("type")))
+    required = branch.get("required") or ()
+    return f"{name} with {', '.join(required)}" if required else name
+
+
 def _instance(error: ValidationError) -> Any:
     """The value that failed (typed loosely by jsonschema)."""
     return error.instance
@@ -176,6 +191,7 @@ _RENDERERS = {
     "uniqueItems": _render_unique,
     "minLength": _render_min_length,
     "pattern": _render_pattern,
+    "oneOf": _render_one_of,
 }
 
 _TYPE_NAMES = {

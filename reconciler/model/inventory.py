@@ -29,6 +29,11 @@ class ImageRecord:
     size: int = 0  # total size, shared layers included
     shared_size: int | None = None  # bytes of layers other images use too; None if not read
     parent_id: str = ""  # the image this one was built on locally (classic builder); "" if none
+    labels: tuple[tuple[str, str], ...] = ()  # the image's labels (``Labels`` of the image list), sorted by key
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
     @property
     def unique_size(self) -> int | None:

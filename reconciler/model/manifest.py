@@ -84,16 +84,48 @@ class TagFilter:
     exclude: str | None = None
 
 
+class LabelTest(StrEnum):
+    EQUALS = "equals"  # ``key: "value"``: the label is there with exactly this value
+    PRESENT = "present"  # ``key: true``: the label is there, any value
+    ABSENT = "absent"  # ``key: false``: the label is not there
+    NOT_EQUALS = "not-equals"  # ``key: {not: "value"}``: not there, or with another value
+
+
+@dataclass(frozen=True)
+class LabelCondition:
+    key: str
+    test: LabelTest
+    value: str = ""
+
+    def describe(self) -> str:
+        """As Docker's filters write it: ``label=k=v``, ``label=k``, ``label!=k``, ``label!=k=v``."""
+        return {
+            LabelTest.EQUALS: f"label {self.key}={self.value}",
+            LabelTest.PRESENT: f"label {self.key}",
+            LabelTest.ABSENT: f"no label {self.key}",
+            LabelTest.NOT_EQUALS: f"label {self.key} not {self.value}",
+        }[self.test]
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """Image labels that must all hold (``labels:`` in a rule's ``select`` or in ``protect``)."""
+
+    conditions: tuple[LabelCondition, ...] = ()
+
+
 @dataclass(frozen=True)
 class Selector:
     """What a rule selects: tags (``untagged`` false) or untagged images (``untagged`` true).
 
-    ``repositories`` are globs; empty selects every repository.
+    ``repositories`` are globs; empty selects every repository. ``labels``, when given, must
+    all hold for the image the tag belongs to.
     """
 
     repositories: tuple[str, ...] = ()
     tags: TagFilter = TagFilter()
     untagged: bool = False
+    labels: LabelSelector | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +157,7 @@ class RetentionSpec:
 
     min_age: int = 3600  # seconds: images that arrived on the host since are never removed
     protect: tuple[str, ...] = ()
+    protect_labels: tuple[LabelSelector, ...] = ()  # ``protect: [{labels: {...}}]`` entries
     unmatched: Unmatched = Unmatched.KEEP
     max_removal_percent: float = 50.0
     disk: DiskBudget | None = None

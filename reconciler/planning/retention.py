@@ -44,6 +44,9 @@ Selection (``select:``):
 - ``tags: {include, exclude}``: regexes matched against the whole tag
   (fullmatch). A tag is selected when it matches ``include`` (default: every
   tag) and does not match ``exclude``.
+- ``labels``: image labels that must all hold for the image the tag (or untagged
+  image) belongs to: a value (equal), presence, absence, or ``not`` a value. ``protect``
+  takes such selectors too (rung 3). Decisions they make name the labels (``pattern``).
 - ``untagged: true`` makes the rule select images with no tag instead of tags;
   their repositories are those of their digest references (``name@sha256:...``),
   and an image with none matches only a rule without ``repositories``.
@@ -87,6 +90,7 @@ from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Un
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
+from reconciler.planning.labels import describe_selector, labels_match
 from reconciler.planning.semver import SemverKey, semver_key
 
 
@@ -248,6 +252,13 @@ class _Context:
                     return Decision(
                         subject, True, Rung.PROTECTED, reason, age=age, pattern=pattern.text
                     )
+        if self.spec.protect_labels:
+            labels = image.label_map
+            for selector in self.spec.protect_labels:
+                if labels_match(selector, labels):
+                    described = describe_selector(selector)
+                    reason = f"its {described} matches protect labels"
+                    return Decision(subject, True, Rung.PROTECTED, reason, age=age, pattern=described)
         arrival = self.arrival(image)
         limit = format_duration(self.spec.min_age)
         if arrival is None:
@@ -290,17 +301,33 @@ class _CompiledRule:
             self._by_name[ref.name] = known
         return known
 
-    def selects_tag(self, ref: Reference) -> bool:
+    def selects_tag(self, ref: Reference, image: ImageRecord | None) -> bool:
+        """Whether the rule selects ``ref`` of ``image`` (None: the tag's image is not on the
+        host, so a rule with ``labels`` cannot select it)."""
         if self.rule.select.untagged or ref.tag is None or not self._repository_selected(ref):
             return False
         if self.include is not None and not self.include.fullmatch(ref.tag):
             return False
-        return self.exclude is None or not self.exclude.fullmatch(ref.tag)
+        if self.exclude is not None and self.exclude.fullmatch(ref.tag):
+            return False
+        return self._labels_selected(image)
 
     def selects_untagged(self, image: ImageRecord) -> bool:
-        if not self.rule.select.untagged:
+        if not self.rule.select.untagged or not self._labels_selected(image):
             return False
         return not self.repositories or any(self._repository_selected(d) for d in image.digests)
+
+    def _labels_selected(self, image: ImageRecord | None) -> bool:
+        selector = self.rule.select.labels
+        if selector is None:
+            return True
+        return image is not None and labels_match(selector, image.label_map)
+
+    @property
+    def label_text(self) -> str | None:
+        """The rule's label selector in words, for the decisions it makes."""
+        selector = self.rule.select.labels
+        return describe_selector(selector) if selector is not None else None
 
 
 def _regex(text: str | None) -> re.Pattern[str] | None:
@@ -340,7 +367,7 @@ class _RuleRound:
                     r.selects_untagged(image) for r in rules
                 )
             for ref in image.tags:
-                self.tag_owner[(image.id, ref)] = self._first(r.selects_tag(ref) for r in rules)
+                self.tag_owner[(image.id, ref)] = self._first(r.selects_tag(ref, image) for r in rules)
 
     def _rank(self) -> dict[tuple[int, str], dict[str, int]]:
         """(rule, repository) -> image id -> 1-based rank, newest first, for rules with keep_last."""
@@ -348,7 +375,7 @@ class _RuleRound:
         by_id = {image.id: image for image in (*self.images, *self.kept_anyway)}
         rules = self.context.rules
         kept_tags = {
-            (image.id, ref): self._first(r.selects_tag(ref) for r in rules)
+            (image.id, ref): self._first(r.selects_tag(ref, image) for r in rules)
             for image in self.kept_anyway
             for ref in image.tags
         }
@@ -380,10 +407,14 @@ class _RuleRound:
     def _previous_keeps(self) -> dict[str, Decision]:
         """Image id -> the keep_previous decision holding it."""
         keeps: dict[str, Decision] = {}
+        # A tag's rule, for a rule selecting by labels, goes by the image the tag points at now.
+        now_at = {ref.canonical(): image for image in (*self.images, *self.kept_anyway) for ref in image.tags}
         for tag_text in sorted(self.context.previous):
             ref = _parse_tag(tag_text)
             owner = (
-                None if ref is None else self._first(r.selects_tag(ref) for r in self.context.rules)
+                None
+                if ref is None
+                else self._first(r.selects_tag(ref, now_at.get(tag_text)) for r in self.context.rules)
             )
             count = None if owner is None else self.context.rules[owner].rule.keep_previous
             if owner is None or not count or ref is None:
@@ -440,7 +471,11 @@ class _RuleRound:
         rule = self.context.rules[owner]
         rank = self._rank_of(owner, image, ref)
         kept, condition, reason = _apply_rule(rule, age, ref, rank)
-        return Decision(subject, kept, Rung.RULE, reason, rule.rule.name, condition, age, rank=rank)
+        if rule.label_text is not None:
+            reason = f"{reason} (selected by its {rule.label_text})"
+        return Decision(
+            subject, kept, Rung.RULE, reason, rule.rule.name, condition, age, rank=rank, pattern=rule.label_text
+        )
 
     def _rank_of(self, owner: int, image: ImageRecord, ref: Reference | None) -> int | None:
         if self.context.rules[owner].rule.keep_last is None:
