@@ -10,6 +10,7 @@ images that other images are built on, and carry no shared sizes (``disk_usage``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import string
@@ -146,7 +147,7 @@ class FakeDockerHost:
         image_id = self._resolve(image)
         assert image_id is not None, f"no image {image}"
         number = next(self._seeds)
-        record = ContainerRecord(sha(f"container:{number}")[7:], name or f"c{number}", image_id, state)
+        record = ContainerRecord(sha(f"container:{number}")[7:], name or f"c{number}", image_id, state, image_name=image)
         self.containers[record.id] = record
         for action in ("create", "start") if state == "running" else ("create",):
             self._event("container", action, record.id, {"image": image, "name": record.name}, image)
@@ -191,8 +192,19 @@ class FakeDockerHost:
         return tuple(found)
 
     def list_containers(self) -> tuple[ContainerRecord, ...]:
+        """As Docker lists them: ``Image`` is the name created from while it still points at the
+        container's image, else the image id."""
         self._enter("list_containers")
-        return tuple(self.containers.values())
+        with self._lock:
+            return tuple(
+                c if self._resolve(c.image_name) == c.image_id else dataclasses.replace(c, image_name=c.image_id)
+                for c in self.containers.values()
+            )
+
+    def container_image_name(self, container_id: str) -> str | None:
+        self._enter("container_image_name")
+        found = self.containers.get(container_id)
+        return found.image_name if found else None
 
     def inspect_image(self, name: str) -> ImageDetails | None:
         """By tag, digest reference, full id or an id prefix only one image has."""

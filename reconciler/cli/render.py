@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rich.markup import escape
@@ -10,6 +11,7 @@ from rich.markup import escape
 from reconciler.model.inventory import short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.report import Outcome, Report, StepResult
+from reconciler.planning.stale_containers import StaleContainer
 
 NO_CHANGES = "No changes. The host matches {manifest}."
 
@@ -184,3 +186,17 @@ def _dump(data: dict[str, Any]) -> str:
 def _name(path: str) -> str:
     return path or "the manifest"
 
+
+
+def stale_text(stale: Sequence[StaleContainer]) -> str:
+    """Containers running an image a declared tag no longer points at; reconcile leaves them be."""
+    lines = ["", "Containers running an image a declared tag no longer points at (recreate them to run the new one):"]
+    for found in stale:
+        # Before the pull only the registry's digest of the new image is known.
+        new = f"the registry's {found.new_image[:19]}" if found.pending else short_id(found.new_image)
+        when = "will point at" if found.pending else "points at"
+        lines.append(
+            f"  ~ {escape(found.container)} ({found.container_id[:12]}): runs {short_id(found.old_image)};"
+            f" {escape(found.tag)} {when} {new}"
+        )
+    return "\n".join(lines)

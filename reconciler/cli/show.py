@@ -57,10 +57,13 @@ def show_plan(
             document["saved"] = {"path": str(outcome.saved_to), "digest": outcome.saved_digest}
         if outcome.refusal is not None:
             document["summary"]["refused"] = outcome.refusal
+        document["stale_containers"] = [found.as_dict() for found in outcome.stale]
     elif quiet and outcome.plan.has_changes:
         out().print(render.plan_summary_text(outcome.plan), highlight=False)
     else:
         out().print(render.plan_text(outcome.plan), highlight=False)
+    if outcome.stale and output != "json" and not quiet:
+        out().print(render.stale_text(outcome.stale), highlight=False)
     if verdicts is not None and output != "json":
         text = verdicts_text(
             verdicts.result,
@@ -95,11 +98,13 @@ def show_apply(
         error((f"{label}: " if label else "") + str(LargeRemovalRefused(outcome.refusal or "")))
         return document
     if not text:
-        return render.report_document(report)
+        return {**render.report_document(report), "stale_containers": [found.as_dict() for found in outcome.stale]}
     if not outcome.plan.has_changes:
         out().print(render.plan_text(outcome.plan), highlight=False)
     else:
         out().print(("" if quiet else "\n") + render.report_summary_text(report), highlight=False)
+    if outcome.stale and not quiet:
+        out().print(render.stale_text(outcome.stale), highlight=False)
     return None
 
 

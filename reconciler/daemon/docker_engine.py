@@ -143,6 +143,15 @@ class DockerEngine:
             return None
         return details_from_api(raw)
 
+    def container_image_name(self, container_id: str) -> str | None:
+        try:
+            with self._call(f"GET /containers/{container_id}/json"):
+                raw = self._api.inspect_container(container_id)
+        except ImageMissing:  # a 404: the container is gone
+            return None
+        config = raw.get("Config") if isinstance(raw, dict) else None
+        return _text(config.get("Image")) if isinstance(config, dict) else None
+
     def image_history(self, image_id: str) -> tuple[HistoryEntry, ...] | None:
         try:
             with self._call(f"GET /images/{image_id}/history"):
@@ -417,6 +426,7 @@ def container_from_api(raw: Mapping[str, Any]) -> ContainerRecord:
         image_id=str(raw.get("ImageID") or ""),
         state=str(raw.get("State") or ""),
         created=created if isinstance(created, int) and created > 0 else 0,
+        image_name=str(raw.get("Image") or ""),
     )
 
 

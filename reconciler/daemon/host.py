@@ -114,6 +114,10 @@ class DockerHost(Protocol):
         """The image ``name`` (a reference or an id) points at, or None when there is none."""
         ...
 
+    def container_image_name(self, container_id: str) -> str | None:
+        """The image reference the container was created from (``Config.Image``); None when it is gone."""
+        ...
+
     def image_history(self, image_id: str) -> tuple[HistoryEntry, ...] | None:
         """Newest first, as the daemon lists it; None when the image is gone."""
         ...

@@ -31,13 +31,14 @@ from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIME
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.holds import LiveHolds
-from reconciler.flows.host_facts import read_host_facts
+from reconciler.flows.host_facts import creation_names, read_host_facts
 from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now
 from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.fleet import TlsSettings
 from reconciler.model.host_facts import HostFacts
+from reconciler.model.inventory import Inventory
 from reconciler.model.manifest import Manifest
 from reconciler.model.plan import Action, Plan
 from reconciler.model.reference import tag_key
@@ -45,6 +46,7 @@ from reconciler.model.report import Outcome, Report, StepResult
 from reconciler.model.usage import UsageFacts
 from reconciler.planning.host_plan import decide
 from reconciler.planning.removal_guard import removal_refusal
+from reconciler.planning.stale_containers import StaleContainer, stale_containers
 from reconciler.state.history import RunRecorder
 from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
 from reconciler.state.plan_file import SavedPlan, check_applicable
@@ -159,7 +161,8 @@ def _apply_locked(
         empty = Report(host=plan.host, manifest_path=plan.manifest_path)
         if facts is not None:
             _record_usage(options, facts, empty, now)
-        return ApplyOutcome(host.address, plan, ExitCode.OK, report=empty)
+        stale = stale_containers(manifest.declared.tags, facts.inventory) if manifest and facts else ()
+        return ApplyOutcome(host.address, plan, ExitCode.OK, report=empty, stale=stale)
     listener.applying(plan)
 
     def result(step: StepResult) -> None:
@@ -189,7 +192,27 @@ def _apply_locked(
         listener.finished()
     if facts is not None:
         _record_usage(options, facts, report, now)
-    return ApplyOutcome(host.address, plan, apply_exit_code(report), report=report)
+    stale = _stale_after(host, manifest, facts, plan, report)
+    return ApplyOutcome(host.address, plan, apply_exit_code(report), report=report, stale=stale)
+
+
+def _stale_after(
+    host: DockerHost, manifest: Manifest | None, facts: HostFacts | None, plan: Plan, report: Report
+) -> tuple[StaleContainer, ...]:
+    """Containers running an image a declared tag (for a saved plan: a tag it pulled) left, after the run:
+    read again when a pull moved something, else as the run found them. Never fails the apply."""
+    pulled = [r for r in report.results if r.step.action is Action.PULL and r.outcome is Outcome.DONE]
+    if manifest is not None:
+        declared: frozenset[str] = manifest.declared.tags
+    else:
+        declared = frozenset(key for s in plan.steps if s.action is Action.PULL and (key := tag_key(s.ref)))
+    if not pulled and facts is not None:
+        return stale_containers(declared, facts.inventory)
+    try:
+        fresh = Inventory(images=host.list_images(), containers=creation_names(host, host.list_containers()))
+    except ReconcilerError:
+        return ()
+    return stale_containers(declared, fresh)
 
 
 def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: float) -> None:

@@ -11,6 +11,7 @@ for ``high``/``low``, the filesystem holding Docker's data.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from reconciler.daemon.host import DockerHost
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
 from reconciler.model.host_facts import DiskUsage, HostFacts
-from reconciler.model.inventory import Inventory
+from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
 from reconciler.model.usage import (
     EventMark,
@@ -114,13 +115,32 @@ def learn_usage(
 
 
 def read_inventory(host: DockerHost, manifest: Manifest | None = None, auth: RegistryAuth | None = None) -> Inventory:
-    """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``."""
+    """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``.
+
+    With a manifest, a container whose image name the list gives as an id (the name it was created
+    from points elsewhere now) is asked what that name was: the stale-container report needs it.
+    """
+    containers = host.list_containers()
+    if manifest is not None:
+        containers = creation_names(host, containers)
     return Inventory(
         images=host.list_images(),
-        containers=host.list_containers(),
+        containers=containers,
         remote_digests=read_remote_digests(host, manifest, auth) if manifest else {},
         host=host.address,
     )
+
+
+def creation_names(host: DockerHost, containers: tuple[ContainerRecord, ...]) -> tuple[ContainerRecord, ...]:
+    """``containers`` with the name each was created from, one inspect per container the list names by id."""
+    named = []
+    for container in containers:
+        if container.image_name.startswith("sha256:"):
+            original = host.container_image_name(container.id)
+            if original and not original.startswith("sha256:"):
+                container = dataclasses.replace(container, image_name=original)
+        named.append(container)
+    return tuple(named)
 
 
 def read_remote_digests(host: DockerHost, manifest: Manifest, auth: RegistryAuth | None) -> dict[str, str]:

@@ -13,6 +13,7 @@ from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Plan
 from reconciler.model.report import Outcome, Report
 from reconciler.planning.retention import RetentionResult
+from reconciler.planning.stale_containers import StaleContainer
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PlanOutcome:
     saved_digest: str | None = None  # the saved plan's digest, for apply --require-digest
     daemon: str | None = None  # which daemon (lock.daemon_identity), when it was asked
     event_gap: str | None = None  # a warning: the daemon's events since the last run may be incomplete
+    stale: tuple[StaleContainer, ...] = ()  # containers running an image a declared tag no longer points at
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ApplyOutcome:
     report: Report | None = None  # None when nothing ran: the plan was refused
     refusal: str | None = None
     daemon: str | None = None  # which daemon (lock.daemon_identity)
+    stale: tuple[StaleContainer, ...] = ()  # after the run: containers running an image a declared tag left
 
 
 @dataclass(frozen=True)

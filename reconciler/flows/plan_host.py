@@ -18,6 +18,7 @@ from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.fleet import TlsSettings
 from reconciler.model.manifest import Manifest
 from reconciler.planning.host_plan import decide
+from reconciler.planning.stale_containers import stale_containers
 from reconciler.state.lock import daemon_identity
 from reconciler.state.plan_file import save_plan
 
@@ -78,4 +79,5 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
         saved_digest=saved_digest,
         daemon=daemon,
         event_gap=facts.event_gap,
+        stale=stale_containers(manifest.declared.tags, facts.inventory, plan),
     )

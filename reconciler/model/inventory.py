@@ -59,6 +59,9 @@ class ContainerRecord:
     image_id: str
     state: str = ""  # running, exited, created, ...
     created: int = 0  # when the container was created, seconds since the epoch; 0 if unknown
+    # What it was created from (``docker run NAME``) as the container list gives it: the daemon
+    # gives the image id instead once that name points at another image; then Config.Image has it.
+    image_name: str = ""
 
     @property
     def short_id(self) -> str:

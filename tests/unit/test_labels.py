@@ -9,7 +9,13 @@ import pytest
 from reconciler.errors import ManifestError
 from reconciler.loading.loader import load_manifest_text
 from reconciler.model.inventory import ImageRecord
-from reconciler.model.manifest import LabelCondition, LabelSelector, LabelTest, Manifest, RetentionSpec
+from reconciler.model.manifest import (
+    LabelCondition,
+    LabelSelector,
+    LabelTest,
+    Manifest,
+    RetentionSpec,
+)
 from reconciler.model.reference import parse_reference
 from reconciler.planning.labels import labels_match
 from reconciler.planning.retention import Fate, Rung, evaluate_retention
