@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.daemon.host import (
+    BuildCachePruned,
     DaemonIdentity,
     DiskUsageReport,
     ImageConflict,
@@ -30,6 +31,7 @@ from reconciler.daemon.host import (
     PullStreamFailed,
 )
 from reconciler.errors import DaemonUnavailable
+from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.inventory import (
     ContainerRecord,
     DaemonEvent,
@@ -120,6 +122,7 @@ class FakeDockerHost:
     images: dict[str, _Local] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)  # canonical tag or digest reference -> image id
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    cache_records: dict[str, BuildCacheRecord] = field(default_factory=dict)  # BuildKit's, by id
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _seeds: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
@@ -237,6 +240,19 @@ class FakeDockerHost:
             sizes = dict(pair for found in chains.values() for pair in found)
             shared = {i: sum(s for c, s in found if users[c] > 1) for i, found in chains.items()}
             return DiskUsageReport(layers_size=sum(sizes.values()), shared_sizes=shared)
+
+    def build_cache(self) -> tuple[BuildCacheRecord, ...]:
+        self._enter("build_cache")
+        return tuple(sorted(self.cache_records.values(), key=lambda r: r.id))
+
+    def prune_build_cache(self, record_id: str) -> BuildCachePruned:
+        """As BuildKit prunes: a record a build uses stays."""
+        self._enter("prune_build_cache")
+        found = self.cache_records.get(record_id)
+        if found is None or found.in_use:
+            return BuildCachePruned()
+        del self.cache_records[record_id]
+        return BuildCachePruned((record_id,), found.size)
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
         self._enter("events")

@@ -15,8 +15,8 @@ from reconciler.planning.stale_containers import StaleContainer
 
 NO_CHANGES = "No changes. The host matches {manifest}."
 
-_SIGN = {Action.PULL: "+", Action.TAG: "+", Action.UNTAG: "-", Action.REMOVE: "-"}
-_STYLE = {Action.PULL: "green", Action.TAG: "green", Action.UNTAG: "yellow", Action.REMOVE: "red"}
+_SIGN = {Action.PULL: "+", Action.TAG: "+", Action.UNTAG: "-", Action.REMOVE: "-", Action.PRUNE_CACHE: "-"}
+_STYLE = {Action.PULL: "green", Action.TAG: "green", Action.UNTAG: "yellow", Action.REMOVE: "red", Action.PRUNE_CACHE: "red"}
 _OUTCOME_STYLE = {
     Outcome.DONE: "green",
     Outcome.SKIPPED: "yellow",
@@ -57,7 +57,7 @@ def _step_line(step: Step) -> str:
     extra = []
     if step.image_id and step.action is not Action.PULL:
         extra.append(short_id(step.image_id))
-    if step.action is Action.REMOVE and not step.blocked:
+    if step.action in (Action.REMOVE, Action.PRUNE_CACHE) and not step.blocked:
         extra.append(f"frees {human_bytes(step.bytes)}")
     if step.platform:
         extra.append(step.platform)
@@ -80,7 +80,9 @@ def plan_summary_text(plan: Plan) -> str:
         free = "nothing"
     else:
         free = human_bytes(plan.bytes_to_free) if plan.bytes_to_free_known else "unknown"
-    return f"Plan: {', '.join(counts) or 'nothing to run'}{blocked}. To download: {download}. To free: {free}."
+    cache = plan.count(Action.PRUNE_CACHE)
+    cache_text = f" Build cache to free: {human_bytes(plan.cache_bytes_to_free)}." if cache else ""
+    return f"Plan: {', '.join(counts) or 'nothing to run'}{blocked}. To download: {download}. To free: {free}.{cache_text}"
 
 
 def plan_json(plan: Plan, images: list[dict[str, Any]] | None = None) -> str:
@@ -109,6 +111,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
         **{a.value: plan.count(a) for a in Action},
         "blocked": len(plan.blocked),
         "bytes_to_free": plan.bytes_to_free if plan.bytes_to_free_known else None,
+        "cache_bytes_to_free": plan.cache_bytes_to_free,
         "bytes_to_download": None,  # the daemon cannot tell before it pulls
     }
 
@@ -133,7 +136,9 @@ def report_summary_text(report: Report) -> str:
     freed = _freed_text(report)
     stale = len(report.with_outcome(Outcome.STALE))
     refused = f", {stale} stale" if stale else ""
-    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}"
+    cache = _cache_freed(report)
+    cache_text = f" Build cache freed: {human_bytes(cache)} (as the daemon measured)." if cache is not None else ""
+    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}{cache_text}"
     if skipped or failed:
         text += " Skipped and failed steps are listed above; nothing else was touched."
     if stale:
@@ -146,6 +151,12 @@ def _freed_text(report: Report) -> str:
     if report.measured_freed is None:
         return f" Freed {human_bytes(report.bytes_freed)}." if report.bytes_freed else ""
     return f" Freed {human_bytes(report.measured_freed)} (predicted {human_bytes(report.bytes_freed)})."
+
+
+def _cache_freed(report: Report) -> int | None:
+    """Bytes the daemon reclaimed pruning build cache records; None when the plan pruned none."""
+    pruned = [r for r in report.results if r.step.action is Action.PRUNE_CACHE]
+    return sum(r.bytes or 0 for r in pruned if r.outcome is Outcome.DONE) if pruned else None
 
 
 def report_json(report: Report) -> str:
@@ -176,6 +187,7 @@ def report_summary(report: Report) -> dict[str, Any]:
         "images_deleted": len(report.images_deleted),
         "bytes_freed": report.bytes_freed,
         "bytes_freed_measured": report.measured_freed,
+        "cache_bytes_freed": _cache_freed(report),
     }
 
 

@@ -21,7 +21,9 @@ from typing import Any
 import docker
 import requests
 
+from reconciler.daemon.build_cache_records import build_cache_from_df, prune_filter
 from reconciler.daemon.host import (
+    BuildCachePruned,
     DaemonIdentity,
     DaemonRefused,
     DiskUsageBusy,
@@ -34,6 +36,7 @@ from reconciler.daemon.host import (
 )
 from reconciler.errors import DaemonError, DaemonUnavailable, HostTimedOut
 from reconciler.model.deadline import NO_DEADLINE, Deadline
+from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
 
@@ -190,6 +193,16 @@ class DockerEngine:
                 # Half fixed, half random: several of us waiting on one daemon do not come back together.
                 time.sleep(min(left, wait / 2 + random.random() * wait / 2))
                 wait = min(wait * 2, DISK_USAGE_MAX_WAIT)
+
+    def build_cache(self) -> tuple[BuildCacheRecord, ...]:
+        return build_cache_from_df(self._disk_usage_when_free())
+
+    def prune_build_cache(self, record_id: str) -> BuildCachePruned:
+        with self._call(f"POST /build/prune (record {record_id})"):
+            raw = self._api.prune_builds(filters=prune_filter(record_id), all=True)
+        found = raw if isinstance(raw, dict) else {}
+        deleted = tuple(str(d) for d in found.get("CachesDeleted") or ())
+        return BuildCachePruned(deleted, int(found.get("SpaceReclaimed") or 0))
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
         # With `until` set the daemon ends the stream, so this returns. Fractions of a second

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.errors import DaemonError, ExitCode
+from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
 
 
@@ -45,6 +46,14 @@ class DiskUsageReport:
 
     layers_size: int
     shared_sizes: Mapping[str, int] = field(default_factory=dict)  # image id -> shared bytes; -1 unknown
+
+
+@dataclass(frozen=True)
+class BuildCachePruned:
+    """What a build cache prune did: the records deleted and the bytes the daemon reclaimed."""
+
+    deleted: tuple[str, ...] = ()
+    reclaimed: int = 0
 
 
 class DaemonRefused(DaemonError):
@@ -123,6 +132,14 @@ class DockerHost(Protocol):
         ...
 
     def disk_usage(self) -> DiskUsageReport: ...
+
+    def build_cache(self) -> tuple[BuildCacheRecord, ...]:
+        """BuildKit's cache records (``GET /system/df``'s ``BuildCache``), sorted by id."""
+        ...
+
+    def prune_build_cache(self, record_id: str) -> BuildCachePruned:
+        """``POST /build/prune`` of exactly that record; BuildKit leaves a record in use alone."""
+        ...
 
     def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
         """Every event the daemon still holds from ``since`` to ``until``, oldest first, of any kind."""

@@ -213,6 +213,7 @@ class Executor(StaleChecks):
             Action.TAG: self._tag,
             Action.UNTAG: self._untag,
             Action.REMOVE: self._remove,
+            Action.PRUNE_CACHE: self._prune_cache,
         }[step.action]
         if step.is_destructive:
             held = self._held_for_replacement(step) or self._removal_gate(step)
@@ -361,6 +362,14 @@ class Executor(StaleChecks):
         return StepResult(step, Outcome.DONE, f"now points at {short_id(source.id)}", image_id=source.id)
 
     # --- untag and remove -----------------------------------------------------
+
+    def _prune_cache(self, step: Step) -> StepResult:
+        """One build cache record, by id; the bytes are those the daemon says it reclaimed."""
+        pruned = self.host.prune_build_cache(step.ref)
+        if step.ref not in pruned.deleted:
+            why = "kept: BuildKit did not prune it (a build uses it now, or it is gone already)"
+            return StepResult(step, Outcome.SKIPPED, why)
+        return StepResult(step, Outcome.DONE, f"pruned; the daemon reclaimed {pruned.reclaimed} bytes", bytes=pruned.reclaimed)
 
     def _untag(self, step: Step) -> StepResult:
         image = self._inspect(step.ref)

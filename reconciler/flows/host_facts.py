@@ -64,8 +64,9 @@ def read_host_facts(
     if manifest is None:
         return HostFacts(inventory)
     holds = read_holds(lock_directory(state_dir, create=False), daemon_identity(host), warn)
+    cache = host.build_cache() if manifest.build_cache is not None else None
     if manifest.retention is None and not explain and not learn:
-        return HostFacts(inventory, holds=holds)
+        return HostFacts(inventory, holds=holds, build_cache=cache)
     stored = read_usage(state_dir, host.address)
     learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
@@ -82,6 +83,7 @@ def read_host_facts(
         learning.gap,
         learning.anchor,
         holds=holds,
+        build_cache=cache,
     )
 
 

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from reconciler.errors import Diagnostic, ManifestError
+from reconciler.loading.build_cache_section import build_cache_spec
 from reconciler.loading.env_substitution import substitute_all
 from reconciler.loading.images_section import Semantics
 from reconciler.loading.retention_section import RetentionBuilder
@@ -86,12 +87,16 @@ def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) ->
     retention = RetentionBuilder(document)
     retention_spec = None if retention_flawed else retention.build(data.get("retention"))
     diagnostics += retention.diagnostics
+    cache_flawed = any(d.path.startswith("build_cache") for d in diagnostics)
+    cache_spec, found = (None, []) if cache_flawed else build_cache_spec(document, data.get("build_cache"))
+    diagnostics += found
     if diagnostics:
         raise ManifestError(_in_line_order(diagnostics))
     return Manifest(
         images=images,
         prune=_prune(data.get("prune")),
         retention=retention_spec,
+        build_cache=cache_spec,
         path=document.filename,
         digest=digest,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.usage import EventMark, UsageFacts, UsageState
@@ -30,3 +31,4 @@ class HostFacts:
     event_gap: str | None = None  # why the daemon's events since the last run may be incomplete
     anchor: EventMark | None = None  # the newest daemon event this run saw, recorded by apply
     holds: tuple[Hold, ...] = ()  # the daemon's holds as recorded, expired ones included
+    build_cache: tuple[BuildCacheRecord, ...] | None = None  # read only for a ``build_cache:`` section

@@ -165,6 +165,15 @@ class RetentionSpec:
 
 
 @dataclass(frozen=True)
+class BuildCacheSpec:
+    """The ``build_cache:`` section: BuildKit records unused for ``unused_for`` seconds go, then the
+    least recently used until the cache takes at most ``keep_storage`` bytes."""
+
+    keep_storage: int | None = None
+    unused_for: int | None = None
+
+
+@dataclass(frozen=True)
 class DeclaredReferences:
     """Every reference ``images:`` wants kept, as canonical strings: what nothing may remove."""
 
@@ -181,6 +190,7 @@ class Manifest:
     images: tuple[ImageSpec, ...] = ()
     prune: PruneSpec = PruneSpec()
     retention: RetentionSpec | None = None
+    build_cache: BuildCacheSpec | None = None
     path: str = "<memory>"
     digest: str = ""  # sha256 of the manifest file's bytes, to detect a changed file
 

@@ -17,17 +17,18 @@ class Action(StrEnum):
     TAG = "tag"
     UNTAG = "untag"
     REMOVE = "remove"
+    PRUNE_CACHE = "prune-cache"  # one BuildKit build cache record, by id (``ref``)
 
 
 # Steps run in this order: what is fetched before what is pointed at it, and
-# every untag before the removal that deletes the image behind it.
-ACTION_ORDER = {Action.PULL: 0, Action.TAG: 1, Action.UNTAG: 2, Action.REMOVE: 3}
+# every untag before the removal that deletes the image behind it; the build cache last.
+ACTION_ORDER = {Action.PULL: 0, Action.TAG: 1, Action.UNTAG: 2, Action.REMOVE: 3, Action.PRUNE_CACHE: 4}
 
 
 @dataclass(frozen=True)
 class Step:
     action: Action
-    ref: str  # the reference acted on, as `docker image ls` shows it; an image id for untagged images
+    ref: str  # the reference acted on, as `docker image ls` shows it; an image id for untagged images; a cache record id
     reason: str
     image_id: str | None = None  # the image the step expects to find; None for a pull of a missing tag
     bytes: int | None = None  # pull: unknown before the pull; remove: unique bytes freed
@@ -89,6 +90,11 @@ class Plan:
     @property
     def bytes_to_free(self) -> int:
         return sum(step.bytes or 0 for step in self.runnable if step.action is Action.REMOVE)
+
+    @property
+    def cache_bytes_to_free(self) -> int:
+        """What the build cache records the plan prunes take (shared ones are never planned)."""
+        return sum(step.bytes or 0 for step in self.runnable if step.action is Action.PRUNE_CACHE)
 
     @property
     def bytes_to_free_known(self) -> bool:

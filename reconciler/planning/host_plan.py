@@ -8,11 +8,13 @@ after, from :mod:`reconciler.planning.sizing`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.manifest import Manifest, RetentionSpec
 from reconciler.model.plan import Plan
+from reconciler.planning.build_cache import plan_build_cache
 from reconciler.planning.holds import block_held_steps, held_images, hold_reason
 from reconciler.planning.images import plan_changes
 from reconciler.planning.removal_guard import removal_refusal
@@ -53,5 +55,8 @@ def decide(
         if manifest.retention is not None:
             plan = plan_retention(plan, inventory, manifest.retention, result, now)
     plan = block_held_steps(plan, held, now)
+    if manifest.build_cache is not None and facts.build_cache is not None:
+        cache_steps = plan_build_cache(manifest.build_cache, facts.build_cache, now)
+        plan = dataclasses.replace(plan, steps=(*plan.steps, *cache_steps))  # after every image step, as ACTION_ORDER has them
     refusal = removal_refusal(plan, manifest, len(inventory.images), max_removals)
     return HostPlan(plan, result, refusal)

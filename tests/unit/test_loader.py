@@ -265,7 +265,7 @@ def test_merge_key_is_just_an_unknown_key() -> None:
         images:
           - <<: *base
     """) == [
-        "images.yaml:2:1: base: unknown key 'base'; allowed keys: version, images, prune, retention.",
+        "images.yaml:2:1: base: unknown key 'base'; allowed keys: version, images, prune, retention, build_cache.",
         "images.yaml:4:5: images[0]: missing required key 'name'.",
         "images.yaml:4:5: images[0].<<: unknown key '<<'; allowed keys:"
         " name, tags, aliases, digest, platform, pull, state.",
@@ -734,7 +734,7 @@ def test_unset_and_malformed_variables_are_reported_at_their_value() -> None:
 
 def test_keys_are_not_substituted() -> None:
     assert problems("version: 1\n${KEY}: x\n", {"KEY": "images"}) == [
-        "images.yaml:2:1: ${KEY}: unknown key '${KEY}'; allowed keys: version, images, prune, retention."
+        "images.yaml:2:1: ${KEY}: unknown key '${KEY}'; allowed keys: version, images, prune, retention, build_cache."
     ]
 
 
