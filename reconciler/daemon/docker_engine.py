@@ -35,8 +35,8 @@ from reconciler.daemon.host import (
     PullStreamFailed,
 )
 from reconciler.errors import DaemonError, DaemonUnavailable, HostTimedOut
-from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.build_cache import BuildCacheRecord
+from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
 
