@@ -50,9 +50,10 @@ def test_a_held_image_survives_a_policy_that_removes_it_and_goes_once_the_hold_e
     kept = image_factory("job:1", push=False, keep_local=True)
     other = image_factory("job:2", push=False, keep_local=True)
     path = tmp_manifest(_policy(namespace))
-    placed = held_cli("hold", kept, "--for", "4s", "--reason", "build 7", "-o", "json")
+    # Long enough for the plans and the apply below on a busy machine; the test then waits it out.
+    placed = held_cli("hold", kept, "--for", "40s", "--reason", "build 7", "-o", "json")
     assert placed.code == 0, placed.stderr
-    hold_id = json.loads(placed.stdout)["id"]
+    hold_id, expires = json.loads(placed.stdout)["id"], json.loads(placed.stdout)["expires"]
 
     listed = json.loads(held_cli("holds", "-o", "json").stdout)["holds"]
     assert [(h["id"], h["reason"]) for h in listed] == [(hold_id, "build 7")]
@@ -64,7 +65,7 @@ def test_a_held_image_survives_a_policy_that_removes_it_and_goes_once_the_hold_e
     assert applied.code == 0, applied.stdout + applied.stderr
     assert kept in _tags(api) and other not in _tags(api)
 
-    time.sleep(4.5)
+    time.sleep(max(0.0, expires - time.time() + 0.5))
     assert json.loads(held_cli("holds", "-o", "json").stdout)["holds"] == []
     applied = held_cli("apply", path)
     assert applied.code == 0, applied.stdout + applied.stderr
