@@ -12,25 +12,35 @@ import difflib
 import json
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Any
-
-from jsonschema import Draft202012Validator, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import Diagnostic
 from reconciler.loading.schema import load_schema
+from reconciler.loading.schema_check import satisfies_schema
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath, format_path
 from reconciler.model.units import UnitError, parse_duration, parse_percent, parse_size
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 
 
 @cache
 def _validator(schema: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(schema))
 
 
 def schema_diagnostics(
     document: SourceDocument, data: dict[str, Plain], schema: str = "manifest"
 ) -> list[Diagnostic]:
-    """Every violation of ``schema`` (manifest or inventory) in ``data``, as a sentence at its YAML position."""
+    """Every violation of ``schema`` (manifest or inventory) in ``data``, as a sentence at its YAML position.
+
+    A document the quick check passes has none; only for the others is jsonschema
+    imported and run, for its errors.
+    """
+    if satisfies_schema(data, schema):
+        return []
     diagnostics: list[Diagnostic] = []
     for error in _validator(schema).iter_errors(data):
         path = tuple(error.absolute_path)

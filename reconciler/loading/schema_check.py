@@ -1,0 +1,235 @@
+"""A quick yes to "does this manifest satisfy the schema?", without jsonschema.
+
+jsonschema builds its validator and its error objects at a cost a command pays on every
+start (its import alone is about a third of a second here). Most manifests are valid, so
+this module answers first, walking the schema's own keywords over the data: True only when
+every keyword it meets holds. Anything else (a keyword it does not know, a value it is not
+sure about, a violation) answers False, and the caller then runs jsonschema itself for the
+diagnostics. So a False costs one more pass, and a True is never wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+from reconciler.loading.schema import load_schema
+
+# Keywords that say nothing about validity.
+_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "default", "examples", "$comment", "$defs"})
+
+Check = Callable[[Any], bool]
+
+
+def satisfies_schema(data: object, schema: str = "manifest") -> bool:
+    """True when ``data`` certainly satisfies ``schema`` (manifest or inventory); False when jsonschema must say."""
+    return _root_check(schema)(data)
+
+
+@cache
+def _root_check(name: str) -> Check:
+    schema = load_schema(name)
+    return _Compiler(schema).compile(schema)
+
+
+class _Compiler:
+    """Turns each (sub)schema into one closure, once; ``$ref`` into the closure of its target."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self.refs: dict[str, Check] = {}
+
+    def compile(self, schema: Any) -> Check:
+        if schema is True:
+            return _always
+        if not isinstance(schema, dict):
+            return _never  # false, or something this module does not read
+        checks: list[Check] = []
+        for keyword, value in schema.items():
+            if keyword in _ANNOTATIONS:
+                continue
+            make = _KEYWORDS.get(keyword)
+            if make is None:
+                return _never  # a keyword not known here: jsonschema decides
+            checks.append(make(self, value, schema))
+        return lambda data: all(check(data) for check in checks)
+
+    def ref(self, target: str) -> Check:
+        if target not in self.refs:
+            if not target.startswith("#/"):
+                return _never
+            node: Any = self.root
+            for part in target[2:].split("/"):
+                node = node.get(part) if isinstance(node, dict) else None
+            self.refs[target] = _never  # a cycle resolves late through the dict, below
+            compiled = self.compile(node)
+            self.refs[target] = compiled
+        return lambda data: self.refs[target](data)
+
+
+def _always(data: Any) -> bool:
+    return True
+
+
+def _never(data: Any) -> bool:
+    return False
+
+
+def _is_type(data: Any, name: str) -> bool:
+    if name == "object":
+        return isinstance(data, dict)
+    if name == "array":
+        return isinstance(data, list)
+    if name == "string":
+        return isinstance(data, str)
+    if name == "boolean":
+        return isinstance(data, bool)
+    if name == "null":
+        return data is None
+    if name == "integer":
+        return isinstance(data, int) and not isinstance(data, bool)
+    if name == "number":
+        return isinstance(data, int | float) and not isinstance(data, bool)
+    return False
+
+
+def _type(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    names = [value] if isinstance(value, str) else list(value)
+    return lambda data: any(_is_type(data, name) for name in names)
+
+
+def _properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    checks = {key: compiler.compile(sub) for key, sub in value.items()}
+
+    def check(data: Any) -> bool:
+        if not isinstance(data, dict):
+            return True
+        return all(checks[key](item) for key, item in data.items() if key in checks)
+
+    return check
+
+
+def _additional_properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    if "patternProperties" in schema:
+        return _never
+    known = frozenset(schema.get("properties", {}))
+    extra = compiler.compile(value)
+
+    def check(data: Any) -> bool:
+        if not isinstance(data, dict):
+            return True
+        return all(extra(item) for key, item in data.items() if key not in known)
+
+    return check
+
+
+def _required(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    keys = tuple(value)
+    return lambda data: not isinstance(data, dict) or all(key in data for key in keys)
+
+
+def _min_properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    return lambda data: not isinstance(data, dict) or len(data) >= value
+
+
+def _dependent_required(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    rules = {key: tuple(needed) for key, needed in value.items()}
+
+    def check(data: Any) -> bool:
+        if not isinstance(data, dict):
+            return True
+        return all(all(n in data for n in needed) for key, needed in rules.items() if key in data)
+
+    return check
+
+
+def _items(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    if "prefixItems" in schema:
+        return _never
+    item = compiler.compile(value)
+    return lambda data: not isinstance(data, list) or all(item(element) for element in data)
+
+
+def _unique_items(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    if value is not True:
+        return _always
+
+    def check(data: Any) -> bool:
+        if not isinstance(data, list):
+            return True
+        # JSON text tells 1 from true and "1"; equal texts are equal values. Unsure: jsonschema decides.
+        try:
+            texts = [json.dumps(element, sort_keys=True) for element in data]
+        except (TypeError, ValueError):
+            return False
+        return len(set(texts)) == len(texts)
+
+    return check
+
+
+def _enum(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    allowed = [json.dumps(choice, sort_keys=True) for choice in value]
+    return lambda data: _json_text(data) in allowed
+
+
+def _const(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    wanted = json.dumps(value, sort_keys=True)
+    return lambda data: _json_text(data) == wanted
+
+
+def _json_text(data: Any) -> str | None:
+    try:
+        return json.dumps(data, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pattern(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    try:
+        regex = re.compile(value)
+    except re.error:
+        return _never
+    return lambda data: not isinstance(data, str) or regex.search(data) is not None
+
+
+def _min_length(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    return lambda data: not isinstance(data, str) or len(data) >= value
+
+
+def _max_length(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    return lambda data: not isinstance(data, str) or len(data) <= value
+
+
+def _minimum(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    return lambda data: not _is_type(data, "number") or data >= value
+
+
+def _maximum(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    return lambda data: not _is_type(data, "number") or data <= value
+
+
+def _ref(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    return compiler.ref(str(value))
+
+
+_KEYWORDS: dict[str, Callable[[_Compiler, Any, Any], Check]] = {
+    "type": _type,
+    "properties": _properties,
+    "additionalProperties": _additional_properties,
+    "required": _required,
+    "minProperties": _min_properties,
+    "dependentRequired": _dependent_required,
+    "items": _items,
+    "uniqueItems": _unique_items,
+    "enum": _enum,
+    "const": _const,
+    "pattern": _pattern,
+    "minLength": _min_length,
+    "maxLength": _max_length,
+    "minimum": _minimum,
+    "maximum": _maximum,
+    "$ref": _ref,
+}
