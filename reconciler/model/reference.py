@@ -140,7 +140,7 @@ class Reference:
         """The same repository with this tag and no digest."""
         if not is_valid_tag(tag):
             raise InvalidReference(f"{_show(tag)} is not a valid tag: {_TAG_RULE}.")
-        return Reference(self.domain, self.path, tag=tag)
+        return _checked(self.domain, self.path, tag, None)
 
     def with_digest(self, digest: str) -> Reference:
         """The same repository with this digest and no tag."""
@@ -170,10 +170,29 @@ def parse_reference(text: str) -> Reference:
     """Parse any valid image reference, normalised like ``ParseNormalizedNamed``.
 
     Raises :class:`InvalidReference` for anything else, including text that
-    reads as an image id or a bare digest rather than a name.
+    reads as an image id or a bare digest rather than a name. References are
+    immutable, so the same text gives the same object (a plan reads each
+    reference of a large host several times).
     """
-    domain, path, tag, digest = _parse_fields(text)
-    return Reference(domain, path, tag, digest)
+    if type(text) is not str:
+        return _checked(*_parse_fields(text))  # refused with its reason: not hashable, maybe
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse_text(text: str) -> Reference:
+    return _checked(*_parse_fields(text))
+
+
+def _checked(domain: str, path: str, tag: str | None, digest: str | None) -> Reference:
+    """A Reference of fields already known valid and normalised (parsed, or a valid repository with a
+    valid tag), made without parsing them a second time as the public constructor does."""
+    ref = object.__new__(Reference)
+    object.__setattr__(ref, "domain", domain)
+    object.__setattr__(ref, "path", path)
+    object.__setattr__(ref, "tag", tag)
+    object.__setattr__(ref, "digest", digest)
+    return ref
 
 
 def parse_repository(text: str) -> Reference:
