@@ -17,9 +17,8 @@ import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
-
-import docker
 
 from reconciler.errors import ExitCode, ReconcilerError
 
@@ -68,8 +67,22 @@ class RegistryAuth:
     env_user: str | None = field(default=None, repr=False)
     env_password: str | None = field(default=None, repr=False)
     env_host: str | None = None
-    config: Any = field(default=None, repr=False)  # docker.auth.AuthConfig
-    broken_config: BrokenConfig | None = None  # why the Docker config could not be used, said when a registry refuses us
+    read_docker_config: bool = False  # read the Docker config when first needed (docker-py is imported then)
+
+    @property
+    def config(self) -> Any:
+        """The parsed Docker config (docker-py's ``AuthConfig``), None when there is none to use."""
+        return self._docker_config[0]
+
+    @property
+    def broken_config(self) -> BrokenConfig | None:
+        """Why the Docker config could not be used, said when a registry refuses us."""
+        return self._docker_config[1]
+
+    @cached_property
+    def _docker_config(self) -> tuple[Any, BrokenConfig | None]:
+        # Only pulls and registry lookups need credentials: a plan that asks no registry never reads them.
+        return _read_docker_config() if self.read_docker_config else (None, None)
 
     def for_registry(self, domain: str) -> dict[str, str] | None:
         """The auth config docker-py expects for ``domain``, or None to pull anonymously."""
@@ -79,6 +92,8 @@ class RegistryAuth:
         if self.config is None:
             return None
         config = self.config
+        import docker
+
         if self.missing_helper(domain):
             # A helper that is not installed gives nothing: pull as `auths` alone allows (often
             # anonymously). auth_failure_hint names it, for when the registry then asks for credentials.
@@ -140,18 +155,23 @@ def load_registry_auth(environ: Mapping[str, str]) -> RegistryAuth:
     if user is not None and host is None:
         # The environment's credentials serve every registry: the Docker config is never read.
         return RegistryAuth(env_user=user, env_password=password)
+    return RegistryAuth(env_user=user, env_password=password, env_host=host, read_docker_config=True)
+
+
+def _read_docker_config() -> tuple[Any, BrokenConfig | None]:
+    """The Docker config as docker-py parses it, or None and why it could not be used."""
+    import docker
+
     try:
-        config = docker.auth.load_config(credstore_env=None)
+        return docker.auth.load_config(credstore_env=None), None
     except docker.errors.DockerException:
-        config = None  # an unreadable config is read by docker-py as no credentials too
+        return None, None  # an unreadable config is read by docker-py as no credentials too
     except (ValueError, TypeError):  # an `auths` entry's `auth` is not base64 of USER:PASSWORD
         # As the docker CLI does, go on without the config: a registry that needs it will refuse
         # us, and the pull's error then says why. Neither docker-py's words nor the value are
         # repeated: both may carry part of the secret.
         path = docker.utils.config.find_config_file()
-        broken = BrokenConfig(path, _bad_auth_registries(path) if path else ())
-        return RegistryAuth(env_user=user, env_password=password, env_host=host, broken_config=broken)
-    return RegistryAuth(env_user=user, env_password=password, env_host=host, config=config)
+        return None, BrokenConfig(path, _bad_auth_registries(path) if path else ())
 
 
 def _bad_auth_registries(path: str) -> tuple[str, ...]:
@@ -164,6 +184,8 @@ def _bad_auth_registries(path: str) -> tuple[str, ...]:
     auths = document.get("auths") if isinstance(document, dict) else None
     if not isinstance(auths, dict):
         return ()
+    import docker
+
     found = []
     for registry, entry in auths.items():
         if not isinstance(entry, dict) or "identitytoken" in entry or "auth" not in entry:
