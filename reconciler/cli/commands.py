@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 
 from reconciler import __version__
 from reconciler.cli.console import echo_json, err, out, warn
 from reconciler.cli.holds_commands import hold, holds, release
+from reconciler.cli.markup import escape
 from reconciler.cli.options import (
     EXIT_CODES_HELP,
     fleet_options,

@@ -1,17 +1,45 @@
 """Where the CLI writes: stdout for results, stderr for progress, warnings and errors.
 
-Colour only on a terminal, and none at all when NO_COLOR is set.
+Lines are written in rich's markup. On a terminal rich renders them (colour, live
+displays); anywhere else a plain writer prints the same text without importing rich.
+No colour at all when NO_COLOR is set.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Literal
+import sys
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 import click
-from rich.console import Console
-from rich.markup import escape
+
+from reconciler.cli.markup import escape, plain
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Printer(Protocol):
+    """What the commands print through: a rich Console, or :class:`PlainPrinter`."""
+
+    @property
+    def is_terminal(self) -> bool: ...
+
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None) -> None: ...
+
+
+class PlainPrinter:
+    """Markup printed as the plain text rich would print off a terminal."""
+
+    is_terminal = False
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None) -> None:
+        self._stream.write(plain(sep.join(str(o) for o in objects)) + end)
+        self._stream.flush()
 
 
 def error(message: str) -> None:
@@ -22,12 +50,37 @@ def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def out() -> Console:
-    return Console(highlight=False, soft_wrap=True, color_system=color_system())
+def out() -> Printer:
+    return _printer(sys.stdout, stderr=False)
 
 
-def err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True, color_system=color_system())
+def err() -> Printer:
+    return _printer(sys.stderr, stderr=True)
+
+
+def rich_console(stderr: bool) -> Console:
+    """A rich Console for a terminal (imports rich)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, color_system=color_system())
+
+
+def _printer(stream: IO[str], *, stderr: bool) -> Printer:
+    if _terminal(stream):
+        return rich_console(stderr)
+    return PlainPrinter(stream)
+
+
+def _terminal(stream: IO[str]) -> bool:
+    """Whether rich would treat ``stream`` as a terminal (FORCE_COLOR and TTY_COMPATIBLE=1 say so too)."""
+    if os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1":
+        return True
+    if os.environ.get("TTY_COMPATIBLE") == "0":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def color_system() -> Literal["auto"] | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.markup import escape
-
+from reconciler.cli.markup import escape
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.units import format_age

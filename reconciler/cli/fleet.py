@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.markup import escape
 
 from reconciler.cli.console import echo_json, out, warn
+from reconciler.cli.markup import escape
 from reconciler.errors import ExitCode, HostTimedOut, LargeRemovalRefused, LockHeld
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome, worst_exit_code
 from reconciler.flows.several_hosts import HostRun, Turn, for_each_host

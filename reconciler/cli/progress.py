@@ -11,7 +11,6 @@ import threading
 from typing import Protocol
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,6 +21,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from reconciler.cli.console import Printer
+from reconciler.cli.markup import escape
 from reconciler.cli.render import human_bytes
 from reconciler.daemon.pulling import EventKind, PullEvent
 
@@ -48,7 +49,7 @@ def plain_line(event: PullEvent) -> str | None:
 class PlainPullLog:
     """One line per start, retry, end: readable in CI logs, where a live display is noise."""
 
-    def __init__(self, console: Console, prefix: str = "") -> None:
+    def __init__(self, console: Printer, prefix: str = "") -> None:
         """``prefix`` starts every line (the host's name, when there are several)."""
         self._console = console
         self._prefix = prefix
@@ -117,8 +118,8 @@ class LivePullProgress:
             self._stopped = True
 
 
-def pull_display(console: Console) -> PullDisplay:
+def pull_display(console: Printer) -> PullDisplay:
     """The live display on a terminal, plain lines everywhere else."""
-    if console.is_terminal:
+    if console.is_terminal and isinstance(console, Console):
         return LivePullProgress(console)
     return PlainPullLog(console)

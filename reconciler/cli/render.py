@@ -6,8 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.markup import escape
-
+from reconciler.cli.markup import escape
 from reconciler.model.inventory import short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.report import Outcome, Report, StepResult

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
 from reconciler.cli import render
 from reconciler.cli.console import echo_json, err, error, out, warn
 from reconciler.cli.explain import verdicts_json, verdicts_text
-from reconciler.cli.progress import PlainPullLog, PullDisplay, pull_display
-from reconciler.daemon.pulling import PullEvent
+from reconciler.cli.markup import escape
 from reconciler.errors import LargeRemovalRefused
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
-from reconciler.model.plan import Plan
+from reconciler.model.plan import Action, Plan
 from reconciler.model.report import Outcome, StepResult
+
+if TYPE_CHECKING:
+    from reconciler.cli.progress import PullDisplay
+    from reconciler.daemon.pulling import PullEvent
 
 
 def host_heading(address: str) -> None:
@@ -158,8 +160,12 @@ class ApplyConsole:
         if self.text and not self.quiet:
             self._print(render.plan_text(plan))
             self._print("\nApplying:")
-            # Pull progress goes to stderr, and only with text output; one line an event for several hosts.
-            self._display = PlainPullLog(err(), f"{self._label}: ") if self._label else pull_display(err())
+            # Pull progress goes to stderr, and only with text output; one line an event for several hosts;
+            # no display (nor its import) when nothing is pulled.
+            if any(step.action is Action.PULL for step in plan.runnable):
+                from reconciler.cli.progress import PlainPullLog, pull_display
+
+                self._display = PlainPullLog(err(), f"{self._label}: ") if self._label else pull_display(err())
 
     def pull_event(self, event: PullEvent) -> None:
         display = self._display

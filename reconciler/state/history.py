@@ -17,9 +17,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli.render import human_bytes
 from reconciler.errors import HistoryError, UsageError
@@ -63,6 +61,9 @@ CREATE INDEX steps_by_repository ON steps(repository);
 
 _SINCE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{4,64})", re.ASCII)
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,8 @@ def records_plain(records: Sequence[HistoryRecord]) -> str:
 
 
 def records_table(records: Sequence[HistoryRecord]) -> Table:
+    from rich.table import Table  # for terminals only: rich is imported when one shows a table
+
     """A rich table for terminals: the plain columns, with outcome and detail as one RESULT
     column and no BYTES, so that it stays readable at 80 columns."""
     several_hosts = len({r.host for r in records}) > 1
