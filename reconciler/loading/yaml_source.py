@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeAlias
 import yaml
 import yaml.cyaml
 from yaml.composer import Composer
+from yaml.events import AliasEvent
 from yaml.error import Mark, MarkedYAMLError, YAMLError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
@@ -112,8 +113,9 @@ def read_yaml(text: str, filename: str) -> SourceDocument:
     """
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         _refuse(filename, (0, 0), _too_large_message())
-    root = _compose(text, filename)
-    _check_expansion(root, filename)
+    root, aliased = _compose(text, filename)
+    if aliased:  # without aliases, composing bounded the nodes and the depth already
+        _check_expansion(root, filename)
     return _Converter(filename).document(root)
 
 
@@ -136,6 +138,7 @@ class _Bounded:
 
     _depth = 0
     _composed = 0
+    aliased = False  # an alias was met: only then can the expanded document outgrow the composed one
 
     def resolve(self, kind: type[Node], value: str | None, implicit: tuple[bool, bool]) -> str:
         # Called only for nodes without an explicit tag; no path resolvers exist.
@@ -162,6 +165,8 @@ class _Bounded:
         self._composed += 1
         if self._composed > MAX_NODES:
             raise _Refusal(_too_many_nodes_message(aliases=False), self.next_mark())
+        if not self.aliased and self.check_event(AliasEvent):  # type: ignore[attr-defined]
+            self.aliased = True
         self._depth += 1
         try:
             node: Node | None = Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
@@ -188,7 +193,7 @@ if _CParser is not None:
     _FastLoader = _LibyamlComposer
 
 
-def _compose(text: str, filename: str) -> Node:
+def _compose(text: str, filename: str) -> tuple[Node, bool]:
     """Compose the single document of ``text``, refusing what cannot be a manifest.
 
     libyaml composes when it is there and the text holds no character the YAML reader
@@ -206,11 +211,11 @@ def _compose(text: str, filename: str) -> Node:
             pass
         else:
             if root is not None and isinstance(root, MappingNode):
-                return root
+                return root, fast.aliased
     return _compose_python(text, filename)
 
 
-def _compose_python(text: str, filename: str) -> Node:
+def _compose_python(text: str, filename: str) -> tuple[Node, bool]:
     try:
         loader = _ComposingLoader(text)
     except ReaderError as exc:
@@ -231,7 +236,7 @@ def _compose_python(text: str, filename: str) -> Node:
         kind = "a list" if isinstance(root, SequenceNode) else "a single value"
         message = f"the top level must be a mapping of keys such as `version: 1`, not {kind}."
         _refuse(filename, _mark_position(root.start_mark), message)
-    return root
+    return root, loader.aliased
 
 
 def _compose_single(loader: Any) -> Node | None:
