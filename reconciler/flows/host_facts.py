@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from reconciler.state.holds_store import read_holds
 from reconciler.state.lock import daemon_identity, lock_directory
 from reconciler.state.usage_store import read_usage
 
+DIGEST_LOOKUPS_AT_ONCE = 4  # registry digest lookups at once, as pulls run (DEFAULT_PARALLELISM)
 # With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
 FIRST_LOOKBACK_SECONDS = 30 * 86_400
 
@@ -145,21 +147,47 @@ def creation_names(host: DockerHost, containers: tuple[ContainerRecord, ...]) ->
     return tuple(named)
 
 
-def read_remote_digests(host: DockerHost, manifest: Manifest, auth: RegistryAuth | None) -> dict[str, str]:
-    """Registry digest of every ``pull: always`` tag, asked without pulling.
+def read_remote_digests(
+    host: DockerHost, manifest: Manifest, auth: RegistryAuth | None, parallelism: int = DIGEST_LOOKUPS_AT_ONCE
+) -> dict[str, str]:
+    """Registry digest of every ``pull: always`` tag, asked without pulling, ``parallelism`` at a time
+    (each worker on its own session: a registry round trip each, as pulls are).
 
     A tag whose registry cannot be asked is left out; the planner then re-pulls it,
     which is what ``pull: always`` promises anyway.
     """
-    digests: dict[str, str] = {}
-    for spec in manifest.present():
-        if spec.pull is not PullPolicy.ALWAYS:
-            continue
-        for ref in spec.tag_references():
-            digest = host.registry_digest(ref.canonical(), auth.header(ref.domain) if auth else None)
-            if digest:
-                digests[ref.canonical()] = digest
-    return digests
+    refs = [ref for spec in manifest.present() if spec.pull is PullPolicy.ALWAYS for ref in spec.tag_references()]
+    headers = {ref.domain: auth.header(ref.domain) if auth else None for ref in refs}
+    if len(refs) <= 1 or parallelism <= 1:
+        found = [host.registry_digest(ref.canonical(), headers[ref.domain]) for ref in refs]
+    else:
+        found = _lookups_in_parallel(host, [(ref.canonical(), headers[ref.domain]) for ref in refs], parallelism)
+    return {ref.canonical(): digest for ref, digest in zip(refs, found, strict=True) if digest}
+
+
+def _lookups_in_parallel(host: DockerHost, asks: list[tuple[str, str | None]], parallelism: int) -> list[str | None]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(parallelism, len(asks))
+    sessions = [host.session() for _ in range(workers)]
+    free = list(sessions)
+    lock = threading.Lock()
+
+    def ask(item: tuple[str, str | None]) -> str | None:
+        with lock:
+            session = free.pop()
+        try:
+            return session.registry_digest(*item)
+        finally:
+            with lock:
+                free.append(session)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest") as pool:
+            return list(pool.map(ask, asks))
+    finally:
+        for session in sessions:
+            session.close()
 
 
 def with_shared_sizes(host: DockerHost, inventory: Inventory) -> Inventory:
