@@ -153,7 +153,7 @@ def _apply_locked(
         if facts.event_gap is not None:
             options.warn(facts.event_gap)
         decided = decide(manifest, facts, now, max_removals=options.max_removals)
-        plan, _ = size_plan(host, facts, decided.plan)
+        plan, _ = size_plan(host, facts, decided.plan, options.state_dir)
         refusal = decided.refusal
     if refusal is not None and not options.allow_large_removal:
         return ApplyOutcome(host.address, plan, LargeRemovalRefused.exit_code, refusal=refusal)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from reconciler.daemon.host import DockerHost
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
+from reconciler.flows.on_sessions import map_on_sessions
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
@@ -158,36 +158,9 @@ def read_remote_digests(
     """
     refs = [ref for spec in manifest.present() if spec.pull is PullPolicy.ALWAYS for ref in spec.tag_references()]
     headers = {ref.domain: auth.header(ref.domain) if auth else None for ref in refs}
-    if len(refs) <= 1 or parallelism <= 1:
-        found = [host.registry_digest(ref.canonical(), headers[ref.domain]) for ref in refs]
-    else:
-        found = _lookups_in_parallel(host, [(ref.canonical(), headers[ref.domain]) for ref in refs], parallelism)
+    asks = [(ref.canonical(), headers[ref.domain]) for ref in refs]
+    found = map_on_sessions(host, asks, lambda session, ask: session.registry_digest(*ask), parallelism)
     return {ref.canonical(): digest for ref, digest in zip(refs, found, strict=True) if digest}
-
-
-def _lookups_in_parallel(host: DockerHost, asks: list[tuple[str, str | None]], parallelism: int) -> list[str | None]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = min(parallelism, len(asks))
-    sessions = [host.session() for _ in range(workers)]
-    free = list(sessions)
-    lock = threading.Lock()
-
-    def ask(item: tuple[str, str | None]) -> str | None:
-        with lock:
-            session = free.pop()
-        try:
-            return session.registry_digest(*item)
-        finally:
-            with lock:
-                free.append(session)
-
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="digest") as pool:
-            return list(pool.map(ask, asks))
-    finally:
-        for session in sessions:
-            session.close()
 
 
 def with_shared_sizes(host: DockerHost, inventory: Inventory) -> Inventory:

@@ -45,7 +45,7 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
         host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain, warn=options.warn
     )
     decided = decide(manifest, facts, now, max_removals=options.max_removals, explain=options.explain)
-    plan, sized_inventory = size_plan(host, facts, decided.plan)
+    plan, sized_inventory = size_plan(host, facts, decided.plan, options.state_dir)
     refusal = None if options.allow_large_removal else decided.refusal
     daemon = daemon_identity(host) if options.identify or options.out_file is not None else None
     saved_to = saved_digest = None

@@ -3,14 +3,19 @@
 Nothing is read when the plan removes nothing. Otherwise one ``/system/df`` for shared
 sizes (none when the facts already carry them), and, for removed images that share
 layers, their layer lists and histories and those of the kept images sharing with them.
+An image id's layers never change: what was read once is kept in the state directory's
+layer cache (:mod:`reconciler.state.layer_cache`), so only images new since then are
+read, several at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from reconciler.daemon.host import DockerHost
 from reconciler.flows.host_facts import with_shared_sizes
+from reconciler.flows.on_sessions import map_on_sessions
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Action, Plan
@@ -18,30 +23,39 @@ from reconciler.planning.freed_space import (
     ImageLayers,
     chain_ids,
     freed_by_image,
-    image_layers,
+    layer_sizes,
     removed_images,
 )
 from reconciler.planning.sizing import sized_plan
+from reconciler.state.layer_cache import KnownLayers, read_layer_cache, write_layer_cache
+
+READS_AT_ONCE = 4  # image inspections at once, each worker on its own session
 
 
-def size_plan(host: DockerHost, facts: HostFacts, plan: Plan) -> tuple[Plan, Inventory]:
-    """``plan`` with its removals' bytes, and the inventory with the sizes that were read."""
+def size_plan(host: DockerHost, facts: HostFacts, plan: Plan, state_dir: Path | None = None) -> tuple[Plan, Inventory]:
+    """``plan`` with its removals' bytes, and the inventory with the sizes that were read.
+
+    With ``state_dir``, layers already known there are not read again, and what is read is kept.
+    """
     inventory = facts.inventory
     if not any(step.action is Action.REMOVE for step in plan.steps):
         return plan, inventory
     if not facts.sizes_read:
         inventory = with_shared_sizes(host, inventory)
     removed = removed_images(plan)
-    freed = read_freed_bytes(host, inventory, removed) if removed else None
+    freed = read_freed_bytes(host, inventory, removed, state_dir) if removed else None
     return sized_plan(plan, inventory, freed), inventory
 
 
-def read_freed_bytes(host: DockerHost, inventory: Inventory, removed: Sequence[str]) -> dict[str, int] | None:
+def read_freed_bytes(
+    host: DockerHost, inventory: Inventory, removed: Sequence[str], state_dir: Path | None = None
+) -> dict[str, int] | None:
     """Exact bytes each removed image frees (see :mod:`reconciler.planning.freed_space`); None if unknowable.
 
     Needs the shared sizes. When no removed image shares a layer, each frees its whole
-    size and no call is made; otherwise the removed images and the kept images that
-    share layers are inspected, and the removed ones' histories read.
+    size and no call is made; otherwise the layers of the removed images and of the kept
+    images that share layers are needed (and the removed ones' layer sizes, from their
+    histories): from the layer cache, else read.
     """
     by_id = inventory.image_by_id
     # An image sharing no layer frees its whole size; only the sharing ones need their layers read.
@@ -51,24 +65,37 @@ def read_freed_bytes(host: DockerHost, inventory: Inventory, removed: Sequence[s
         return unique
     gone = set(removed)
     sharing = [i.id for i in inventory.images if i.id not in gone and (i.shared_size is None or i.shared_size > 0)]
+    cached = read_layer_cache(state_dir) if state_dir is not None else {}
+    wanted = {image_id: True for image_id in sharing_removed} | {image_id: False for image_id in sharing}
+    missing = [i for i, sized in wanted.items() if i not in cached or (sized and cached[i].sizes is None)]
+    learnt = _read_layers(host, missing, wanted)
+    if state_dir is not None:
+        write_layer_cache(state_dir, {i: found for i, found in learnt.items() if found is not None}, by_id)
+    known = cached | {i: found for i, found in learnt.items() if found is not None}
     layers = {}
     for image_id in sharing_removed:
-        found = _read_image_layers(host, image_id)
-        if found is None:
-            return None
-        layers[image_id] = found
-    kept = {chain for image_id in sharing for chain in _read_chain_ids(host, image_id)}
+        found = known.get(image_id)
+        if found is None or found.sizes is None:
+            return None  # gone since the listing (the plan's removal will say so), or its history does not match
+        layers[image_id] = ImageLayers(image_id, tuple(zip(chain_ids(found.diff_ids), found.sizes, strict=True)))
+    kept = {chain for image_id in sharing if image_id in known for chain in chain_ids(known[image_id].diff_ids)}
     return unique | freed_by_image(sharing_removed, layers, kept)
 
 
-def _read_image_layers(host: DockerHost, image_id: str) -> ImageLayers | None:
-    details = host.inspect_image(image_id)
-    history = host.image_history(image_id) if details is not None else None
-    if details is None or history is None:
-        return None  # gone since the listing: the plan's removal will say so
-    return image_layers(image_id, details.layers, history[::-1])
+def _read_layers(host: DockerHost, image_ids: Sequence[str], sized: dict[str, bool]) -> dict[str, KnownLayers | None]:
+    """Each image's layers (and, where ``sized``, their sizes), READS_AT_ONCE at a time; None: gone."""
+    if not image_ids:
+        return {}
 
+    def read(session: DockerHost, image_id: str) -> KnownLayers | None:
+        details = session.inspect_image(image_id)
+        if details is None:
+            return None
+        if not sized[image_id]:
+            return KnownLayers(details.layers)
+        history = session.image_history(image_id)
+        if history is None:
+            return None
+        return KnownLayers(details.layers, layer_sizes(details.layers, history[::-1]))
 
-def _read_chain_ids(host: DockerHost, image_id: str) -> tuple[str, ...]:
-    details = host.inspect_image(image_id)
-    return chain_ids(details.layers) if details is not None else ()  # removed since the listing: keeps no layer
+    return dict(zip(image_ids, map_on_sessions(host, image_ids, read, READS_AT_ONCE), strict=True))

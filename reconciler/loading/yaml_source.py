@@ -17,8 +17,8 @@ from typing import Any, NoReturn, TypeAlias
 import yaml
 import yaml.cyaml
 from yaml.composer import Composer
-from yaml.events import AliasEvent
 from yaml.error import Mark, MarkedYAMLError, YAMLError
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
 
