@@ -29,6 +29,7 @@ from reconciler.execution.image_rules import (
     is_platform,
     survives_untag,
 )
+from reconciler.execution.image_snapshot import ImageSnapshot
 from reconciler.execution.interrupt import Interrupt
 from reconciler.execution.saved_plans import StaleChecks
 from reconciler.execution.step_errors import AGAIN, StepFailed, StepSkipped, StepStale
@@ -68,6 +69,7 @@ class Executor(StaleChecks):
         # Saved plans: check what each step expects of the host first; refuse it as stale if changed.
         self.refuse_stale = refuse_stale
         self._containers: tuple[float, tuple[ContainerRecord, ...]] | None = None  # (read at, containers)
+        self._snapshot: ImageSnapshot | None = None  # the image list this batch of destructive steps checks against
         self._failed_refs: Mapping[str, bool] = {}  # refs whose pull or tag failed -> only rate-limited
         self._failed_repos: dict[str, bool] = {}  # repositories of those refs -> only rate-limited
         self._dropping: dict[str, set[str]] = {}  # image id -> references the plan untags or removes
@@ -310,7 +312,7 @@ class Executor(StaleChecks):
         on it). It stays whatever happens, so its dropped references may go as plain untags."""
         if step.is_destructive and step.image_id:
             try:
-                image = self._inspect(step.image_id)
+                image = self._look(step.image_id)
                 kept = image_tags(image) - self._dropping.get(step.image_id, set()) if image else set()
                 untagged = self._untag_if_kept(step, image, digests=True) if image and kept else None
             except (StepSkipped, DaemonRefused, DaemonUnavailable):
@@ -359,6 +361,7 @@ class Executor(StaleChecks):
         target = parse_reference(step.ref)
         assert target.tag is not None
         self.host.tag(source.id, target.name, target.tag)
+        self._snapshot = None
         return StepResult(step, Outcome.DONE, f"now points at {short_id(source.id)}", image_id=source.id)
 
     # --- untag and remove -----------------------------------------------------
@@ -372,21 +375,23 @@ class Executor(StaleChecks):
         return StepResult(step, Outcome.DONE, f"pruned; the daemon reclaimed {pruned.reclaimed} bytes", bytes=pruned.reclaimed)
 
     def _untag(self, step: Step) -> StepResult:
-        image = self._inspect(step.ref)
+        image = self._look(step.ref)
         if image is None:
             return StepResult(step, Outcome.DONE, "already gone")
         if image.id != step.image_id:
             raise StepSkipped(f"{step.ref} now points at {short_id(image.id)}, not at the planned image; plan again")
         if not survives_untag(image, step.ref):
             raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
-        self.host.delete(step.ref)
+        deleted = self.host.delete(step.ref)
+        if self._snapshot is not None:
+            self._snapshot.deleted(step.ref, deleted)
         if image.id in self._removed:
             self._untagged.setdefault(image.id, []).append(step.ref)
         return StepResult(step, Outcome.DONE, "untagged; the image keeps its other tags")
 
     def _remove(self, step: Step) -> StepResult:
         assert step.image_id is not None
-        image = self._inspect(step.image_id)
+        image = self._look(step.image_id)
         if image is None:
             return StepResult(step, Outcome.DONE, "already gone")
         untagged = self._untag_if_kept(step, image)
@@ -462,6 +467,7 @@ class Executor(StaleChecks):
             if target.tag is None or self.host.inspect_image(ref) is not None:
                 continue  # a digest reference cannot be put back; a tag taken by another image stays there
             self.host.tag(image_id, target.name, target.tag)
+            self._snapshot = None
             restored.append(ref)
         return f"; its tags were put back: {', '.join(restored)}" if restored else ""
 
@@ -480,9 +486,13 @@ class Executor(StaleChecks):
     def _delete(self, ref: str) -> tuple[str, ...]:
         """``DELETE /images/{ref}`` without force; returns the ids the daemon deleted."""
         try:
-            return self.host.delete(ref)
+            deleted = self.host.delete(ref)
         except ImageConflict as exc:
+            self._snapshot = None  # the daemon knows something the list did not: read it again
             raise StepSkipped(f"the daemon refused: {exc.explanation}") from exc
+        if self._snapshot is not None:
+            self._snapshot.deleted(ref, deleted)
+        return deleted
 
     def _delete_leftover_digests(self, step: Step) -> tuple[str, ...]:
         """Digest references of other repositories keep an untagged image; drop them too."""
@@ -505,6 +515,18 @@ class Executor(StaleChecks):
 
     def _inspect(self, name: str) -> ImageDetails | None:
         return self.host.inspect_image(name)
+
+    def _look(self, name: str) -> ImageDetails | None:
+        """For an untag's or a removal's checks: the image ``name`` points at, from the image list of
+        this batch of steps (read again, with the containers, when it has served its batch)."""
+        if self.refuse_stale:
+            return self._inspect(name)  # a saved plan's steps are each checked against the daemon itself
+        now = time.monotonic()
+        if self._snapshot is None or not self._snapshot.serves(now):
+            self._snapshot = ImageSnapshot(self.host.list_images(), now)
+            if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
+                self._containers = (now, self.host.list_containers())
+        return self._snapshot.find(name)
 
 
 def _signal_name(number: int | None) -> str:

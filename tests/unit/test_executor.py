@@ -501,3 +501,42 @@ prune:
     report = Executor(host, puller=quick_puller()).apply(plan)
     assert result(report, Action.UNTAG, untag.ref).outcome is Outcome.DONE
     assert not [s for s in plan_for(host, manifest).runnable]  # converged: before, the untag came back
+
+
+PRUNE_APP = """
+version: 1
+images:
+  - name: reg.local/app
+    tags: ["2"]
+prune:
+  unlisted_tags: true
+"""
+
+
+def test_one_image_list_and_one_container_list_serve_a_batch_of_removal_checks() -> None:
+    host = FakeDockerHost()
+    host.add_image(["reg.local/app:2"])
+    olds = [host.add_image([f"reg.local/app:old{n}a", f"reg.local/app:old{n}b"]) for n in range(30)]
+    used = host.add_image(["reg.local/app:used"])
+    host.add_container(used)
+    plan = plan_for(host, PRUNE_APP)
+    assert len([s for s in plan.runnable if s.is_destructive]) == 60
+    before = dict(host.calls)
+    report = Executor(host, parallelism=1).apply(plan)
+    calls = {name: count - before.get(name, 0) for name, count in host.calls.items()}
+    assert sorted(report.images_deleted) == sorted(olds)
+    assert calls.get("inspect_image", 0) == 0 and calls["list_images"] == 1 and calls["list_containers"] == 1
+    assert tags(host, used) == ("reg.local/app:used",)  # blocked: in use, it keeps its tag
+
+
+def test_an_image_list_serves_a_batch_of_steps_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.execution.image_snapshot.BATCH_STEPS", 10)
+    host = FakeDockerHost()
+    host.add_image(["reg.local/app:2"])
+    for n in range(30):
+        host.add_image([f"reg.local/app:old{n}a", f"reg.local/app:old{n}b"])
+    plan = plan_for(host, PRUNE_APP)
+    before = host.calls["list_images"]
+    report = Executor(host, parallelism=1).apply(plan)
+    assert report.complete
+    assert host.calls["list_images"] - before == 6  # 60 checks, 10 a list
