@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from reconciler.daemon.host import PullStreamFailed
 from reconciler.daemon.pulling import EventKind, Puller, PullEvent
 from reconciler.errors import DaemonUnavailable
