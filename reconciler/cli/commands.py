@@ -135,7 +135,8 @@ def plan(
 ) -> None:
     """Show what apply would change on the host, without changing anything.
 
-    Not even reconcile's own state changes: the usage state retention keeps is only read.
+    Not even reconcile's own state changes: the usage state retention keeps is only read
+    (only the layer cache learns the layers it read, facts that never change).
     Several --host options, or --inventory, plan --forks daemons at once.
     """
     from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests

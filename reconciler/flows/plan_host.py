@@ -38,7 +38,8 @@ class PlanOptions:
 
 
 def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
-    """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state."""
+    """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state
+    (the layer cache aside: it only learns what never changes)."""
     host = connect(address, deadline=options.deadline, tls=options.tls)
     now = epoch_now()
     facts = read_host_facts(
