@@ -179,7 +179,12 @@ class RegistryProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                # A header the client sent several times (dockerd sends one Accept per media type) goes on
+                # as one, its values joined: a dict of the last alone loses the media types the registry needs.
+                headers: dict[str, str] = {}
+                for key, value in self.headers.items():
+                    if key.lower() not in _HOP_BY_HOP:
+                        headers[key] = f"{headers[key]}, {value}" if key in headers else value
                 upstream = http.client.HTTPConnection(proxy.upstream, timeout=120)
                 try:
                     upstream.request(self.command, self.path, body=body, headers=headers)
