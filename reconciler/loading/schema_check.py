@@ -19,7 +19,9 @@ from typing import Any
 from reconciler.loading.schema import load_schema
 
 # Keywords that say nothing about validity.
-_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "default", "examples", "$comment", "$defs"})
+_ANNOTATIONS = frozenset(
+    {"$schema", "$id", "title", "description", "default", "examples", "$comment", "$defs"}
+)
 
 Check = Callable[[Any], bool]
 
@@ -41,32 +43,56 @@ class _Compiler:
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
         self.refs: dict[str, Check] = {}
+        self.unsure_refs: set[str] = set()
+        # Set whenever a check answers False for "not known here" rather than "invalid":
+        # "oneOf" and "not" may only count or negate sub-checks that know their answer.
+        self.unsure = False
 
     def compile(self, schema: Any) -> Check:
         if schema is True:
             return _always
+        if schema is False:
+            return _never
         if not isinstance(schema, dict):
-            return _never  # false, or something this module does not read
+            return self.unknown()  # something this module does not read
         checks: list[Check] = []
         for keyword, value in schema.items():
             if keyword in _ANNOTATIONS:
                 continue
             make = _KEYWORDS.get(keyword)
             if make is None:
-                return _never  # a keyword not known here: jsonschema decides
+                return self.unknown()  # a keyword not known here: jsonschema decides
             checks.append(make(self, value, schema))
         return lambda data: all(check(data) for check in checks)
+
+    def unknown(self) -> Check:
+        self.unsure = True
+        return _never
+
+    def exact(self, schemas: list[Any]) -> list[Check] | None:
+        """Checks of ``schemas`` if each of them knows its answer, else None."""
+        outer, self.unsure = self.unsure, False
+        checks = [self.compile(sub) for sub in schemas]
+        exact = not self.unsure
+        self.unsure = outer or self.unsure
+        return checks if exact else None
 
     def ref(self, target: str) -> Check:
         if target not in self.refs:
             if not target.startswith("#/"):
-                return _never
+                return self.unknown()
             node: Any = self.root
             for part in target[2:].split("/"):
                 node = node.get(part) if isinstance(node, dict) else None
             self.refs[target] = _never  # a cycle resolves late through the dict, below
+            outer, self.unsure = self.unsure, False
             compiled = self.compile(node)
+            if self.unsure:
+                self.unsure_refs.add(target)
+            self.unsure = outer or self.unsure
             self.refs[target] = compiled
+        elif target in self.unsure_refs:
+            self.unsure = True
         return lambda data: self.refs[target](data)
 
 
@@ -114,7 +140,7 @@ def _properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
 
 def _additional_properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
     if "patternProperties" in schema:
-        return _never
+        return compiler.unknown()
     known = frozenset(schema.get("properties", {}))
     extra = compiler.compile(value)
 
@@ -148,7 +174,7 @@ def _dependent_required(compiler: _Compiler, value: Any, schema: Any) -> Check:
 
 def _items(compiler: _Compiler, value: Any, schema: Any) -> Check:
     if "prefixItems" in schema:
-        return _never
+        return compiler.unknown()
     item = compiler.compile(value)
     return lambda data: not isinstance(data, list) or all(item(element) for element in data)
 
@@ -191,7 +217,7 @@ def _pattern(compiler: _Compiler, value: Any, schema: Any) -> Check:
     try:
         regex = re.compile(value)
     except re.error:
-        return _never
+        return compiler.unknown()
     return lambda data: not isinstance(data, str) or regex.search(data) is not None
 
 
@@ -215,6 +241,26 @@ def _ref(compiler: _Compiler, value: Any, schema: Any) -> Check:
     return compiler.ref(str(value))
 
 
+def _one_of(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    checks = compiler.exact(list(value))
+    if checks is None:
+        return compiler.unknown()
+    return lambda data: sum(1 for check in checks if check(data)) == 1
+
+
+def _any_of(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    checks = [compiler.compile(sub) for sub in value]
+    return lambda data: any(check(data) for check in checks)
+
+
+def _not(compiler: _Compiler, value: Any, schema: Any) -> Check:
+    checks = compiler.exact([value])
+    if checks is None:
+        return compiler.unknown()
+    check = checks[0]
+    return lambda data: not check(data)
+
+
 _KEYWORDS: dict[str, Callable[[_Compiler, Any, Any], Check]] = {
     "type": _type,
     "properties": _properties,
@@ -232,4 +278,7 @@ _KEYWORDS: dict[str, Callable[[_Compiler, Any, Any], Check]] = {
     "minimum": _minimum,
     "maximum": _maximum,
     "$ref": _ref,
+    "oneOf": _one_of,
+    "anyOf": _any_of,
+    "not": _not,
 }

@@ -334,7 +334,9 @@ def test_file_over_one_mebibyte_is_refused(tmp_path: Path) -> None:
     assert problems_of_file(path) == [
         f"{path}: the file is larger than 1 MiB (1048576 bytes), the most a manifest may be."
     ]
-    assert time.perf_counter() - started < 1
+    assert (
+        time.perf_counter() - started < 15
+    )  # refused, not expanded: far below what expanding costs, even on a busy machine
 
 
 def test_text_over_one_mebibyte_is_refused() -> None:
@@ -358,7 +360,9 @@ def test_billion_laughs_is_refused_fast() -> None:
     assert len(BILLION_LAUGHS) < 400
     started = time.perf_counter()
     found = problems(BILLION_LAUGHS)
-    assert time.perf_counter() - started < 1
+    assert (
+        time.perf_counter() - started < 15
+    )  # refused, not expanded: far below what expanding costs, even on a busy machine
     assert found == [
         "images.yaml:6:4: the document expands to more than 100000 nodes through YAML aliases."
     ]
@@ -376,7 +380,9 @@ def test_more_than_the_node_bound_without_aliases_is_refused() -> None:
 def test_deep_nesting_is_refused(depth: int) -> None:
     started = time.perf_counter()
     found = problems("version: 1\nimages: " + "[" * depth + "]" * depth + "\n")
-    assert time.perf_counter() - started < 1
+    assert (
+        time.perf_counter() - started < 15
+    )  # refused, not expanded: far below what expanding costs, even on a busy machine
     # The root mapping is level 1, so the 50th '[' (column 58) opens level 51.
     assert found == [
         "images.yaml:2:58: the document nests deeper than 50 levels; a manifest needs only a few."
