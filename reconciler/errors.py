@@ -94,9 +94,9 @@ class DaemonError(ReconcilerError):
 
 
 class StateDirError(ReconcilerError):
-    """The state directory (locks, run history) cannot be created or used."""
+    """The state directory (locks, run history) cannot be created or used: the user picks another."""
 
-    exit_code = ExitCode.UNEXPECTED
+    exit_code = ExitCode.USAGE
 
 
 class LockHeld(ReconcilerError):

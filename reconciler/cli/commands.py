@@ -24,6 +24,7 @@ from reconciler.cli.holds_commands import hold, holds, release
 from reconciler.cli.markup import escape
 from reconciler.cli.options import (
     EXIT_CODES_HELP,
+    check_daemon_choice,
     fleet_options,
     host_option,
     manifest_argument,
@@ -132,6 +133,7 @@ def plan(
     max_removals: int | None = None,
     allow_large_removal: bool = False,
     state_dir: Path | None = None,
+    docker_context: str | None = None,
 ) -> None:
     """Show what apply would change on the host, without changing anything.
 
@@ -142,6 +144,7 @@ def plan(
     from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
     from reconciler.cli.show import show_plan
     from reconciler.flows.plan_host import PlanOptions, plan_host
+    check_daemon_choice(host, docker_context)
     targets = choose_targets(manifest_file, host, inventory, limit)
     if out_file is not None and len(targets) > 1:
         raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
@@ -155,6 +158,7 @@ def plan(
         allow_large_removal=allow_large_removal,
         identify=len(targets) > 1,
         warn=warn,
+        context=docker_context,
     )
     run = FleetRun(targets, output, forks, host_timeout)
     outcomes = run.each(
@@ -223,6 +227,7 @@ def apply(
     require_digest: str | None = None,
     max_removals: int | None = None,
     allow_large_removal: bool = False,
+    docker_context: str | None = None,
 ) -> None:
     """Change the host until it matches FILE: pull, tag, untag, remove.
 
@@ -235,6 +240,7 @@ def apply(
     from reconciler.execution.interrupt import Interrupt
     from reconciler.flows.apply_host import ApplyOptions, apply_host
     metrics = track_metrics(metrics_file)
+    check_daemon_choice(host, docker_context)
     saved = saved_plan_at(manifest_file) if manifest_file is not None else None
     targets = choose_targets(manifest_file, host, inventory, limit)
     if saved and (len(targets) > 1 or inventory is not None):
@@ -255,6 +261,7 @@ def apply(
         max_removals=max_removals,
         allow_large_removal=allow_large_removal,
         interrupt=Interrupt(),
+        context=docker_context,
     )
     interrupt = options.interrupt
     assert interrupt is not None
@@ -284,7 +291,9 @@ def apply(
     help="Read the daemon's events this often (it keeps only its last 256).",
 )
 @click.option("--rounds", type=click.IntRange(min=1), metavar="N", help="Stop after N rounds (default: run until stopped).")
-def watch(host: tuple[str, ...], state_dir: Path | None, interval: float, rounds: int | None) -> None:
+def watch(
+    host: tuple[str, ...], state_dir: Path | None, interval: float, rounds: int | None, docker_context: str | None = None
+) -> None:
     """Record the daemon's usage facts (last use, arrival, tag moves) as they happen, until stopped.
 
     Runs beside cron's or a timer's `apply` (see examples/reconcile-watch.service), so that
@@ -294,8 +303,11 @@ def watch(host: tuple[str, ...], state_dir: Path | None, interval: float, rounds
     from reconciler.flows.watch import WatchOptions, watch_host
     if len(host) > 1:
         raise click.UsageError("watch records one daemon; run one watch per daemon.")
+    check_daemon_choice(host, docker_context)
     stop = threading.Event()
-    options = WatchOptions(state_dir=state_dir or default_state_dir(), warn=warn, interval=interval, rounds=rounds)
+    options = WatchOptions(
+        state_dir=state_dir or default_state_dir(), warn=warn, interval=interval, rounds=rounds, context=docker_context
+    )
     previous = {number: signal.signal(number, lambda number, frame: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         watch_host(host[0] if host else None, options, stop)
@@ -389,14 +401,15 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE (atomically) instead of stdout.",
 )
-def export(host: tuple[str, ...], output: str, out_file: Path | None) -> None:
+def export(host: tuple[str, ...], output: str, out_file: Path | None, docker_context: str | None = None) -> None:
     """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
     from reconciler.daemon.address import connect
     from reconciler.flows.host_facts import read_inventory
     from reconciler.planning.export import export_manifest
     if len(host) > 1:
         raise click.UsageError("export writes one daemon's images; give a single --host.")
-    daemon = connect(host[0] if host else None)
+    check_daemon_choice(host, docker_context)
+    daemon = connect(host[0] if host else None, context=docker_context)
     text = export_manifest(read_inventory(daemon), utc_now())
     if output == "json":
         text = json.dumps(read_yaml(text, "export").data, indent=2) + "\n"

@@ -30,14 +30,36 @@ Exit codes:
 
 
 def host_option(func: F) -> F:
+    func = context_option(func)
     return click.option(
         "--host",
         "-H",
         metavar="URL",
         multiple=True,
-        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket); "
+        help="Docker daemon to use (default: the Docker context, see --context); "
         "repeat it to work on several daemons (--forks at once).",
     )(func)
+
+
+def context_option(func: F) -> F:
+    return click.option(
+        "--context",
+        "-c",
+        "docker_context",
+        metavar="NAME",
+        help="Docker context to use, as `docker --context` (default: $DOCKER_HOST, else $DOCKER_CONTEXT, "
+        "else `docker context use`'s, else the local socket).",
+    )(func)
+
+
+def check_daemon_choice(host: tuple[str, ...], docker_context: str | None) -> None:
+    """Refuse --host with --context, and a context that does not exist, before anything else runs."""
+    from reconciler.daemon.contexts import DEFAULT_CONTEXT, read_context, selected_context
+    if host and docker_context:
+        raise click.UsageError("Give either --host or --context, not both (as for docker).")
+    name, source = selected_context(docker_context, hosts_given=bool(host))
+    if name != DEFAULT_CONTEXT:
+        read_context(name, source)
 
 
 def output_option(func: F) -> F:
@@ -52,12 +74,13 @@ def output_option(func: F) -> F:
 
 
 def one_host_option(func: F) -> F:
+    func = context_option(func)
     return click.option(
         "--host",
         "-H",
         metavar="URL",
         multiple=True,  # taken as a list so that a second one is refused, not silently dropped
-        help="Docker daemon to use (default: $DOCKER_HOST, then the local socket).",
+        help="Docker daemon to use (default: the Docker context, see --context).",
     )(func)
 
 

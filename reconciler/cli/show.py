@@ -103,8 +103,10 @@ def show_apply(
         return {**render.report_document(report), "stale_containers": [found.as_dict() for found in outcome.stale]}
     if not outcome.plan.has_changes:
         out().print(render.plan_text(outcome.plan), highlight=False)
+    elif quiet:  # an incomplete apply is an error: with -q its summary goes where errors go
+        (out() if report.complete else err()).print(render.report_summary_text(report), highlight=False)
     else:
-        out().print(("" if quiet else "\n") + render.report_summary_text(report), highlight=False)
+        out().print("\n" + render.report_summary_text(report), highlight=False)
     if outcome.stale and not quiet:
         out().print(render.stale_text(outcome.stale), highlight=False)
     return None
@@ -175,8 +177,11 @@ class ApplyConsole:
     def step_result(self, result: StepResult) -> None:
         if self._display is not None:
             self._display.stop()  # results come once every pull has ended; the live display must not garble them
-        if self.text and (not self.quiet or result.outcome is not Outcome.DONE):
+        if self.text and not self.quiet:
             self._print(render.result_line(result))
+        elif self.text and result.outcome is not Outcome.DONE:  # -q: what went wrong, where errors go
+            line = render.result_line(result)
+            self._while_live(lambda: err().print(line, highlight=False))
 
     def finished(self) -> None:
         if self._display is not None:

@@ -353,9 +353,22 @@ def refused(address: str, what: str, exc: docker.errors.APIError) -> DaemonRefus
 
 def unreachable(address: str, exc: BaseException) -> str:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if address.startswith("unix://") and "PermissionError(13" in detail:
+        # docker's own words for it: "permission denied while trying to connect to the Docker daemon socket"
+        return (
+            f"Permission denied while trying to connect to the Docker daemon socket at {address}: this user may "
+            "not use it. Add the user to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), "
+            "use rootless Docker's socket (-H unix://$XDG_RUNTIME_DIR/docker.sock), or pick another daemon with "
+            "--host, --context or DOCKER_HOST."
+        )
+    if address.startswith("unix://") and "FileNotFoundError(2" in detail:
+        return (
+            f"Cannot reach the Docker daemon at {address}: there is no such socket. Is the daemon running? "
+            "Pick another with --host, --context or DOCKER_HOST."
+        )
     return (
         f"Cannot reach the Docker daemon at {address} ({detail}). "
-        "Check that it runs and that you may use its socket, or pick another with --host or DOCKER_HOST."
+        "Check that it runs and that you may use its socket, or pick another with --host, --context or DOCKER_HOST."
     )
 
 

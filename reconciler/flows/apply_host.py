@@ -81,6 +81,7 @@ class ApplyOptions:
     tls: TlsSettings | None = None  # an inventory's TLS settings for this host
     # Runs a write of reconcile's state (history, usage) unless this host's turn was given up.
     while_live: Callable[[Callable[[], None]], None] = lambda write: write()
+    context: str | None = None  # --context: the Docker context to use when no --host is given
 
 
 # One apply per daemon within this process too: two addresses of one daemon in one run take turns
@@ -116,11 +117,11 @@ def apply_host(
     interrupt = options.interrupt
     if interrupt is not None and interrupt.fired and interrupt.signal is not None:
         raise Interrupted("not started: the run was interrupted", interrupt.signal)
-    host = connect(address, deadline=options.deadline, tls=options.tls)
+    state = ensure_state_dir(options.state_dir)  # a state directory that cannot be used stops the run first
+    host = connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
     identity = daemon_identity(host)  # GET /info: the lock is the daemon's, not its address's
     if saved is not None:
         check_applicable(saved, host.address, identity)
-    state = ensure_state_dir(options.state_dir)
     with contextlib.ExitStack() as turn:
         turn.enter_context(_daemon_turn(identity, options.deadline))
         lock_dir = lock_directory(state)

@@ -35,12 +35,13 @@ class PlanOptions:
     identify: bool = False  # say which daemon it is (one more GET /info), for runs over several --host
     deadline: Deadline = NO_DEADLINE  # no call to the daemon waits past it (--host-timeout)
     tls: TlsSettings | None = None  # an inventory's TLS settings for this host
+    context: str | None = None  # --context: the Docker context to use when no --host is given
 
 
 def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
     """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state
     (the layer cache aside: it only learns what never changes)."""
-    host = connect(address, deadline=options.deadline, tls=options.tls)
+    host = connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
     now = epoch_now()
     facts = read_host_facts(
         host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain, warn=options.warn

@@ -29,6 +29,7 @@ class WatchOptions:
     warn: Callable[[str], None]
     interval: float = 5.0
     rounds: int | None = None  # stop after this many rounds (None: until stopped)
+    context: str | None = None  # --context: the Docker context to use when no --host is given
 
 
 def watch_host(address: str | None, options: WatchOptions, stop: threading.Event) -> int:
@@ -38,7 +39,7 @@ def watch_host(address: str | None, options: WatchOptions, stop: threading.Event
     recorded = 0
     while not stop.is_set() and (options.rounds is None or recorded < options.rounds):
         try:
-            host = host or connect(address)
+            host = host or connect(address, context=options.context)
             record_round(host, state, options.warn)
             recorded += 1
         except (DaemonUnavailable, DaemonError) as exc:

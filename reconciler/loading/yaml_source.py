@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
 
 from reconciler.errors import Diagnostic, ManifestError
+from reconciler.loading.yaml_syntax import syntax_message
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
@@ -225,7 +226,7 @@ def _compose_python(text: str, filename: str) -> tuple[Node, bool]:
     except _Refusal as exc:
         _refuse(filename, _mark_position(exc.mark), exc.message)
     except MarkedYAMLError as exc:
-        _refuse(filename, _mark_position(exc.problem_mark), _syntax_message(exc))
+        _refuse(filename, _mark_position(exc.problem_mark), syntax_message(exc))
     except YAMLError as exc:
         _refuse(filename, (0, 0), f"invalid YAML: {exc}.")
     finally:
@@ -423,17 +424,6 @@ def _too_many_nodes_message(*, aliases: bool) -> str:
     if aliases:
         return f"the document expands to more than {MAX_NODES} nodes through YAML aliases."
     return f"the document has more than {MAX_NODES} nodes; split it into smaller manifests."
-
-
-def _syntax_message(exc: MarkedYAMLError) -> str:
-    problem = exc.problem or "the text is not valid YAML"
-    message = f"invalid YAML: {problem}"
-    if exc.context:
-        message += f" ({exc.context}"
-        if exc.context_mark is not None and exc.context_mark.line != _line_of(exc.problem_mark):
-            message += f" at line {exc.context_mark.line + 1}"
-        message += ")"
-    return message + "."
 
 
 def _reader_message(exc: ReaderError) -> str:

@@ -37,6 +37,12 @@ def ensure_state_dir(path: Path) -> Path:
             f"The state directory {path} exists but is not a directory. "
             f"Pick another with --state-dir or ${STATE_DIR_ENV}."
         )
+    if not os.access(path, os.W_OK | os.X_OK):
+        # Refused before the run starts: the history and usage state of a whole run would be lost.
+        raise StateDirError(
+            f"The state directory {path} is not writable by this user, so the run history and usage state "
+            f"could not be kept. Pick a writable one with --state-dir or ${STATE_DIR_ENV}, or fix its permissions."
+        )
     return path
 
 

@@ -22,7 +22,9 @@ SCHEMES = "unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (np
         ("foo://bar", "foo:// is not a scheme reconcile can use"),
         ("fd://", "fd:// is not a scheme reconcile can use"),
         ("npipe:////./pipe/docker_engine", "npipe:// names a Windows named pipe, and this is not Windows"),
-        ("tcp://host", "it is malformed (port is required)"),
+        ("tcp://host", "it names no port; a daemon listens on tcp://host:2375, or tcp://host:2376 with TLS"),
+        ("unix://", "unix:// names no socket; give its path, such as unix:///var/run/docker.sock"),
+        ("ssh://", "ssh:// names no host; give one, such as ssh://user@host"),
         ("ssh://box/path", "it is malformed (no path allowed for this protocol)"),
     ],
 )

@@ -293,17 +293,38 @@ def test_merge_key_is_just_an_unknown_key() -> None:
         ),
         (
             "version: 1\nimages:\n  - name: app\n   tags: [a]\n",
-            "images.yaml:4:4: invalid YAML: expected <block end>, but found '<block mapping start>'"
-            " (while parsing a block collection at line 3).",
+            "images.yaml:4:4: invalid YAML: a key at column 4 lines up with nothing in the block that starts"
+            " at line 3; indent it exactly as the lines it belongs with, using spaces (the keys of one list"
+            " entry share the column after `- `).",
         ),
         (
             "version: 1\nimages: [app\n",
-            "images.yaml:3:1: invalid YAML: expected ',' or ']', but got '<stream end>'"
-            " (while parsing a flow sequence at line 2).",
+            "images.yaml:3:1: invalid YAML: the list `[...]` opened at line 2 is not closed, or its items are"
+            " not separated by commas; close it with `]` and separate items with `, `.",
         ),
         (
             "version: 1\nimages: *nothing\n",
-            "images.yaml:2:9: invalid YAML: found undefined alias 'nothing'.",
+            "images.yaml:2:9: invalid YAML: the alias `*nothing` names no anchor `&nothing` defined above it.",
+        ),
+        (
+            "version: 1\nimages:\n\t- name: app\n",
+            "images.yaml:3:1: invalid YAML: a tab character: YAML indents with spaces only; replace the tab with spaces.",
+        ),
+        (
+            "version: 1\nimages:\n  - name: app\n    tags: [x]\n  ? bad\n",
+            "images.yaml:5:3: invalid YAML: a key at column 3 lines up with nothing in the block that starts"
+            " at line 3; indent it exactly as the lines it belongs with, using spaces (the keys of one list"
+            " entry share the column after `- `).",
+        ),
+        (
+            "version: 1\nimages:\n  - name: a: b\n",
+            "images.yaml:3:12: invalid YAML: a `:` where no key can start: a value holding `: ` must be quoted,"
+            " or this line is indented deeper than the keys beside it; quote the value (\"...\" or '...') or"
+            " align the key with its neighbours.",
+        ),
+        (
+            'version: 1\nimages:\n  - name: app\n    tags: ["x\n',
+            "images.yaml:5:1: invalid YAML: the quoted value opened at line 4 is never closed; add the closing quote.",
         ),
         (
             "version: 1\nname: a\x07b\n",

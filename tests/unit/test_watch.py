@@ -19,7 +19,7 @@ def test_each_round_records_what_the_daemon_says(tmp_path: Path, monkeypatch: py
     host = FakeDockerHost()
     image = host.add_image(["reg.local/app:1"])
     host.add_container(image, name="web")
-    monkeypatch.setattr(watch_module, "connect", lambda address: host)
+    monkeypatch.setattr(watch_module, "connect", lambda address, context=None: host)
     rounds = watch_host(None, WatchOptions(state_dir=tmp_path, warn=print, interval=0.01, rounds=2), threading.Event())
     assert rounds == 2
     state = read_usage(tmp_path, host.address)
@@ -31,7 +31,7 @@ def test_a_daemon_that_goes_away_is_warned_about_and_waited_for(tmp_path: Path, 
     host.add_image(["reg.local/app:1"])
     answers: list[FakeDockerHost | DaemonUnavailable] = [DaemonUnavailable("Cannot reach the Docker daemon."), host]
 
-    def connect(address: str | None) -> FakeDockerHost:
+    def connect(address: str | None, context: str | None = None) -> FakeDockerHost:
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if isinstance(answer, DaemonUnavailable):
             raise answer
@@ -46,7 +46,7 @@ def test_a_daemon_that_goes_away_is_warned_about_and_waited_for(tmp_path: Path, 
 
 def test_a_stop_request_ends_it_before_another_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     host = FakeDockerHost()
-    monkeypatch.setattr(watch_module, "connect", lambda address: host)
+    monkeypatch.setattr(watch_module, "connect", lambda address, context=None: host)
     stop = threading.Event()
     stop.set()
     assert watch_host(None, WatchOptions(state_dir=tmp_path, warn=print, interval=0.01), stop) == 0
