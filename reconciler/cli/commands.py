@@ -209,6 +209,14 @@ def plan(
     callback=lambda _ctx, _param, value: _digest_value(value),
     help="Apply FILE only if it is the saved plan with this digest (the one `plan --out` printed); else exit 65.",
 )
+@click.option(
+    "--yes",
+    "-y",
+    "--auto-approve",
+    "yes",
+    is_flag=True,
+    help="Do not ask before untagging or removing (asked only when stdin is a terminal).",
+)
 @removal_guard_options
 def apply(
     manifest_file: Path | None,
@@ -228,6 +236,7 @@ def apply(
     max_removals: int | None = None,
     allow_large_removal: bool = False,
     docker_context: str | None = None,
+    yes: bool = False,
 ) -> None:
     """Change the host until it matches FILE: pull, tag, untag, remove.
 
@@ -235,6 +244,7 @@ def apply(
     steps whose host state changed since are refused as stale. Several --host options, or
     --inventory, apply to --forks daemons at once, each under its own lock and deadline.
     """
+    from reconciler.cli.confirm import stdin_is_terminal
     from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
     from reconciler.cli.show import ApplyConsole, show_apply
     from reconciler.execution.interrupt import Interrupt
@@ -266,11 +276,18 @@ def apply(
     interrupt = options.interrupt
     assert interrupt is not None
     run = FleetRun(targets, output, forks, host_timeout, stopped=lambda: interrupt.signal if interrupt.fired else None)
+    # On a terminal, apply asks before it takes anything away; a saved plan was approved when it was reviewed.
+    ask = not yes and saved is None and stdin_is_terminal()
+    if ask and len(targets) > 1:
+        raise click.UsageError("apply asks before it removes on a terminal, one daemon at a time: give --yes for several.")
 
     def apply_one(target: Target, turn: Turn) -> ApplyOutcome:
         manifest = None if saved else manifests[target.manifest]
         console = ApplyConsole(output, quiet, **run.console_for(turn))
-        return apply_host(manifest, saved, target.address, run.options_for(options, turn), console)
+        host_options = run.options_for(options, turn)
+        if ask:
+            host_options = dataclasses.replace(host_options, confirm=console.confirm)
+        return apply_host(manifest, saved, target.address, host_options, console)
 
     with interrupted_by_signals(interrupt):
         outcomes = run.each(apply_one, lambda outcome, label: show_apply(outcome, output, quiet, label))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,12 @@ def show_apply(
         return _failure(outcome, label)
     text = output == "text"
     report = outcome.report
+    if outcome.cancelled:  # answered no: programs get the plan that was not applied
+        if text:
+            return None
+        cancelled = render.plan_document(outcome.plan)
+        cancelled["summary"]["cancelled"] = True
+        return cancelled
     if report is None:  # refused: programs get the refused plan, with why, and the exit code
         document = None
         if text:
@@ -150,6 +157,15 @@ class ApplyConsole:
         self._label = label
         self._lines = lines
         self._while_live = while_live
+        self._shown: Plan | None = None
+
+    def confirm(self, plan: Plan) -> bool:
+        """Show the plan (on stderr when stdout carries JSON) and ask before it takes anything away."""
+        from reconciler.cli.confirm import ask
+        console = out() if self.text else err()
+        console.print(render.plan_text(plan) + "\n", highlight=False)
+        self._shown = plan
+        return ask(plan, sys.stderr, sys.stdin, lambda message: err().print(escape(message), highlight=False))
 
     def _print(self, markup: str) -> None:
         if self._lines is not None:
@@ -160,7 +176,8 @@ class ApplyConsole:
 
     def applying(self, plan: Plan) -> None:
         if self.text and not self.quiet:
-            self._print(render.plan_text(plan))
+            if self._shown is not plan:
+                self._print(render.plan_text(plan))
             self._print("\nApplying:")
             # Pull progress goes to stderr, and only with text output; one line an event for several hosts;
             # no display (nor its import) when nothing is pulled.

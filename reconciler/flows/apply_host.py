@@ -82,6 +82,7 @@ class ApplyOptions:
     # Runs a write of reconcile's state (history, usage) unless this host's turn was given up.
     while_live: Callable[[Callable[[], None]], None] = lambda write: write()
     context: str | None = None  # --context: the Docker context to use when no --host is given
+    confirm: Callable[[Plan], bool] | None = None  # asked before a plan that untags or removes; False: none runs
 
 
 # One apply per daemon within this process too: two addresses of one daemon in one run take turns
@@ -164,6 +165,10 @@ def _apply_locked(
             _record_usage(options, facts, empty, now)
         stale = stale_containers(manifest.declared.tags, facts.inventory) if manifest and facts else ()
         return ApplyOutcome(host.address, plan, ExitCode.OK, report=empty, stale=stale)
+    if options.confirm is not None and _takes_away(plan) and not options.confirm(plan):
+        if facts is not None:  # what the run learnt about usage is still worth keeping
+            _record_usage(options, facts, Report(host=plan.host, manifest_path=plan.manifest_path), now)
+        return ApplyOutcome(host.address, plan, ExitCode.OK, cancelled=True)
     listener.applying(plan)
 
     def result(step: StepResult) -> None:
@@ -214,6 +219,11 @@ def _stale_after(
     except ReconcilerError:
         return ()
     return stale_containers(declared, fresh)
+
+
+def _takes_away(plan: Plan) -> bool:
+    """Whether a step that can run untags or removes: what is asked about before it runs."""
+    return any(step.action in (Action.UNTAG, Action.REMOVE) for step in plan.runnable)
 
 
 def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: float) -> None:

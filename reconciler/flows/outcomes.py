@@ -52,6 +52,7 @@ class ApplyOutcome:
     refusal: str | None = None
     daemon: str | None = None  # which daemon (lock.daemon_identity)
     stale: tuple[StaleContainer, ...] = ()  # after the run: containers running an image a declared tag left
+    cancelled: bool = False  # the user answered no when asked to confirm: nothing ran
 
 
 @dataclass(frozen=True)
