@@ -76,21 +76,22 @@ def metrics_text(metrics: RunMetrics | Mapping[str, RunMetrics]) -> str:
     """
     per_host = metrics if isinstance(metrics, Mapping) else {"": metrics}
     lines = [
-        "# HELP reconcile_steps_total Steps of the last apply, by action and outcome.",
-        "# TYPE reconcile_steps_total gauge",
+        "# HELP reconcile_last_run_steps Steps of the last apply, by action and outcome.",
+        "# TYPE reconcile_last_run_steps gauge",
     ]
     for host, run in per_host.items():
         for action in Action:
             for outcome in Outcome:
                 count = run.steps.get((action, outcome), 0)
                 labels = _labels(host, f'action="{action.value}",outcome="{outcome.value}"')
-                lines.append(f"reconcile_steps_total{labels} {count}")
+                lines.append(f"reconcile_last_run_steps{labels} {count}")
     families: list[tuple[str, str, Callable[[RunMetrics], float | None]]] = [
-        ("reconcile_bytes_freed", "Unique bytes freed by removals in the last apply.", lambda m: m.bytes_freed),
-        ("reconcile_bytes_pulled", "Size of the images pulled by the last apply.", lambda m: m.bytes_pulled),
+        ("reconcile_last_run_freed_bytes", "Unique bytes freed by removals in the last apply.", lambda m: m.bytes_freed),
+        ("reconcile_last_run_pulled_bytes", "Size of the images pulled by the last apply.", lambda m: m.bytes_pulled),
         ("reconcile_run_duration_seconds", "Wall time of the last apply.", lambda m: m.duration_seconds),
         ("reconcile_last_run_timestamp_seconds", "When the last apply ended (Unix time).", lambda m: m.finished_at),
-        (LAST_SUCCESS, "When an apply last ended with every step done (Unix time).", lambda m: m.last_success_at),
+        # Written from the first run on, 0 until a success: "success too old" alerts need no absent().
+        (LAST_SUCCESS, "When an apply last ended with every step done (Unix time; 0: never).", lambda m: m.last_success_at or 0),
     ]
     for name, help_text, value_of in families:
         samples = [(host, value) for host, run in per_host.items() if (value := value_of(run)) is not None]

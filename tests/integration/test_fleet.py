@@ -153,7 +153,7 @@ def test_a_fleet_converges_around_a_refusing_a_failing_and_a_stopped_daemon(
     for daemon in fleet[:6]:
         assert images_on(daemon) >= {f"{slow.address}/{r.split('/', 1)[1]}" for r in refs}
     metrics = (tmp_path / "fleet.prom").read_text()
-    assert 'reconcile_steps_total{host="build-0",action="pull",outcome="done"} 3' in metrics
+    assert 'reconcile_last_run_steps{host="build-0",action="pull",outcome="done"} 3' in metrics
     # Every progress line of a run over several hosts names its host.
     assert all(line.split(":", 1)[0] in hosts or line.startswith("Error: ") for line in err.splitlines() if line), err
 

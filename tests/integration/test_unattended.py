@@ -308,12 +308,12 @@ def test_metrics_file_after_a_success_and_after_a_failure(
     applied = run_cli("apply", web_manifest, "--state-dir", state_dir, "--metrics-file", metrics)
     assert applied.code == 0, applied.stdout + applied.stderr
     first = parse_metrics(metrics.read_text())
-    assert first[("reconcile_steps_total", (("action", "pull"), ("outcome", "done")))] == 1
-    assert first[("reconcile_bytes_pulled", ())] > 0
-    assert first[("reconcile_bytes_freed", ())] == 0
+    assert first[("reconcile_last_run_steps", (("action", "pull"), ("outcome", "done")))] == 1
+    assert first[("reconcile_last_run_pulled_bytes", ())] > 0
+    assert first[("reconcile_last_run_freed_bytes", ())] == 0
     assert 0 < first[("reconcile_run_duration_seconds", ())] < 300
     assert before <= first[(LAST_SUCCESS, ())] == first[("reconcile_last_run_timestamp_seconds", ())]
-    assert "# TYPE reconcile_steps_total gauge" in metrics.read_text()
+    assert "# TYPE reconcile_last_run_steps gauge" in metrics.read_text()
 
     missing = tmp_manifest(f"""
         version: 1
@@ -324,7 +324,7 @@ def test_metrics_file_after_a_success_and_after_a_failure(
     failed = run_cli("apply", missing, "--state-dir", state_dir, "--metrics-file", metrics)
     assert failed.code == 3, failed.stdout + failed.stderr
     second = parse_metrics(metrics.read_text())
-    assert second[("reconcile_steps_total", (("action", "pull"), ("outcome", "failed")))] == 1
+    assert second[("reconcile_last_run_steps", (("action", "pull"), ("outcome", "failed")))] == 1
     assert second[(LAST_SUCCESS, ())] == first[(LAST_SUCCESS, ())]
     assert second[("reconcile_last_run_timestamp_seconds", ())] > first[("reconcile_last_run_timestamp_seconds", ())]
     assert sorted(p.name for p in metrics.parent.iterdir()) == ["reconcile.prom"]

@@ -44,18 +44,18 @@ def test_every_line_is_help_type_or_a_sample_and_each_family_is_declared() -> No
         assert SAMPLE_LINE.fullmatch(line), line
         assert line.split("{")[0].split()[0] in families, f"{line} has no HELP/TYPE before it"
     assert families == {
-        "reconcile_steps_total", "reconcile_bytes_freed", "reconcile_bytes_pulled",
+        "reconcile_last_run_steps", "reconcile_last_run_freed_bytes", "reconcile_last_run_pulled_bytes",
         "reconcile_run_duration_seconds", "reconcile_last_run_timestamp_seconds", LAST_SUCCESS,
     }
 
 
 def test_values_of_a_successful_run() -> None:
     samples = parse_metrics(metrics_text(run_metrics(DONE, finished=1000.0, duration=2.25, previous_success=5.0)))
-    assert samples[("reconcile_steps_total", (("action", "pull"), ("outcome", "done")))] == 1
-    assert samples[("reconcile_steps_total", (("action", "remove"), ("outcome", "done")))] == 1
-    assert samples[("reconcile_steps_total", (("action", "tag"), ("outcome", "failed")))] == 0
-    assert samples[("reconcile_bytes_freed", ())] == 5000
-    assert samples[("reconcile_bytes_pulled", ())] == 7000
+    assert samples[("reconcile_last_run_steps", (("action", "pull"), ("outcome", "done")))] == 1
+    assert samples[("reconcile_last_run_steps", (("action", "remove"), ("outcome", "done")))] == 1
+    assert samples[("reconcile_last_run_steps", (("action", "tag"), ("outcome", "failed")))] == 0
+    assert samples[("reconcile_last_run_freed_bytes", ())] == 5000
+    assert samples[("reconcile_last_run_pulled_bytes", ())] == 7000
     assert samples[("reconcile_run_duration_seconds", ())] == 2.25
     assert samples[("reconcile_last_run_timestamp_seconds", ())] == 1000.0
     assert samples[(LAST_SUCCESS, ())] == 1000.0
@@ -65,9 +65,9 @@ def test_a_run_that_did_not_succeed_keeps_the_last_success() -> None:
     failed = parse_metrics(metrics_text(run_metrics(FAILED, finished=2000.0, duration=1, previous_success=1000.0)))
     assert failed[(LAST_SUCCESS, ())] == 1000.0
     assert failed[("reconcile_last_run_timestamp_seconds", ())] == 2000.0
-    assert failed[("reconcile_steps_total", (("action", "pull"), ("outcome", "failed")))] == 1
+    assert failed[("reconcile_last_run_steps", (("action", "pull"), ("outcome", "failed")))] == 1
     aborted = parse_metrics(metrics_text(run_metrics(None, finished=2000.0, duration=1, previous_success=None)))
-    assert (LAST_SUCCESS, ()) not in aborted  # no success ever: no sample, rather than a fake 0
+    assert aborted[(LAST_SUCCESS, ())] == 0  # no success ever: 0, so an age alert fires without absent()
 
 
 def test_the_file_round_trip_keeps_the_last_success(tmp_path: Path) -> None:
@@ -124,5 +124,5 @@ def test_several_hosts_each_carry_a_host_label_and_keep_their_own_last_success(t
     assert samples[(LAST_SUCCESS, (("host", "web-1"),))] == 1000.0
     assert samples[("reconcile_last_run_timestamp_seconds", (("host", "web-1"),))] == 2000.0
     assert samples[("reconcile_run_duration_seconds", (("host", "web-1"),))] == 3.0
-    assert text.count("# TYPE reconcile_steps_total gauge") == 1
+    assert text.count("# TYPE reconcile_last_run_steps gauge") == 1
     assert read_last_success(path, "build-1") == 1000.0
