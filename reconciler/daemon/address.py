@@ -22,7 +22,7 @@ from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.fleet import TlsSettings
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-DISTRIBUTION = "reconciler"  # the name pip installs it by
+DISTRIBUTION = "docker-image-reconciler"  # the name pip installs it by (`reconciler` on PyPI is another project)
 ACCEPTED_ADDRESSES = (
     "Give unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (npipe:// works on Windows only)."
 )
