@@ -10,6 +10,7 @@ from reconciler.cli.markup import escape
 from reconciler.model.inventory import short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.report import Outcome, Report, StepResult
+from reconciler.model.units import format_size
 from reconciler.planning.stale_containers import StaleContainer
 
 NO_CHANGES = "No changes. The host matches {manifest}."
@@ -26,14 +27,7 @@ _OUTCOME_STYLE = {
 
 def human_bytes(count: int | None) -> str:
     """Decimal units, as ``docker image ls`` prints them."""
-    if count is None:
-        return "unknown"
-    size = float(count)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+    return format_size(count)
 
 
 # --- plan -----------------------------------------------------------------------
@@ -124,7 +118,10 @@ def result_line(result: StepResult) -> str:
     target = escape(step.ref)
     if step.action is Action.TAG and step.source:
         target = f"{target} -> {escape(step.source)}"
-    return f"  [{style}]{result.outcome.value:<7}[/] {step.action.value:<6} {target}: {escape(result.detail)}"
+    detail = result.detail
+    if step.action is Action.PULL and result.outcome is Outcome.DONE and result.bytes:
+        detail += f" ({human_bytes(result.bytes)})"
+    return f"  [{style}]{result.outcome.value:<7}[/] {step.action.value:<6} {target}: {escape(detail)}"
 
 
 def report_summary_text(report: Report) -> str:
@@ -137,7 +134,11 @@ def report_summary_text(report: Report) -> str:
     refused = f", {stale} stale" if stale else ""
     cache = _cache_freed(report)
     cache_text = f" Build cache freed: {human_bytes(cache)} (as the daemon measured)." if cache is not None else ""
-    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{freed}{cache_text}"
+    pulled = [r.bytes for r in report.with_outcome(Outcome.DONE) if r.step.action is Action.PULL]
+    images = f"{len(pulled)} image{'s' if len(pulled) != 1 else ''}"
+    size = f" ({human_bytes(sum(b for b in pulled if b))})" if any(pulled) else ""
+    fetched = f" Pulled {images}{size}." if pulled else ""
+    text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{fetched}{freed}{cache_text}"
     if skipped or failed:
         text += " Skipped and failed steps are listed above; nothing else was touched."
     if stale:

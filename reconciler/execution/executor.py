@@ -27,6 +27,7 @@ from reconciler.execution.image_rules import (
     has_digest,
     image_tags,
     is_platform,
+    layer_chain_ids,
     survives_untag,
 )
 from reconciler.execution.image_snapshot import ImageSnapshot
@@ -413,6 +414,9 @@ class Executor(StaleChecks):
             raise StepSkipped(f"{exc}{self._restoreimage_tags(step.image_id)}") from None
         if step.image_id not in deleted:
             deleted += self._delete_leftover_digests(step)
+        # The daemon lists the layers it deleted beside the images: the report counts images.
+        layers = layer_chain_ids(image.layers)
+        deleted = tuple(d for d in deleted if d not in layers)
         if step.image_id not in deleted:
             left = self._inspect(step.image_id)
             if left is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from reconciler.daemon.host import ImageDetails
 from reconciler.model.plan import Plan
 from reconciler.model.reference import parse_reference, reference_key
@@ -55,3 +57,13 @@ def has_digest(image: ImageDetails, name: str, digest: str) -> bool:
             return True
     return False
 
+
+
+def layer_chain_ids(diff_ids: tuple[str, ...]) -> frozenset[str]:
+    """The chain ids of an image's layers (``RootFS.Layers`` are diff ids), as the daemon names
+    the layers it deletes: the first is its diff id, each next one sha256 of "PREVIOUS DIFF"."""
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        previous = chain[-1] if chain else None
+        chain.append(diff_id if previous is None else "sha256:" + hashlib.sha256(f"{previous} {diff_id}".encode()).hexdigest())
+    return frozenset(chain)

@@ -91,3 +91,15 @@ def parse_percent(text: str) -> float:
             f"{text!r} is not a percentage; write a number from 0 to 100 followed by %, such as 85%."
         )
     return value
+
+
+def format_size(count: int | None) -> str:
+    """Decimal units, as ``docker image ls`` prints them: ``205 kB``, ``1.2 GB``."""
+    if count is None:
+        return "unknown"
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")

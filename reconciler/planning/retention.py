@@ -88,7 +88,7 @@ from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Unmatched
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
-from reconciler.model.units import format_age, format_duration
+from reconciler.model.units import format_age, format_duration, format_size
 from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
 from reconciler.planning.semver import SemverKey, semver_key
@@ -577,7 +577,7 @@ def _evict(
 def _eviction_reason(budget: DiskBudget, disk: DiskUsage, images_size: int, used: int) -> str:
     parts = []
     if budget.max_total is not None:
-        parts.append(f"images take {images_size} bytes, max_total {budget.max_total}")
+        parts.append(f"images take {format_size(images_size)}, max_total {format_size(budget.max_total)}")
     if budget.low is not None and disk.filesystem_size > 0:
         parts.append(
             f"the disk is {used * 100 / disk.filesystem_size:.1f}% full, low {budget.low:g}%"

@@ -42,15 +42,16 @@ def test_plan_json_has_the_documented_fields() -> None:
 def test_report_summary_counts_outcomes_and_freed_bytes() -> None:
     report = Report(
         results=(
-            StepResult(PULL, Outcome.DONE, "pulled"),
+            StepResult(PULL, Outcome.DONE, "pulled", bytes=12_300_000),
             StepResult(REMOVE, Outcome.DONE, "removed", bytes=2_500_000),
             StepResult(BLOCKED, Outcome.SKIPPED, "in use by web"),
         )
     )
     assert not report.complete
     assert render.report_summary_text(report).startswith(
-        "Apply incomplete: 2 done, 1 skipped, 0 failed. Freed 2.5 MB."
+        "Apply incomplete: 2 done, 1 skipped, 0 failed. Pulled 1 image (12.3 MB). Freed 2.5 MB."
     )
+    assert render.result_line(report.results[0]).endswith("nginx:latest: pulled (12.3 MB)")
     assert json.loads(render.report_json(report))["summary"]["skipped"] == 1
 
 
