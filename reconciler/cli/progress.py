@@ -8,6 +8,8 @@ the plan and the report.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from rich.console import Console
@@ -25,6 +27,8 @@ from reconciler.cli.console import Printer
 from reconciler.cli.markup import escape
 from reconciler.cli.render import human_bytes
 from reconciler.daemon.pulling import EventKind, PullEvent
+
+PROGRESS_EVERY = 10.0  # seconds: the longest a running pull stays silent in a log
 
 
 class PullDisplay(Protocol):
@@ -46,23 +50,69 @@ def plain_line(event: PullEvent) -> str | None:
     return None
 
 
-class PlainPullLog:
-    """One line per start, retry, end: readable in CI logs, where a live display is noise."""
+def progress_line(event: PullEvent, running_for: float) -> str:
+    """How far a pull is, for logs without a live display."""
+    done = human_bytes(event.bytes_done) if event.bytes_total else "no bytes yet"
+    of = f" of {human_bytes(event.bytes_total)}" if event.bytes_total else ""
+    layers = f", {event.layers_done}/{event.layers_total} layers" if event.layers_total else ""
+    return f"pulling {event.ref}: {done}{of}{layers}, {running_for:.0f}s so far"
 
-    def __init__(self, console: Printer, prefix: str = "") -> None:
+
+class PlainPullLog:
+    """One line per start, retry, end, and for a long pull one line at least every
+    ``every`` seconds (the last progress it had): readable in CI logs, where a live display
+    is noise and silence looks like a hang."""
+
+    def __init__(
+        self,
+        console: Printer,
+        prefix: str = "",
+        every: float = PROGRESS_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``prefix`` starts every line (the host's name, when there are several)."""
         self._console = console
         self._prefix = prefix
         self._lock = threading.Lock()
+        self._every = every
+        self._clock = clock
+        self._running: dict[str, tuple[PullEvent, float, float]] = {}  # ref -> (last event, started, last line)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __call__(self, event: PullEvent) -> None:
         line = plain_line(event)
-        if line is not None:
-            with self._lock:
+        now = self._clock()
+        with self._lock:
+            if event.kind in (EventKind.DONE, EventKind.FAILED):
+                self._running.pop(event.ref, None)
+            else:
+                _, started, last = self._running.get(event.ref, (event, now, now))
+                self._running[event.ref] = (event, started, now if line is not None else last)
+            if line is not None:
                 self._console.print(escape(self._prefix + line), highlight=False)
+            if self._ticker is None and not self._stop.is_set():
+                self._ticker = threading.Thread(target=self._tick, name="pull-progress", daemon=True)
+                self._ticker.start()
+
+    def tick(self) -> None:
+        """Print a line for each pull that has been quiet for ``every`` seconds."""
+        now = self._clock()
+        with self._lock:
+            for ref, (event, started, last) in list(self._running.items()):
+                if now - last >= self._every:
+                    self._console.print(escape(self._prefix + progress_line(event, now - started)), highlight=False)
+                    self._running[ref] = (event, started, now)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(1.0, self._every)):
+            self.tick()
 
     def stop(self) -> None:
-        """Nothing to tidy: every line is already out."""
+        """No more lines, not even a late tick."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
 
 
 class LivePullProgress:
@@ -105,10 +155,12 @@ class LivePullProgress:
             description = f"[green]pulled[/] {name}" if event.kind is EventKind.DONE else name
             self._progress.update(task, description=description, completed=done, total=total, layers=layers)
         elif event.kind is EventKind.RETRY:
-            reason = escape(event.reason)
-            self._progress.update(task, description=f"{name} [yellow]retry in {event.delay:.0f}s: {reason}[/]")
+            # The reason goes above the bars, once: in a bar it would squeeze every row for the rest of the run.
+            self._progress.console.print(f"[yellow]{escape(plain_line(event) or '')}[/]", highlight=False)
+            self._progress.update(task, description=f"{name} [yellow]retry in {event.delay:.0f}s[/]")
         elif event.kind is EventKind.FAILED:
-            self._progress.update(task, description=f"{name} [red]failed: {escape(event.reason)}[/]")
+            self._progress.console.print(f"[red]{escape(plain_line(event) or '')}[/]", highlight=False)
+            self._progress.update(task, description=f"{name} [red]failed[/]")
 
     def stop(self) -> None:
         """End the live display (idempotent), before anything else is printed."""

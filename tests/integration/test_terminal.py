@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,3 +83,24 @@ def test_no_question_without_a_terminal_or_for_pulls_only(
     assert piped.code == 0, piped.stderr
     assert QUESTION not in piped.stdout + piped.stderr
     assert not present(docker, ref)
+
+
+def test_a_failed_pull_is_told_once_above_the_bars_and_the_others_finish(
+    image_factory: ImageFactory, tmp_manifest: WriteManifest, namespace: str, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    for name in ("big-a", "big-b"):
+        image_factory(f"{name}:1", size_kb=20_000)
+    manifest = tmp_manifest(
+        "version: 1\nimages:\n"
+        f"  - name: {namespace}/never-pushed\n    tags: ['1']\n"
+        f"  - name: {namespace}/big-a\n    tags: ['1']\n"
+        f"  - name: {namespace}/big-b\n    tags: ['1']\n"
+    )
+    run = run_on_terminal(["apply", manifest, "--parallelism", "1", "--state-dir", tmp_path], cli_env(sandbox))
+    assert run.code == 3, run.screen
+    failure = f"pull of {namespace}/never-pushed:1 failed after"
+    # Printed once, above the live display; a bar's description is redrawn on every refresh.
+    assert run.screen.count(failure) == 1, run.screen
+    assert run.screen.count("not found: manifest unknown") == 2, run.screen  # the line above, and the step result
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", run.screen)
+    assert f"done    pull   {namespace}/big-a:1" in plain and f"done    pull   {namespace}/big-b:1" in plain
