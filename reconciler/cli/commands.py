@@ -23,6 +23,7 @@ from reconciler.cli.console import echo_json, err, out, warn
 from reconciler.cli.holds_commands import hold, holds, release
 from reconciler.cli.markup import escape
 from reconciler.cli.options import (
+    COMMAND_HELP,
     EXIT_CODES_HELP,
     check_daemon_choice,
     fleet_options,
@@ -77,7 +78,7 @@ def cli() -> None:
     """Make a Docker host's images match a desired-state file (images.yaml)."""
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(**COMMAND_HELP["validate"])
 @manifest_argument
 @output_option
 def validate(manifest_file: Path, output: str) -> None:
@@ -97,7 +98,7 @@ def validate(manifest_file: Path, output: str) -> None:
     out().print(f"{manifest_file} is valid: {count} image entr{'y' if count == 1 else 'ies'}.")
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(**COMMAND_HELP["plan"])
 @optional_manifest_argument
 @host_option
 @fleet_options
@@ -169,7 +170,7 @@ def plan(
     exit_with(o.code for o in outcomes)
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(**COMMAND_HELP["apply"])
 @optional_manifest_argument
 @host_option
 @fleet_options
@@ -177,6 +178,7 @@ def plan(
 @click.option(
     "--pull-timeout",
     type=click.FloatRange(min=1),
+    metavar="SECONDS",
     default=DEFAULT_PULL_TIMEOUT,
     show_default=True,
     help="Seconds one pull may take, retries included, before it is given up.",
@@ -184,6 +186,7 @@ def plan(
 @click.option(
     "--parallelism",
     type=click.IntRange(min=1, max=32),
+    metavar="N",
     default=DEFAULT_PARALLELISM,
     show_default=True,
     help="Pulls run at once.",
@@ -296,7 +299,7 @@ def apply(
     exit_with(o.code for o in outcomes)
 
 
-@cli.command()
+@cli.command(**COMMAND_HELP["watch"])
 @one_host_option
 @state_dir_option
 @click.option(
@@ -382,14 +385,14 @@ def exit_with(codes: Iterable[ExitCode]) -> None:
         sys.exit(code)
 
 
-@cli.command()
-@output_option
+@cli.command(**COMMAND_HELP["schema"])
+@click.option("--output", "-o", type=click.Choice(["json"]), default="json", show_default=True, help="The schema is JSON.")
 def schema(output: str) -> None:
-    """Print the JSON Schema of images.yaml (for editors and CI linting); JSON with either -o."""
+    """Print the JSON Schema of images.yaml, for editors (yaml-language-server) and CI linting."""
     click.echo(schema_text(), nl=False)
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(**COMMAND_HELP["history"])
 @click.option("--image", metavar="REF", help="Only this image: a reference (no tag: every tag) or an id prefix.")
 @click.option("--since", metavar="DURATION", help="Only steps this recent: 90m, 12h, 7d, 2w.")
 @click.option("--host", "-H", metavar="URL", help="Only steps on this daemon (default: every daemon).")
@@ -408,7 +411,7 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
         click.echo(records_plain(records))
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(**COMMAND_HELP["export"])
 @one_host_option
 @output_option
 @click.option(

@@ -12,21 +12,38 @@ from reconciler.state.state_dir import STATE_DIR_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0   success; the host matches (or the manifest is valid)
-  2   plan --detailed-exitcode: changes are pending (a plan of only blocked steps is 0)
-  3   apply finished, but some steps failed or were skipped for safety
-      (or plan/apply: more removals than --max-removals/max_removal_percent)
-  4   apply PLAN: the saved plan is stale (steps refused; run plan again); wins over 3
-  64  usage error
-  65  invalid manifest, or a saved plan that is corrupt, edited, of an unknown version or not --require-digest's
-  69  Docker daemon unreachable
-  75  apply: another apply holds this daemon's lock (see --lock-timeout),
-      or only registry rate limits (HTTP 429) kept pulls from finishing
-  130 apply: stopped by SIGINT (Ctrl-C); 143: by SIGTERM
-  1   anything unexpected
-"""
+# Each command's own exit codes, and two or three examples, for its --help (as kubectl's).
+EXIT_CODE_MEANINGS = {
+    0: "success; the host matches (or the manifest is valid)",
+    1: "anything unexpected",
+    2: "--detailed-exitcode: changes are pending (a plan of only blocked steps is 0)",
+    3: "steps failed or were skipped for safety; or more removals than\n"
+    "      --max-removals/max_removal_percent allow (nothing done)",
+    4: "the saved plan is stale (steps refused; run plan again); wins over 3",
+    64: "usage error (option, file, daemon address or context, state directory)",
+    65: "invalid manifest, or a saved plan that is corrupt, edited, of an unknown version or not --require-digest's",
+    69: "Docker daemon unreachable",
+    75: "another apply holds this daemon's lock (see --lock-timeout), only registry rate limits\n"
+    "      kept pulls from finishing, or the daemon's disk usage stayed busy",
+    130: "stopped by SIGINT (Ctrl-C); 143: by SIGTERM",
+}
+
+
+def command_help(codes: tuple[int, ...], examples: tuple[str, ...]) -> str:
+    """The epilog of one command: its examples, then the exit codes it can return."""
+    lines = ["\b", "Examples:", *(f"  {example}" for example in examples), "", "\b", "Exit codes:"]
+    lines += [f"  {code:<3} {EXIT_CODE_MEANINGS[code]}" for code in codes]
+    return "\n".join(lines) + "\n"
+
+
+EXIT_CODES_HELP = command_help(
+    (0, 2, 3, 4, 64, 65, 69, 75, 130, 1),
+    ("reconcile plan images.yaml", "reconcile apply images.yaml", "reconcile COMMAND --help"),
+)
+EXIT_CODES_HELP += (
+    "\n\b\nShell completion (bash; zsh and fish likewise, with zsh_source or fish_source):\n"
+    '  eval "$(_RECONCILE_COMPLETE=bash_source reconcile)"   # in ~/.bashrc\n'
+)
 
 
 def host_option(func: F) -> F:
@@ -95,7 +112,7 @@ def state_dir_option(func: F) -> F:
         "--state-dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=STATE_DIR_ENV,
-        help="Where the run history and the usage state live; plan only reads them "
+        help="Where the run history and the usage state live "
         "(default: $XDG_STATE_HOME/reconciler, else ~/.local/state/reconciler).",
     )(func)
 
@@ -153,11 +170,57 @@ def fleet_options(func: F) -> F:
 
 
 optional_manifest_argument = click.argument(
-    "manifest_file", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "manifest_file", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
 )
 
 manifest_argument = click.argument(
-    "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
 )
 
 
+
+
+def _command(short_help: str, codes: tuple[int, ...], *examples: str) -> dict[str, str]:
+    return {"short_help": short_help, "epilog": command_help(codes, examples)}
+
+
+# `@cli.command(**COMMAND_HELP[name])`: the one-line summary `reconcile --help` lists, and the epilog.
+COMMAND_HELP = {
+    "validate": _command(
+        "Check a manifest; report every problem.", (0, 64, 65, 1),
+        "reconcile validate images.yaml",
+        "envsubst < images.tmpl | reconcile validate -",
+        "reconcile validate images.yaml -o json",
+    ),
+    "plan": _command(
+        "Show what apply would change; changes nothing.", (0, 2, 3, 64, 65, 69, 75, 1),
+        "reconcile plan images.yaml",
+        "reconcile plan images.yaml --explain",
+        "reconcile plan images.yaml --detailed-exitcode --out plan.json -c prod",
+    ),
+    "apply": _command(
+        "Pull, tag, untag and remove until the host matches.", (0, 3, 4, 64, 65, 69, 75, 130, 1),
+        "reconcile apply images.yaml",
+        "reconcile apply plan.json --require-digest sha256:...",
+        "reconcile apply images.yaml -q --yes --lock-timeout 300 --metrics-file reconcile.prom",
+    ),
+    "watch": _command(
+        "Record image usage as it happens (a service).", (0, 64, 1),
+        "reconcile watch",
+        "reconcile watch -H unix:///run/docker.sock --interval 2",
+    ),
+    "schema": _command(
+        "Print the JSON Schema of images.yaml.", (0,),
+        "reconcile schema > images.schema.json",
+    ),
+    "history": _command(
+        "Show the steps past applies ran, and why.", (0, 64, 1),
+        "reconcile history --image nginx --since 7d",
+        "reconcile history -o json",
+    ),
+    "export": _command(
+        "Write the host's images as a manifest.", (0, 64, 69, 1),
+        "reconcile export --out images.yaml",
+        "reconcile export -c staging -o json",
+    ),
+}

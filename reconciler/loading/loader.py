@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 
 from reconciler.errors import Diagnostic, ManifestError
@@ -58,6 +59,8 @@ def load_manifest_text(
 def read_file_bounded(filename: str) -> bytes:
     """The file's bytes, at most one past MAX_BYTES; a ManifestError naming it when it cannot be read."""
     # One byte past the bound is enough to tell the file is too large.
+    if filename == "-":  # the manifest on stdin, as `kubectl apply -f -` reads one
+        return sys.stdin.buffer.read(MAX_BYTES + 1)
     try:
         with open(filename, "rb") as handle:
             return handle.read(MAX_BYTES + 1)
