@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli.commands import cli
+from reconciler.errors import ManifestError
 
 CODES = {
     "validate": [0, 64, 65, 1],
@@ -54,4 +55,5 @@ def test_a_dash_reads_the_manifest_from_stdin() -> None:
     valid = runner.invoke(cli, ["validate", "-"], input="version: 1\nimages:\n  - name: nginx\n")
     assert valid.exit_code == 0 and valid.output == "- is valid: 1 image entry.\n"
     invalid = runner.invoke(cli, ["validate", "-"], input="version: 1\nimages:\n\t- name: nginx\n")
-    assert invalid.exit_code == 65
+    assert isinstance(invalid.exception, ManifestError)  # main() turns it into exit 65
+    assert str(invalid.exception).startswith("-:3:1: invalid YAML: a tab character")
