@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli.markup import escape
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
-from reconciler.model.units import format_age
+from reconciler.model.units import format_age, format_size
 from reconciler.planning.retention import Decision, Fate, RetentionResult, Verdict
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _STYLE = {Fate.KEEP: "green", Fate.UNTAG: "yellow", Fate.REMOVE: "red", Fate.EVICT: "red"}
 
@@ -130,3 +133,52 @@ def _decision_line(decision: Decision, now: float) -> str:
 
 def _is_short_id(text: str) -> bool:
     return len(text) == 12 and all(c in "0123456789abcdef" for c in text)
+
+
+_ORDER = {Fate.EVICT: 0, Fate.REMOVE: 1, Fate.UNTAG: 2, Fate.KEEP: 3}
+
+
+def verdicts_table(result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]) -> Table:
+    """One row per image, sorted by verdict (evictions first, in eviction order: least recently used
+    first), with what decided it and, for what goes, the space freed so far."""
+
+    def used(verdict: Verdict) -> float:
+        image = inventory.image_by_id.get(verdict.image_id)
+        return last_used.get(verdict.image_id, image.created if image else 0)
+
+    from rich import box  # only the table needs rich: explain's text and JSON do not
+    from rich.table import Table
+
+    rows = sorted(result.verdicts, key=lambda v: (_ORDER[v.outcome], used(v) if v.outcome is Fate.EVICT else 0, v.image_id))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for column, justify in (("verdict", "left"), ("image", "left"), ("size", "right"), ("age", "right"),
+                            ("last use", "right"), ("decided by", "left"), ("freed", "right")):
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "image")  # type: ignore[arg-type]
+    freed = 0
+    for verdict in rows:
+        image = inventory.image_by_id.get(verdict.image_id)
+        tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else f"<untagged> {short_id(verdict.image_id)}"
+        size = format_size(image.unique_size if image and image.unique_size is not None else image.size if image else None)
+        age = format_age(now - image.created) if image and image.created else "?"
+        seen = last_used.get(verdict.image_id)
+        running = ""
+        if verdict.removes:
+            freed += _freed_bytes(verdict, image) or 0
+            running = format_size(freed)
+        style = _STYLE[verdict.outcome]
+        table.add_row(
+            f"[{style}]{verdict.outcome.value}[/]", escape(tags), size, age,
+            f"{format_age(now - seen)} ago" if seen is not None else "never seen",
+            escape(_decided_by(verdict)), running,
+        )
+    return table
+
+
+def _decided_by(verdict: Verdict) -> str:
+    """The rung or rule whose decision settled the verdict."""
+    wanted = not verdict.removes and verdict.outcome is not Fate.UNTAG
+    deciding = [d for d in verdict.decisions if d.kept is wanted] or list(verdict.decisions)
+    if not deciding:
+        return ""
+    decision = deciding[0] if wanted else deciding[-1]
+    return decision.rung.value if decision.rule is None else f"rule {decision.rule}"

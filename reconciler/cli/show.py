@@ -10,7 +10,7 @@ import click
 
 from reconciler.cli import render
 from reconciler.cli.console import echo_json, err, error, out, warn
-from reconciler.cli.explain import verdicts_json, verdicts_text
+from reconciler.cli.explain import verdicts_json, verdicts_table, verdicts_text
 from reconciler.cli.markup import escape
 from reconciler.errors import LargeRemovalRefused
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
@@ -68,6 +68,8 @@ def show_plan(
     if outcome.stale and output != "json" and not quiet:
         out().print(render.stale_text(outcome.stale), highlight=False)
     if verdicts is not None and output != "json":
+        out().print()
+        out().print(verdicts_table(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used))
         text = verdicts_text(
             verdicts.result,
             verdicts.inventory,
