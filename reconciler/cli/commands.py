@@ -439,6 +439,25 @@ def export(host: tuple[str, ...], output: str, out_file: Path | None, docker_con
         write_or_explain(out_file, text, "the manifest")
 
 
+@cli.command(name="df", **COMMAND_HELP["df"])
+@click.argument("manifest_file", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@one_host_option
+@output_option
+@state_dir_option
+def disk_usage(
+    manifest_file: Path | None, host: tuple[str, ...], output: str, state_dir: Path | None, docker_context: str | None
+) -> None:
+    """Disk use per repository: images, tags, unique and shared bytes, age range, in use.
+
+    With FILE, also what its plan would free and where its disk budget's marks are.
+    """
+    from reconciler.cli.disk_usage import show_disk_usage
+    if len(host) > 1:
+        raise click.UsageError("df reads one daemon; give a single --host.")
+    check_daemon_choice(host, docker_context)
+    show_disk_usage(host[0] if host else None, docker_context, manifest_file, output, state_dir or default_state_dir())
+
+
 cli.add_command(hold)
 cli.add_command(release)
 cli.add_command(holds)

@@ -218,6 +218,12 @@ COMMAND_HELP = {
         "reconcile history --image nginx --since 7d",
         "reconcile history -o json",
     ),
+    "df": _command(
+        "Disk use per repository, and what a manifest would free.", (0, 64, 65, 69, 1),
+        "reconcile df",
+        "reconcile df images.yaml",
+        "reconcile df -o json",
+    ),
     "export": _command(
         "Write the host's images as a manifest.", (0, 64, 69, 1),
         "reconcile export --out images.yaml",

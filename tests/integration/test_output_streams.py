@@ -80,3 +80,34 @@ def test_plan_explain_is_a_table_sorted_by_verdict_with_evictions_running_total(
     to_free = re.search(r"To free: ([0-9.]+ [kMG]?B)\.", result.stdout)
     assert to_free is not None and " ".join(removed[-1][-2:]) == to_free.group(1)
     assert removed[0][-2:] != removed[-1][-2:]
+
+
+def test_df_adds_up_disk_use_per_repository_and_what_the_manifest_would_free(
+    run_cli: CliRun, tmp_manifest: WriteManifest, namespace: str, image_factory: ImageFactory, docker: DockerRun
+) -> None:
+    image_factory("big:1", size_kb=1500, push=False, keep_local=True)
+    image_factory("big:2", size_kb=1500, push=False, keep_local=True)
+    small = image_factory("small:1", size_kb=300, push=False, keep_local=True)
+    docker("tag", small, f"{namespace}/small:also")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/big
+            state: absent
+        retention:
+          disk: {{max_total: 100TB}}
+    """)
+    result = run_cli("df", manifest, "-o", "json")
+    assert result.code == 0, result.stderr
+    document = json.loads(result.stdout)
+    mine = {r["repository"]: r for r in document["repositories"] if r["repository"].startswith(namespace)}
+    big, little = mine[f"{namespace}/big"], mine[f"{namespace}/small"]
+    assert (big["images"], big["tags"], little["images"], little["tags"]) == (2, 2, 1, 2)
+    assert big["unique_bytes"] > 2 * 1500 * 1000 > little["unique_bytes"] > 300 * 1000
+    assert document["manifest"]["removals"] == 2 and document["manifest"]["bytes_to_free"] == big["unique_bytes"]
+    assert document["manifest"]["max_total_bytes"] == 100 * 10**12
+    text = run_cli("df", manifest, env={"COLUMNS": "160"})
+    assert text.code == 0, text.stderr
+    bars = {line.split()[0]: line.count("█") for line in text.stdout.splitlines() if line.startswith(namespace)}
+    assert bars[f"{namespace}/big"] > bars[f"{namespace}/small"] > 0  # a bar proportional to the unique bytes
+    assert "would remove 2 image(s)" in text.stdout and "max_total 100 TB" in text.stdout
