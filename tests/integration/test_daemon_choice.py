@@ -119,7 +119,7 @@ def test_a_tls_context_hands_its_own_files_to_the_client(
     monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
     address, context = resolve_target(None, "remote")
     assert address == "tcp://box.invalid:2376"
-    tls = client_options(address, context)["tls"]
+    tls = client_options(address, context=context)["tls"]
     stored = next((config / "contexts" / "tls").iterdir()) / "docker"
     assert tls.ca_cert == str(stored / "ca.pem") and tls.verify is True
     assert tls.cert == (str(stored / "cert.pem"), str(stored / "key.pem"))

@@ -341,7 +341,7 @@ def test_quiet_prints_only_the_summary(web_manifest: Path, run_cli: CliRun, stat
     ]
     applied = run_cli("apply", web_manifest, "--quiet", "--state-dir", state_dir)
     assert applied.code == 0, applied.stderr
-    assert applied.stdout.splitlines() == ["Apply complete: 1 done, 0 skipped, 0 failed."]
+    assert applied.stdout.splitlines() == ["Apply complete: 1 done, 0 skipped, 0 failed. Pulled 1 image (65.5 kB)."]
     again = run_cli("apply", web_manifest, "-q", "--state-dir", state_dir)
     assert again.stdout.startswith("No changes.") and len(again.stdout.splitlines()) == 1
 
