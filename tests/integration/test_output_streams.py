@@ -71,10 +71,10 @@ def test_plan_explain_is_a_table_sorted_by_verdict_with_evictions_running_total(
     ours = [row for row in rows if row[1].startswith(namespace)]
     order = ["evict", "remove", "untag", "keep"]
     assert [row[0] for row in ours] == sorted((row[0] for row in ours), key=order.index)
-    assert sorted((row[0], row[1]) for row in ours) == [
-        ("keep", f"{namespace}/app:v3"), ("keep", f"{namespace}/tool:1.0"),
-        ("remove", f"{namespace}/app:v1"), ("remove", f"{namespace}/app:v2"),
-    ]
+    # keep_last 1 of three images made within a second or two: which one is newest may tie; how many is fixed.
+    apps = sorted(row[0] for row in ours if row[1].startswith(f"{namespace}/app:"))
+    assert apps == ["keep", "remove", "remove"]
+    assert [row[0] for row in ours if row[1] == f"{namespace}/tool:1.0"] == ["keep"]
     removed = [row for row in rows if row[0] in ("evict", "remove")]
     # The last column adds up what goes, row by row, to the plan's "To free".
     to_free = re.search(r"To free: ([0-9.]+ [kMG]?B)\.", result.stdout)
