@@ -22,6 +22,7 @@ import docker
 import requests
 
 from reconciler.daemon.build_cache_records import build_cache_from_df, prune_filter
+from reconciler.daemon.engine_kind import EngineKind, engine_from_version, podman_identity
 from reconciler.daemon.host import (
     BuildCachePruned,
     DaemonIdentity,
@@ -75,6 +76,7 @@ class DockerEngine:
         self._timeout = timeout
         self._deadline = deadline
         self._identity: DaemonIdentity | None = None
+        self._engine: EngineKind | None = None
         self._streams: set[requests.Response] = set()  # running pulls, for interrupt()
         self._streams_lock = threading.Lock()
 
@@ -101,6 +103,7 @@ class DockerEngine:
             client = _api_client(self._options, version=self._api.api_version, timeout=self._timeout)
         engine = DockerEngine(self._address, client, self._options, self._timeout, self._deadline)
         engine._identity = self._identity
+        engine._engine = self._engine
         return engine
 
     def close(self) -> None:
@@ -114,7 +117,16 @@ class DockerEngine:
 
     # --- reading --------------------------------------------------------------
 
+    def engine(self) -> EngineKind:
+        """Docker or Podman, from ``GET /version``'s components (asked once per connection)."""
+        if self._engine is None:
+            with self._call("GET /version"):
+                self._engine = engine_from_version(self._api.version())
+        return self._engine
+
     def identity(self) -> DaemonIdentity:
+        if self._identity is None and self.engine().is_podman:
+            self._identity = self._podman_identity()
         if self._identity is None:
             try:
                 with self._call("GET /info"):
@@ -129,6 +141,21 @@ class DockerEngine:
                 engine_id=_text(found.get("ID")), name=_text(found.get("Name")), root_dir=_text(found.get("DockerRootDir"))
             )
         return self._identity
+
+    def _podman_identity(self) -> DaemonIdentity:
+        # Podman's /info ID is random per call; its libpod info names a stable store.
+        path = f"/v{self.engine().libpod_api}/libpod/info"
+        try:
+            with self._call(f"GET {path}"):
+                response = self._api.get(f"{self._api.base_url}{path}", timeout=self._api.timeout)
+                _raise_for_status(response)
+                return podman_identity(response.json())
+        except (DaemonRefused, ValueError) as exc:
+            raise DaemonError(
+                f"The Podman service at {self._address} did not say which store it serves "
+                f"(GET {path} failed: {exc}); without a stable identity no lock or saved plan can"
+                " be tied to it, so nothing was changed."
+            ) from exc
 
     def list_images(self) -> tuple[ImageRecord, ...]:
         with self._call("GET /images/json"):
