@@ -7,6 +7,7 @@ to the sandbox registry, then pulled by reconcile into Podman's own store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,10 +45,8 @@ def podman_api(podman_host: str, namespace: str) -> Iterator[APIClient]:
     for image in client.images():
         refs = [*(image.get("RepoTags") or ()), *(image.get("RepoDigests") or ())]
         if any(ref.startswith(f"{namespace}/") for ref in refs):
-            try:
+            with contextlib.suppress(NotFound):
                 client.remove_image(image["Id"], force=True)
-            except NotFound:
-                pass
     client.close()
 
 
