@@ -35,6 +35,7 @@ from reconciler.daemon.host import (
     ProgressChunk,
     PullStreamFailed,
 )
+from reconciler.daemon.registry_api import manifest_digest
 from reconciler.errors import DaemonError, DaemonUnavailable, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.deadline import NO_DEADLINE, Deadline
@@ -248,6 +249,9 @@ class DockerEngine:
         return tuple(event_from_api(raw) for raw in lines)
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
+        if self.engine().is_podman:
+            # Podman answers /distribution with 404: ask the registry's v2 API, with the pull's credentials.
+            return manifest_digest(reference, auth_header, self._timeout)
         url = self._url(f"/distribution/{reference}/json")
         headers = {"X-Registry-Auth": auth_header} if auth_header else {}
         try:
