@@ -12,6 +12,7 @@ pure; progress is reported as :class:`PullEvent`\\ s to a callback, never printe
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from reconciler.daemon.host import DockerHost, ProgressChunk, PullStreamFailed
 from reconciler.daemon.registry_auth import RegistryAuth
+from reconciler.errors import DaemonError
 from reconciler.model.reference import Reference
 
 BACKOFF_BASE = 1.0  # seconds before the first retry
@@ -226,7 +228,8 @@ class Puller:
                 self._emit(PullEvent(EventKind.RETRY, name, elapsed=elapsed, delay=delay, reason=reason))
                 self._sleep(delay)
                 continue
-            self._emit(tally.event(EventKind.DONE, name, time.monotonic() - started))
+            done = tally.event(EventKind.DONE, name, time.monotonic() - started)
+            self._emit(done if done.bytes_total else _sized_by_image(done, host, ref))
             return
 
     def _attempt(
@@ -270,9 +273,24 @@ class Puller:
             self.on_event(event)
 
 
+def _sized_by_image(done: PullEvent, host: DockerHost, ref: Reference) -> PullEvent:
+    """A finished pull whose stream gave no sizes (Podman sends no ``progressDetail``): the
+    pulled image's own size, so the report does not say 0 B; as it was if the image cannot be read."""
+    try:
+        details = host.inspect_image(ref.canonical())
+    except DaemonError:
+        return done
+    if details is None or details.size <= 0:
+        return done
+    return dataclasses.replace(done, bytes_done=details.size, bytes_total=details.size)
+
+
 def _explain(message: str, auth_hint: str | None = None) -> str:
     lowered = message.lower()
-    if "pull access denied" in lowered or "repository does not exist" in lowered or "not found" in lowered:
+    # Podman words it "reading manifest 9.9 in ...: manifest unknown"; a registry says that to a
+    # client it does not let see the repository too.
+    not_found = ("pull access denied", "repository does not exist", "not found", "manifest unknown")
+    if any(words in lowered for words in not_found):
         return f"{message} (the registry may also say this when access is denied; nothing was removed)"
     if "no basic auth credentials" in lowered or "unauthorized" in lowered or "authentication required" in lowered:
         how = auth_hint.rstrip(".") if auth_hint else (

@@ -68,6 +68,9 @@ class Info:
             raise self.answer
         return self.answer
 
+    def version(self) -> Any:
+        return {"Components": [{"Name": "Engine", "Version": "20.10.24"}]}  # Docker's: /info's ID counts
+
 
 def test_engine_id_is_the_id_of_get_info() -> None:
     assert DockerEngine("unix:///d.sock", Info({"ID": " ABCD:EFGH \n"})).identity().engine_id == "ABCD:EFGH"

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from reconciler.cli.progress import plain_line
+from reconciler.daemon.host import PullStreamFailed
 from reconciler.daemon.pulling import (
     BACKOFF_CAP,
     EventKind,
     FailureKind,
     LayerTally,
+    Puller,
     PullEvent,
+    PullFailed,
     backoff_delay,
     classify,
     retry_after,
@@ -23,7 +26,10 @@ from reconciler.daemon.registry_auth import CredentialsError, RegistryAuth, load
 from reconciler.errors import ExitCode
 from reconciler.flows.outcomes import apply_exit_code
 from reconciler.model.plan import Action, Step
+from reconciler.model.reference import parse_reference
 from reconciler.model.report import Outcome, Report, StepResult
+
+from ..fake_daemon import FakeDockerHost
 
 # --- classify ------------------------------------------------------------------------
 
@@ -194,3 +200,41 @@ def test_several_daemons_end_with_the_most_serious_exit_code() -> None:
     assert worst_exit_code([ExitCode.OK, ExitCode.CHANGES_PENDING]) is ExitCode.CHANGES_PENDING
     assert worst_exit_code([ExitCode.INCOMPLETE, ExitCode.TEMPORARY_FAILURE]) is ExitCode.INCOMPLETE
     assert worst_exit_code([ExitCode.STALE_PLAN, ExitCode.DAEMON_UNAVAILABLE, ExitCode.OK]) is ExitCode.DAEMON_UNAVAILABLE
+
+
+# --- Podman's pull stream ------------------------------------------------------------
+
+
+class _PodmanStreamHost(FakeDockerHost):
+    """Pulls as Podman 4.3 streams them: layer statuses with an empty progressDetail, no "Pull complete"."""
+
+    def pull(self, name: str, tag_or_digest: str, platform: str | None, auth_header: str | None,
+             deadline: float, on_chunk: Any) -> None:
+        chunks: list[dict[str, Any]] = []
+        super().pull(name, tag_or_digest, platform, auth_header, deadline, chunks.append)
+        for chunk in chunks:
+            if chunk.get("status") == "Downloading":
+                on_chunk({"status": "Pulling fs layer", "progressDetail": {}, "id": chunk["id"]})
+                on_chunk({"status": "Download complete", "progressDetail": {}, "id": chunk["id"]})
+
+
+def test_a_pull_stream_without_sizes_reports_the_pulled_image_size() -> None:
+    host = _PodmanStreamHost()
+    served = host.add_to_registry("reg.local/app:2")
+    events: list[PullEvent] = []
+    Puller(deadline=5.0, on_event=events.append).pull(host, parse_reference("reg.local/app:2"), None)
+    done = events[-1]
+    assert done.kind is EventKind.DONE
+    assert done.bytes_total == served.size > 0
+    assert "(0 B)" not in (plain_line(done) or "")
+
+
+def test_podmans_manifest_unknown_says_not_found_may_mean_no_access() -> None:
+    host = FakeDockerHost()
+    host.fail_pulls["reg.local/app:9.9"] = PullStreamFailed(
+        "initializing source docker://reg.local/app:9.9: reading manifest 9.9 in reg.local/app: manifest unknown"
+    )
+    with pytest.raises(PullFailed) as failed:
+        Puller(deadline=5.0).pull(host, parse_reference("reg.local/app:9.9"), None)
+    assert failed.value.kind is FailureKind.PERMANENT
+    assert "may also say this when access is denied" in str(failed.value)
