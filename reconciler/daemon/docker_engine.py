@@ -504,10 +504,15 @@ def details_from_api(raw: Mapping[str, Any]) -> ImageDetails:
 def event_from_api(raw: Mapping[str, Any]) -> DaemonEvent:
     actor = raw.get("Actor") or {}
     attributes = actor.get("Attributes") or {}
+    actor_id = _text(actor.get("ID"))
+    if not actor_id and _text(raw.get("Action")) == "pull":
+        # Podman 4.3's pull events carry an empty Actor.ID and the whole reference in the `name`
+        # attribute (Docker puts the reference in the ID and only the repository in `name`).
+        actor_id = _text(attributes.get("name"))
     return DaemonEvent(
         type=_text(raw.get("Type")),
         action=_text(raw.get("Action")),
-        actor_id=_text(actor.get("ID")),
+        actor_id=actor_id,
         attributes={str(k): str(v) for k, v in attributes.items()},
         time=float(raw.get("timeNano") or 0) / 1e9 or float(raw.get("time") or 0),
         source=_text(raw.get("from")),

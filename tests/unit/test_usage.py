@@ -54,6 +54,17 @@ def test_image_events_say_where_tags_point() -> None:
     assert facts.uses == {image_id("a"): 10.0, image_id("b"): 20.0}
 
 
+def test_podmans_pull_events_with_an_empty_actor_id_are_resolved_by_their_name() -> None:
+    inventory = host(image("a", "app:1"))
+    events = [  # as Podman 4.3's /events gives them: no Actor.ID, the whole reference in `name`
+        {"Type": "image", "Action": "pull", "time": 10,
+         "Actor": {"ID": "", "Attributes": {"name": "docker.io/library/app:1", "image": "", "podId": ""}}},
+    ]
+    facts = facts_from_events([event_from_api(e) for e in events], inventory)
+    assert facts.tags == ((TAG, image_id("a"), 10.0),)
+    assert facts.uses == {image_id("a"): 10.0}
+
+
 def test_no_state_file_reads_as_empty_and_creates_nothing(tmp_path: Path) -> None:
     assert read_usage(tmp_path / "state", HOST) == UsageState()
     assert not (tmp_path / "state").exists()
