@@ -35,6 +35,9 @@ class FakeApi:
         self._info = info
         self.calls = 0
 
+    def version(self) -> Any:
+        return {"Components": [{"Name": "Engine", "Version": "20.10.24"}]}  # Docker's: /info's ID counts
+
     def info(self) -> Any:
         self.calls += 1
         return self._info
