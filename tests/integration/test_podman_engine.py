@@ -111,3 +111,29 @@ def test_pull_always_converges_on_podman_through_the_registry_api(
     again = run_cli("plan", manifest, "-H", podman_host, "--detailed-exitcode")
     assert again.code == 0, again.stdout + again.stderr
     assert "could not be read" not in again.stdout + again.stderr
+
+
+def test_a_max_total_budget_on_podman_is_refused_not_skipped(
+    podman_host: str,
+    podman_api: APIClient,
+    namespace: str,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+) -> None:
+    # Podman's /system/df gives LayersSize 0: the budget cannot be measured, so it must not pass as met.
+    image_factory("sized:1")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/sized
+            tags: ["1"]
+        retention:
+          protect: ["**"]
+          disk:
+            max_total: 1B
+    """)
+    pulled = run_cli("apply", manifest, "-H", podman_host)
+    assert pulled.code == 64, pulled.stdout + pulled.stderr
+    assert "max_total" in pulled.stderr and "LayersSize 0" in pulled.stderr, pulled.stderr
+    assert "No changes" not in pulled.stdout
