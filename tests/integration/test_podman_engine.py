@@ -137,3 +137,26 @@ def test_a_max_total_budget_on_podman_is_refused_not_skipped(
     assert pulled.code == 64, pulled.stdout + pulled.stderr
     assert "max_total" in pulled.stderr and "LayersSize 0" in pulled.stderr, pulled.stderr
     assert "No changes" not in pulled.stdout
+
+
+def test_an_alias_on_podman_converges_despite_its_digest_reference(
+    podman_host: str,
+    podman_api: APIClient,
+    namespace: str,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+) -> None:
+    # Podman also records the pulled digest under the alias's repository; that is no drift.
+    image_factory("app:2")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/app
+            tags: ["2"]
+            aliases: ["{namespace}/app-stable:current"]
+    """)
+    applied = run_cli("apply", manifest, "-H", podman_host)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    again = run_cli("plan", manifest, "-H", podman_host, "--detailed-exitcode")
+    assert again.code == 0, again.stdout + again.stderr
