@@ -45,12 +45,17 @@ def choose_targets(
         if limit is not None:
             raise click.UsageError("--limit picks hosts of an inventory; give --inventory FILE.")
         if manifest_file is None:
-            raise click.UsageError("Missing argument 'FILE': the manifest (images.yaml) to plan or apply.")
-        return [Target(address or "", address, manifest_file) for address in hosts] or [Target("", None, manifest_file)]
+            raise click.UsageError(
+                "Missing argument 'FILE': the manifest (images.yaml) to plan or apply."
+            )
+        return [Target(address or "", address, manifest_file) for address in hosts] or [
+            Target("", None, manifest_file)
+        ]
     if hosts:
         raise click.UsageError("Give the hosts either with --host or with --inventory, not both.")
     from reconciler.loading.inventory_loader import load_inventory
     from reconciler.planning.host_limit import LimitError, select_hosts
+
     fleet = load_inventory(inventory)
     names = [h.name for h in fleet.hosts]
     chosen = names
@@ -132,7 +137,19 @@ class HostSummary:
         }
 
 
-_PAST = {"pull": "pulled", "tag": "tagged", "untag": "untagged", "remove": "removed"}
+_PAST = {
+    "pull": "pulled",
+    "tag": "tagged",
+    "untag": "untagged",
+    "remove": "removed",
+    "prune-cache": "cache_records_pruned",
+}
+_TABLE_ACTIONS = (
+    "pull",
+    "tag",
+    "untag",
+    "remove",
+)  # the table's count columns; JSON has every action
 
 
 def summarize(target: Target, outcome: Outcomes, seconds: float) -> HostSummary:
@@ -140,17 +157,28 @@ def summarize(target: Target, outcome: Outcomes, seconds: float) -> HostSummary:
     counts = {action.value: 0 for action in Action}
     if isinstance(outcome, HostFailure):
         return HostSummary(
-            target.name, target.address, _failure_result(outcome), counts, None, seconds, outcome.code, str(outcome.error)
+            target.name,
+            target.address,
+            _failure_result(outcome),
+            counts,
+            None,
+            seconds,
+            outcome.code,
+            str(outcome.error),
         )
     if isinstance(outcome, ApplyOutcome) and outcome.report is not None:
         report = outcome.report
         for done in report.with_outcome(Outcome.DONE):
             counts[done.step.action.value] += 1
-        freed: int | None = report.measured_freed if report.measured_freed is not None else report.bytes_freed
+        freed: int | None = (
+            report.measured_freed if report.measured_freed is not None else report.bytes_freed
+        )
         result = "converged" if report.complete else _incomplete(outcome.code)
         if not report.results:
             result = "no changes"
-        return HostSummary(target.name, target.address, result, counts, freed, seconds, outcome.code)
+        return HostSummary(
+            target.name, target.address, result, counts, freed, seconds, outcome.code
+        )
     plan = outcome.plan
     for action in Action:
         counts[action.value] = plan.count(action)
@@ -190,6 +218,7 @@ def _incomplete(code: ExitCode) -> str:
 def summary_table(rows: Sequence[HostSummary], *, planned: bool) -> str:
     """The plain-text table that ends a run over several hosts (plan: the counts are planned steps)."""
     from reconciler.cli.render import human_bytes
+
     header = list(_COLUMNS)
     if planned:
         header[2:7] = ["to pull", "to tag", "to untag", "to remove", "to free"]
@@ -197,7 +226,7 @@ def summary_table(rows: Sequence[HostSummary], *, planned: bool) -> str:
         [
             row.name,
             row.result,
-            *(str(row.counts[a.value]) for a in Action),
+            *(str(row.counts.get(action, 0)) for action in _TABLE_ACTIONS),
             human_bytes(row.freed) if row.freed is not None else "-",
             f"{row.seconds:.1f}s",
             str(int(row.code)),
@@ -205,7 +234,10 @@ def summary_table(rows: Sequence[HostSummary], *, planned: bool) -> str:
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in [header, *body]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
     worst = worst_exit_code(row.code for row in rows)
     ok = sum(1 for row in rows if row.code in (ExitCode.OK, ExitCode.CHANGES_PENDING))
     lines.append(f"{len(rows)} hosts: {ok} ok, {len(rows) - ok} not; exit code {int(worst)}.")
@@ -221,7 +253,9 @@ def summary_document(rows: Sequence[HostSummary]) -> dict[str, Any]:
     return {
         "hosts": len(rows),
         "results": results,
-        "failed_hosts": [row.name for row in rows if row.code not in (ExitCode.OK, ExitCode.CHANGES_PENDING)],
+        "failed_hosts": [
+            row.name for row in rows if row.code not in (ExitCode.OK, ExitCode.CHANGES_PENDING)
+        ],
         "exit_code": int(worst),
         "table": [row.as_dict() for row in rows],
     }
@@ -241,7 +275,12 @@ def with_host(options: Any, turn: Turn, target: Target, label: str | None) -> An
 def load_manifests(targets: Sequence[Target]) -> dict[Path | None, Manifest]:
     """Each manifest the hosts must match, loaded once; any invalid one stops the run before a host is touched."""
     from reconciler.loading.loader import load_manifest
-    return {path: load_manifest(path) for path in dict.fromkeys(t.manifest for t in targets) if path is not None}
+
+    return {
+        path: load_manifest(path)
+        for path in dict.fromkeys(t.manifest for t in targets)
+        if path is not None
+    }
 
 
 class FleetRun:
@@ -274,10 +313,16 @@ class FleetRun:
         """ApplyConsole's settings for one host: with several, its lines kept until it ends."""
         if not self.several:
             return {}
-        return {"label": self.label(turn), "lines": self.sections.lines[turn.index], "while_live": turn.while_live}
+        return {
+            "label": self.label(turn),
+            "lines": self.sections.lines[turn.index],
+            "while_live": turn.while_live,
+        }
 
     def each(
-        self, run: Callable[[Target, Turn], T], show: Callable[[T | HostFailure, str | None], dict[str, Any] | None]
+        self,
+        run: Callable[[Target, Turn], T],
+        show: Callable[[T | HostFailure, str | None], dict[str, Any] | None],
     ) -> list[T | HostFailure]:
         def run_turn(turn: Turn) -> T:
             self.sections.start(turn)
@@ -290,7 +335,9 @@ class FleetRun:
                 for line in lines:
                     out().print(line, highlight=False)
             self.documents[turn.index] = show(outcome, self.label(turn))
-            self.rows[turn.index] = summarize(self.targets[turn.index], outcome, self.sections.elapsed[turn.index])
+            self.rows[turn.index] = summarize(
+                self.targets[turn.index], outcome, self.sections.elapsed[turn.index]
+            )
 
         outcomes = for_each_host([t.address for t in self.targets], run_turn, self.how, done, warn)
         self.outcomes = list(outcomes)
@@ -305,7 +352,12 @@ class FleetRun:
                     echo_json(self.documents[0])
                 return
             hosts = [
-                {"host": row.address, "name": row.name, "exit_code": int(row.code), **(self.documents[index] or {})}
+                {
+                    "host": row.address,
+                    "name": row.name,
+                    "exit_code": int(row.code),
+                    **(self.documents[index] or {}),
+                }
                 for index, row in enumerate(rows)
             ]
             summary = summary_document(rows)
