@@ -84,6 +84,7 @@ def cli() -> None:
 def validate(manifest_file: Path, output: str) -> None:
     """Check FILE against the schema and Docker's rules; report every problem."""
     from reconciler.loading.loader import load_manifest
+
     if output == "json":
         try:
             manifest = load_manifest(manifest_file)
@@ -104,7 +105,9 @@ def validate(manifest_file: Path, output: str) -> None:
 @fleet_options
 @output_option
 @quiet_option
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none."
+)
 @click.option(
     "--out",
     "out_file",
@@ -145,6 +148,7 @@ def plan(
     from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
     from reconciler.cli.show import show_plan
     from reconciler.flows.plan_host import PlanOptions, plan_host
+
     check_daemon_choice(host, docker_context)
     targets = choose_targets(manifest_file, host, inventory, limit)
     if out_file is not None and len(targets) > 1:
@@ -163,7 +167,9 @@ def plan(
     )
     run = FleetRun(targets, output, forks, host_timeout)
     outcomes = run.each(
-        lambda target, turn: plan_host(manifests[target.manifest], target.address, run.options_for(options, turn)),
+        lambda target, turn: plan_host(
+            manifests[target.manifest], target.address, run.options_for(options, turn)
+        ),
         lambda outcome, label: show_plan(outcome, output, quiet, label),
     )
     run.finish(planned=True)
@@ -252,6 +258,7 @@ def apply(
     from reconciler.cli.show import ApplyConsole, show_apply
     from reconciler.execution.interrupt import Interrupt
     from reconciler.flows.apply_host import ApplyOptions, apply_host
+
     metrics = track_metrics(metrics_file)
     check_daemon_choice(host, docker_context)
     saved = saved_plan_at(manifest_file) if manifest_file is not None else None
@@ -260,7 +267,9 @@ def apply(
         raise click.UsageError("A saved plan belongs to one daemon; give a single --host.")
     if require_digest is not None:
         if saved is None:
-            raise click.UsageError(f"--require-digest applies to a saved plan, and {manifest_file} is not one.")
+            raise click.UsageError(
+                f"--require-digest applies to a saved plan, and {manifest_file} is not one."
+            )
         check_required_digest(saved, require_digest, str(manifest_file))
     manifests = {} if saved else load_manifests(targets)
     assert targets[0].manifest is not None
@@ -278,11 +287,19 @@ def apply(
     )
     interrupt = options.interrupt
     assert interrupt is not None
-    run = FleetRun(targets, output, forks, host_timeout, stopped=lambda: interrupt.signal if interrupt.fired else None)
+    run = FleetRun(
+        targets,
+        output,
+        forks,
+        host_timeout,
+        stopped=lambda: interrupt.signal if interrupt.fired else None,
+    )
     # On a terminal, apply asks before it takes anything away; a saved plan was approved when it was reviewed.
     ask = not yes and saved is None and stdin_is_terminal()
     if ask and len(targets) > 1:
-        raise click.UsageError("apply asks before it removes on a terminal, one daemon at a time: give --yes for several.")
+        raise click.UsageError(
+            "apply asks before it removes on a terminal, one daemon at a time: give --yes for several."
+        )
 
     def apply_one(target: Target, turn: Turn) -> ApplyOutcome:
         manifest = None if saved else manifests[target.manifest]
@@ -293,7 +310,9 @@ def apply(
         return apply_host(manifest, saved, target.address, host_options, console)
 
     with interrupted_by_signals(interrupt):
-        outcomes = run.each(apply_one, lambda outcome, label: show_apply(outcome, output, quiet, label))
+        outcomes = run.each(
+            apply_one, lambda outcome, label: show_apply(outcome, output, quiet, label)
+        )
     run.finish(planned=False)
     metrics.finished_hosts(run.reports())
     exit_with(o.code for o in outcomes)
@@ -310,9 +329,18 @@ def apply(
     metavar="SECONDS",
     help="Read the daemon's events this often (it keeps only its last 256).",
 )
-@click.option("--rounds", type=click.IntRange(min=1), metavar="N", help="Stop after N rounds (default: run until stopped).")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Stop after N rounds (default: run until stopped).",
+)
 def watch(
-    host: tuple[str, ...], state_dir: Path | None, interval: float, rounds: int | None, docker_context: str | None = None
+    host: tuple[str, ...],
+    state_dir: Path | None,
+    interval: float,
+    rounds: int | None,
+    docker_context: str | None = None,
 ) -> None:
     """Record the daemon's usage facts (last use, arrival, tag moves) as they happen, until stopped.
 
@@ -321,14 +349,22 @@ def watch(
     SIGTERM or Ctrl-C ends it between rounds, exit 0.
     """
     from reconciler.flows.watch import WatchOptions, watch_host
+
     if len(host) > 1:
         raise click.UsageError("watch records one daemon; run one watch per daemon.")
     check_daemon_choice(host, docker_context)
     stop = threading.Event()
     options = WatchOptions(
-        state_dir=state_dir or default_state_dir(), warn=warn, interval=interval, rounds=rounds, context=docker_context
+        state_dir=state_dir or default_state_dir(),
+        warn=warn,
+        interval=interval,
+        rounds=rounds,
+        context=docker_context,
     )
-    previous = {number: signal.signal(number, lambda number, frame: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        number: signal.signal(number, lambda number, frame: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         watch_host(host[0] if host else None, options, stop)
     finally:
@@ -342,7 +378,9 @@ def interrupted_by_signals(interrupt: Interrupt) -> Iterator[None]:
     no further step starts, and what was and was not done is still reported and recorded."""
 
     def fire(number: int, frame: object) -> None:
-        err().print(f"\nInterrupted ({signal.Signals(number).name}): stopping the running pulls; no further step starts.")
+        err().print(
+            f"\nInterrupted ({signal.Signals(number).name}): stopping the running pulls; no further step starts."
+        )
         interrupt.fire(number)
 
     previous = {number: signal.signal(number, fire) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -358,7 +396,9 @@ def _digest_value(value: str | None) -> str | None:
     if value is None:
         return None
     if not DIGEST_PATTERN.fullmatch(value.lower()):
-        raise click.BadParameter(f"{value!r} is not a plan digest (sha256: and 64 hex digits, as `plan --out` prints).")
+        raise click.BadParameter(
+            f"{value!r} is not a plan digest (sha256: and 64 hex digits, as `plan --out` prints)."
+        )
     return value.lower()
 
 
@@ -380,27 +420,45 @@ def track_metrics(path: Path | None) -> MetricsRun:
 
 def exit_with(codes: Iterable[ExitCode]) -> None:
     from reconciler.flows.outcomes import worst_exit_code
+
     code = worst_exit_code(codes)
     if code is not ExitCode.OK:
         sys.exit(code)
 
 
 @cli.command(**COMMAND_HELP["schema"])
-@click.option("--output", "-o", type=click.Choice(["json"]), default="json", show_default=True, help="The schema is JSON.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["json"]),
+    default="json",
+    show_default=True,
+    help="The schema is JSON.",
+)
 def schema(output: str) -> None:
     """Print the JSON Schema of images.yaml, for editors (yaml-language-server) and CI linting."""
     click.echo(schema_text(), nl=False)
 
 
 @cli.command(**COMMAND_HELP["history"])
-@click.option("--image", metavar="REF", help="Only this image: a reference (no tag: every tag) or an id prefix.")
+@click.option(
+    "--image",
+    metavar="REF",
+    help="Only this image: a reference (no tag: every tag) or an id prefix.",
+)
 @click.option("--since", metavar="DURATION", help="Only steps this recent: 90m, 12h, 7d, 2w.")
-@click.option("--host", "-H", metavar="URL", help="Only steps on this daemon (default: every daemon).")
+@click.option(
+    "--host", "-H", metavar="URL", help="Only steps on this daemon (default: every daemon)."
+)
 @output_option
 @state_dir_option
-def history(image: str | None, since: str | None, host: str | None, output: str, state_dir: Path | None) -> None:
+def history(
+    image: str | None, since: str | None, host: str | None, output: str, state_dir: Path | None
+) -> None:
     """Show the recorded steps of past applies: what removed an image, and why."""
-    query = HistoryQuery(image=image, since=parse_since(since, utc_now()) if since else None, host=host)
+    query = HistoryQuery(
+        image=image, since=parse_since(since, utc_now()) if since else None, host=host
+    )
     records = query_history(state_dir or default_state_dir(), query)
     console = out()
     if output == "json":
@@ -421,11 +479,14 @@ def history(image: str | None, since: str | None, host: str | None, output: str,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE (atomically) instead of stdout.",
 )
-def export(host: tuple[str, ...], output: str, out_file: Path | None, docker_context: str | None = None) -> None:
+def export(
+    host: tuple[str, ...], output: str, out_file: Path | None, docker_context: str | None = None
+) -> None:
     """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
     from reconciler.daemon.address import connect
     from reconciler.flows.host_facts import read_inventory
     from reconciler.planning.export import export_manifest
+
     if len(host) > 1:
         raise click.UsageError("export writes one daemon's images; give a single --host.")
     check_daemon_choice(host, docker_context)
@@ -440,22 +501,38 @@ def export(host: tuple[str, ...], output: str, out_file: Path | None, docker_con
 
 
 @cli.command(name="df", **COMMAND_HELP["df"])
-@click.argument("manifest_file", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "manifest_file",
+    metavar="[FILE]",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @one_host_option
 @output_option
 @state_dir_option
 def disk_usage(
-    manifest_file: Path | None, host: tuple[str, ...], output: str, state_dir: Path | None, docker_context: str | None
+    manifest_file: Path | None,
+    host: tuple[str, ...],
+    output: str,
+    state_dir: Path | None,
+    docker_context: str | None,
 ) -> None:
     """Disk use per repository: images, tags, unique and shared bytes, age range, in use.
 
     With FILE, also what its plan would free and where its disk budget's marks are.
     """
     from reconciler.cli.disk_usage import show_disk_usage
+
     if len(host) > 1:
         raise click.UsageError("df reads one daemon; give a single --host.")
     check_daemon_choice(host, docker_context)
-    show_disk_usage(host[0] if host else None, docker_context, manifest_file, output, state_dir or default_state_dir())
+    show_disk_usage(
+        host[0] if host else None,
+        docker_context,
+        manifest_file,
+        output,
+        state_dir or default_state_dir(),
+    )
 
 
 cli.add_command(hold)

@@ -50,14 +50,18 @@ def question(plan: Plan) -> str:
 def ask(plan: Plan, prompt_to: TextIO, answers: TextIO, say: Callable[[str], None]) -> bool:
     """Ask on ``prompt_to`` and read one line of ``answers``; True only for yes."""
     # apply's own handlers only stop pulls and steps; at the question a signal must end the wait.
-    previous = {number: signal.signal(number, _stop_waiting) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        number: signal.signal(number, _stop_waiting) for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         prompt_to.write(question(plan))
         prompt_to.flush()
         line = answers.readline()
     except _Stopped as stopped:
         prompt_to.write("\n")
-        raise Interrupted("cancelled at the confirmation question; nothing was changed", stopped.number) from None
+        raise Interrupted(
+            "cancelled at the confirmation question; nothing was changed", stopped.number
+        ) from None
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -26,7 +26,9 @@ class Printer(Protocol):
     @property
     def is_terminal(self) -> bool: ...
 
-    def print(self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None) -> None: ...
+    def print(
+        self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None
+    ) -> None: ...
 
 
 class PlainPrinter:
@@ -37,7 +39,9 @@ class PlainPrinter:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
 
-    def print(self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None) -> None:
+    def print(
+        self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None
+    ) -> None:
         self._stream.write(plain(sep.join(str(o) for o in objects)) + end)
         self._stream.flush()
 

@@ -18,27 +18,34 @@ from reconciler.planning.disk_report import RepositoryUsage
 BAR_WIDTH = 24
 
 
-def show_disk_usage(host: str | None, context: str | None, manifest_file: Path | None, output: str, state_dir: Path) -> None:
+def show_disk_usage(
+    host: str | None, context: str | None, manifest_file: Path | None, output: str, state_dir: Path
+) -> None:
     from reconciler.daemon.address import connect
     from reconciler.flows.host_facts import read_inventory, with_shared_sizes
     from reconciler.model.clock import epoch_now
     from reconciler.planning.disk_report import repository_usage
+
     daemon = connect(host, context=context)
     usage = daemon.disk_usage()
     inventory = with_shared_sizes(daemon, read_inventory(daemon))
     repositories = repository_usage(inventory)
     policy = _policy(manifest_file, host, context, state_dir) if manifest_file else None
     if output == "json":
-        echo_json({
-            "host": daemon.address,
-            "layers_bytes": usage.layers_size,
-            "repositories": [asdict(r) for r in repositories],
-            **({"manifest": policy} if policy else {}),
-        })
+        echo_json(
+            {
+                "host": daemon.address,
+                "layers_bytes": usage.layers_size,
+                "repositories": [asdict(r) for r in repositories],
+                **({"manifest": policy} if policy else {}),
+            }
+        )
         return
     now = epoch_now()
     console = out()
-    console.print(f"Disk use of the images on {escape(daemon.address)}: {format_size(usage.layers_size)} of layers.\n")
+    console.print(
+        f"Disk use of the images on {escape(daemon.address)}: {format_size(usage.layers_size)} of layers.\n"
+    )
     console.print(_table(repositories, now))
     if policy:
         console.print("\n" + _policy_text(policy, usage.layers_size), highlight=False)
@@ -46,25 +53,45 @@ def show_disk_usage(host: str | None, context: str | None, manifest_file: Path |
 
 def _table(repositories: tuple[RepositoryUsage, ...], now: float) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column, justify in (("repository", "left"), ("images", "right"), ("tags", "right"), ("unique", "right"),
-                            ("shared", "right"), ("age", "right"), ("in use", "right"), ("unique bytes", "left")):
+    for column, justify in (
+        ("repository", "left"),
+        ("images", "right"),
+        ("tags", "right"),
+        ("unique", "right"),
+        ("shared", "right"),
+        ("age", "right"),
+        ("in use", "right"),
+        ("unique bytes", "left"),
+    ):
         table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "repository")  # type: ignore[arg-type]
     largest = max((r.unique_bytes for r in repositories), default=0) or 1
     for r in repositories:
-        ages = sorted({format_age(now - r.newest), format_age(now - r.oldest)}, key=lambda a: a == format_age(now - r.oldest))
+        ages = sorted(
+            {format_age(now - r.newest), format_age(now - r.oldest)},
+            key=lambda a: a == format_age(now - r.oldest),
+        )
         bar = "█" * max(round(BAR_WIDTH * r.unique_bytes / largest), 1 if r.unique_bytes else 0)
         table.add_row(
-            escape(r.repository), str(r.images), str(r.tags), format_size(r.unique_bytes), format_size(r.shared_bytes),
-            " to ".join(ages), str(r.in_use) if r.in_use else "", f"[cyan]{bar}[/]",
+            escape(r.repository),
+            str(r.images),
+            str(r.tags),
+            format_size(r.unique_bytes),
+            format_size(r.shared_bytes),
+            " to ".join(ages),
+            str(r.in_use) if r.in_use else "",
+            f"[cyan]{bar}[/]",
         )
     return table
 
 
-def _policy(manifest_file: Path, host: str | None, context: str | None, state_dir: Path) -> dict[str, Any]:
+def _policy(
+    manifest_file: Path, host: str | None, context: str | None, state_dir: Path
+) -> dict[str, Any]:
     """What the manifest's plan would remove and free, and its disk budget."""
     from reconciler.flows.plan_host import PlanOptions, plan_host
     from reconciler.loading.loader import load_manifest
     from reconciler.model.plan import Action
+
     manifest = load_manifest(manifest_file)
     outcome = plan_host(manifest, host, PlanOptions(state_dir=state_dir, context=context))
     disk = manifest.retention.disk if manifest.retention else None
@@ -79,12 +106,20 @@ def _policy(manifest_file: Path, host: str | None, context: str | None, state_di
 
 
 def _policy_text(policy: dict[str, Any], layers: int) -> str:
-    freed = format_size(policy["bytes_to_free"]) if policy["bytes_to_free"] is not None else "an unknown amount"
+    freed = (
+        format_size(policy["bytes_to_free"])
+        if policy["bytes_to_free"] is not None
+        else "an unknown amount"
+    )
     lines = [f"{policy['file']} would remove {policy['removals']} image(s) and free {freed}."]
     if policy["max_total_bytes"] is not None:
         limit = policy["max_total_bytes"]
         state = "over" if layers > limit else "within"
-        lines.append(f"Disk budget: max_total {format_size(limit)}; images take {format_size(layers)}, {state} it.")
+        lines.append(
+            f"Disk budget: max_total {format_size(limit)}; images take {format_size(layers)}, {state} it."
+        )
     if policy["high_percent"] is not None:
-        lines.append(f"Disk budget: evict above {policy['high_percent']:g}% full, down to {policy['low_percent']:g}%.")
+        lines.append(
+            f"Disk budget: evict above {policy['high_percent']:g}% full, down to {policy['low_percent']:g}%."
+        )
     return "\n".join(lines)

@@ -49,7 +49,13 @@ def _freed_bytes(verdict: Verdict, image: ImageRecord | None) -> int | None:
     """What the image's removal frees: known at evaluation, or from the sizes read since."""
     if not verdict.removes:
         return verdict.freed_bytes
-    return verdict.freed_bytes if verdict.freed_bytes is not None else image.unique_size if image else None
+    return (
+        verdict.freed_bytes
+        if verdict.freed_bytes is not None
+        else image.unique_size
+        if image
+        else None
+    )
 
 
 def _decision_json(decision: Decision, now: float) -> dict[str, Any]:
@@ -91,7 +97,11 @@ def verdicts_text(
         lines += [f"  [cyan]hold:[/] {escape(_hold_line(h, now))}" for h in holds] + [""]
     for verdict in result.verdicts:
         image = inventory.image_by_id.get(verdict.image_id)
-        tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else "<untagged>"
+        tags = (
+            ", ".join(sorted(t.familiar() for t in image.tags))
+            if image and image.tags
+            else "<untagged>"
+        )
         style = _STYLE[verdict.outcome]
         short = short_id(verdict.image_id)
         used = last_used.get(verdict.image_id)
@@ -104,7 +114,11 @@ def verdicts_text(
 
 
 def _hold_line(hold: Hold, now: float) -> str:
-    image = f" (image {short_id(hold.image_id)})" if hold.image_id and hold.image_id != hold.reference else ""
+    image = (
+        f" (image {short_id(hold.image_id)})"
+        if hold.image_id and hold.image_id != hold.reference
+        else ""
+    )
     return (
         f"{hold.reference}{image} {hold.describe(now)}; it keeps the image from retention, prune:"
         " and absent entries alike"
@@ -127,7 +141,11 @@ def _decision_line(decision: Decision, now: float) -> str:
         inputs.append(f"rank {decision.rank}")
     verb = "keep" if decision.kept else "drop"
     # A decision on the whole image needs no subject: the line above names the image.
-    subject = "" if decision.subject.startswith("sha256:") or _is_short_id(decision.subject) else f"{decision.subject}: "
+    subject = (
+        ""
+        if decision.subject.startswith("sha256:") or _is_short_id(decision.subject)
+        else f"{decision.subject}: "
+    )
     return f"{subject}{verb} by {who}: {decision.reason} [{'; '.join(inputs)}]"
 
 
@@ -138,7 +156,9 @@ def _is_short_id(text: str) -> bool:
 _ORDER = {Fate.EVICT: 0, Fate.REMOVE: 1, Fate.UNTAG: 2, Fate.KEEP: 3}
 
 
-def verdicts_table(result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]) -> Table:
+def verdicts_table(
+    result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]
+) -> Table:
     """One row per image, sorted by verdict (evictions first, in eviction order: least recently used
     first), with what decided it and, for what goes, the space freed so far."""
 
@@ -149,16 +169,36 @@ def verdicts_table(result: RetentionResult, inventory: Inventory, now: float, la
     from rich import box  # only the table needs rich: explain's text and JSON do not
     from rich.table import Table
 
-    rows = sorted(result.verdicts, key=lambda v: (_ORDER[v.outcome], used(v) if v.outcome is Fate.EVICT else 0, v.image_id))
+    rows = sorted(
+        result.verdicts,
+        key=lambda v: (_ORDER[v.outcome], used(v) if v.outcome is Fate.EVICT else 0, v.image_id),
+    )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column, justify in (("verdict", "left"), ("image", "left"), ("size", "right"), ("age", "right"),
-                            ("last use", "right"), ("decided by", "left"), ("freed", "right")):
+    for column, justify in (
+        ("verdict", "left"),
+        ("image", "left"),
+        ("size", "right"),
+        ("age", "right"),
+        ("last use", "right"),
+        ("decided by", "left"),
+        ("freed", "right"),
+    ):
         table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "image")  # type: ignore[arg-type]
     freed = 0
     for verdict in rows:
         image = inventory.image_by_id.get(verdict.image_id)
-        tags = ", ".join(sorted(t.familiar() for t in image.tags)) if image and image.tags else f"<untagged> {short_id(verdict.image_id)}"
-        size = format_size(image.unique_size if image and image.unique_size is not None else image.size if image else None)
+        tags = (
+            ", ".join(sorted(t.familiar() for t in image.tags))
+            if image and image.tags
+            else f"<untagged> {short_id(verdict.image_id)}"
+        )
+        size = format_size(
+            image.unique_size
+            if image and image.unique_size is not None
+            else image.size
+            if image
+            else None
+        )
         age = format_age(now - image.created) if image and image.created else "?"
         seen = last_used.get(verdict.image_id)
         running = ""
@@ -167,9 +207,13 @@ def verdicts_table(result: RetentionResult, inventory: Inventory, now: float, la
             running = format_size(freed)
         style = _STYLE[verdict.outcome]
         table.add_row(
-            f"[{style}]{verdict.outcome.value}[/]", escape(tags), size, age,
+            f"[{style}]{verdict.outcome.value}[/]",
+            escape(tags),
+            size,
+            age,
             f"{format_age(now - seen)} ago" if seen is not None else "never seen",
-            escape(_decided_by(verdict)), running,
+            escape(_decided_by(verdict)),
+            running,
         )
     return table
 

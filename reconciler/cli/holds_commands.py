@@ -13,7 +13,7 @@ import click
 
 from reconciler.cli.console import echo_json, out, warn
 from reconciler.cli.markup import escape
-from reconciler.cli.options import EXIT_CODES_HELP, one_host_option, output_option, state_dir_option
+from reconciler.cli.options import COMMAND_HELP, one_host_option, output_option, state_dir_option
 from reconciler.model.clock import epoch_now
 from reconciler.model.holds import Hold, time_left
 from reconciler.model.units import UnitError, format_duration, parse_duration
@@ -51,7 +51,7 @@ def _line(hold: Hold, now: float) -> str:
     return f"{hold.id}  {hold.reference}{image}  by {hold.owner}, {time_left(hold.expires - now)} left{why}"
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(**COMMAND_HELP["hold"])
 @click.argument("ref", metavar="REF")
 @click.option(
     "--for",
@@ -91,7 +91,7 @@ def hold(
     )
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(**COMMAND_HELP["release"])
 @click.argument("ref", metavar="REF", required=False)
 @click.option(
     "--id",
@@ -136,7 +136,7 @@ def release(
         out().print(f"Released {escape(_line(found, now))}")
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(**COMMAND_HELP["holds"])
 @one_host_option
 @output_option
 @state_dir_option

@@ -39,7 +39,7 @@ def plain(markup: str) -> str:
             backslashes, escaped = divmod(len(escapes), 2)
             parts.append("\\" * backslashes)
             if escaped:
-                parts.append(full[len(escapes):])
+                parts.append(full[len(escapes) :])
     if position < len(markup):
         parts.append(markup[position:].replace("\\[", "["))
     return "".join(parts)

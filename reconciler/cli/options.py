@@ -72,6 +72,7 @@ def context_option(func: F) -> F:
 def check_daemon_choice(host: tuple[str, ...], docker_context: str | None) -> None:
     """Refuse --host with --context, and a context that does not exist, before anything else runs."""
     from reconciler.daemon.contexts import DEFAULT_CONTEXT, read_context, selected_context
+
     if host and docker_context:
         raise click.UsageError("Give either --host or --context, not both (as for docker).")
     name, source = selected_context(docker_context, hosts_given=bool(host))
@@ -170,14 +171,17 @@ def fleet_options(func: F) -> F:
 
 
 optional_manifest_argument = click.argument(
-    "manifest_file", metavar="[FILE]", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+    "manifest_file",
+    metavar="[FILE]",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
 )
 
 manifest_argument = click.argument(
-    "manifest_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+    "manifest_file",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
 )
-
-
 
 
 def _command(short_help: str, codes: tuple[int, ...], *examples: str) -> dict[str, str]:
@@ -187,46 +191,71 @@ def _command(short_help: str, codes: tuple[int, ...], *examples: str) -> dict[st
 # `@cli.command(**COMMAND_HELP[name])`: the one-line summary `reconcile --help` lists, and the epilog.
 COMMAND_HELP = {
     "validate": _command(
-        "Check a manifest; report every problem.", (0, 64, 65, 1),
+        "Check a manifest; report every problem.",
+        (0, 64, 65, 1),
         "reconcile validate images.yaml",
         "envsubst < images.tmpl | reconcile validate -",
         "reconcile validate images.yaml -o json",
     ),
     "plan": _command(
-        "Show what apply would change; changes nothing.", (0, 2, 3, 64, 65, 69, 75, 1),
+        "Show what apply would change; changes nothing.",
+        (0, 2, 3, 64, 65, 69, 75, 1),
         "reconcile plan images.yaml",
         "reconcile plan images.yaml --explain",
         "reconcile plan images.yaml --detailed-exitcode --out plan.json -c prod",
     ),
     "apply": _command(
-        "Pull, tag, untag and remove until the host matches.", (0, 3, 4, 64, 65, 69, 75, 130, 1),
+        "Pull, tag, untag and remove until the host matches.",
+        (0, 3, 4, 64, 65, 69, 75, 130, 1),
         "reconcile apply images.yaml",
         "reconcile apply plan.json --require-digest sha256:...",
         "reconcile apply images.yaml -q --yes --lock-timeout 300 --metrics-file reconcile.prom",
     ),
     "watch": _command(
-        "Record image usage as it happens (a service).", (0, 64, 1),
+        "Record image usage as it happens (a service).",
+        (0, 64, 1),
         "reconcile watch",
         "reconcile watch -H unix:///run/docker.sock --interval 2",
     ),
     "schema": _command(
-        "Print the JSON Schema of images.yaml.", (0,),
+        "Print the JSON Schema of images.yaml.",
+        (0,),
         "reconcile schema > images.schema.json",
     ),
     "history": _command(
-        "Show the steps past applies ran, and why.", (0, 64, 1),
+        "Show the steps past applies ran, and why.",
+        (0, 64, 1),
         "reconcile history --image nginx --since 7d",
         "reconcile history -o json",
     ),
     "df": _command(
-        "Disk use per repository, and what a manifest would free.", (0, 64, 65, 69, 1),
+        "Disk use per repository, and what a manifest would free.",
+        (0, 64, 65, 69, 1),
         "reconcile df",
         "reconcile df images.yaml",
         "reconcile df -o json",
     ),
     "export": _command(
-        "Write the host's images as a manifest.", (0, 64, 69, 1),
+        "Write the host's images as a manifest.",
+        (0, 64, 69, 1),
         "reconcile export --out images.yaml",
         "reconcile export -c staging -o json",
+    ),
+    "hold": _command(
+        "Keep an image a job is about to use, for a while.",
+        (0, 64, 69, 1),
+        'reconcile hold registry.example.com/ci/runner:stable --for 2h --reason "$CI_JOB_URL"',
+    ),
+    "release": _command(
+        "End your holds on REF, or one hold by --id.",
+        (0, 64, 69, 1),
+        "reconcile release registry.example.com/ci/runner:stable",
+        "reconcile release --id 1a2b3c4d",
+    ),
+    "holds": _command(
+        "List the daemon's active holds.",
+        (0, 64, 69, 1),
+        "reconcile holds",
+        "reconcile holds -o json",
     ),
 }

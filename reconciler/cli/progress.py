@@ -76,7 +76,9 @@ class PlainPullLog:
         self._lock = threading.Lock()
         self._every = every
         self._clock = clock
-        self._running: dict[str, tuple[PullEvent, float, float]] = {}  # ref -> (last event, started, last line)
+        self._running: dict[
+            str, tuple[PullEvent, float, float]
+        ] = {}  # ref -> (last event, started, last line)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -92,7 +94,9 @@ class PlainPullLog:
             if line is not None:
                 self._console.print(escape(self._prefix + line), highlight=False)
             if self._ticker is None and not self._stop.is_set():
-                self._ticker = threading.Thread(target=self._tick, name="pull-progress", daemon=True)
+                self._ticker = threading.Thread(
+                    target=self._tick, name="pull-progress", daemon=True
+                )
                 self._ticker.start()
 
     def tick(self) -> None:
@@ -101,7 +105,9 @@ class PlainPullLog:
         with self._lock:
             for ref, (event, started, last) in list(self._running.items()):
                 if now - last >= self._every:
-                    self._console.print(escape(self._prefix + progress_line(event, now - started)), highlight=False)
+                    self._console.print(
+                        escape(self._prefix + progress_line(event, now - started)), highlight=False
+                    )
                     self._running[ref] = (event, started, now)
 
     def _tick(self) -> None:
@@ -153,13 +159,21 @@ class LivePullProgress:
             total = event.bytes_total or None
             done = event.bytes_total if event.kind is EventKind.DONE else event.bytes_done
             description = f"[green]pulled[/] {name}" if event.kind is EventKind.DONE else name
-            self._progress.update(task, description=description, completed=done, total=total, layers=layers)
+            self._progress.update(
+                task, description=description, completed=done, total=total, layers=layers
+            )
         elif event.kind is EventKind.RETRY:
             # The reason goes above the bars, once: in a bar it would squeeze every row for the rest of the run.
-            self._progress.console.print(f"[yellow]{escape(plain_line(event) or '')}[/]", highlight=False)
-            self._progress.update(task, description=f"{name} [yellow]retry in {event.delay:.0f}s[/]")
+            self._progress.console.print(
+                f"[yellow]{escape(plain_line(event) or '')}[/]", highlight=False
+            )
+            self._progress.update(
+                task, description=f"{name} [yellow]retry in {event.delay:.0f}s[/]"
+            )
         elif event.kind is EventKind.FAILED:
-            self._progress.console.print(f"[red]{escape(plain_line(event) or '')}[/]", highlight=False)
+            self._progress.console.print(
+                f"[red]{escape(plain_line(event) or '')}[/]", highlight=False
+            )
             self._progress.update(task, description=f"{name} [red]failed[/]")
 
     def stop(self) -> None:

@@ -15,8 +15,20 @@ from reconciler.planning.stale_containers import StaleContainer
 
 NO_CHANGES = "No changes. The host matches {manifest}."
 
-_SIGN = {Action.PULL: "+", Action.TAG: "+", Action.UNTAG: "-", Action.REMOVE: "-", Action.PRUNE_CACHE: "-"}
-_STYLE = {Action.PULL: "green", Action.TAG: "green", Action.UNTAG: "yellow", Action.REMOVE: "red", Action.PRUNE_CACHE: "red"}
+_SIGN = {
+    Action.PULL: "+",
+    Action.TAG: "+",
+    Action.UNTAG: "-",
+    Action.REMOVE: "-",
+    Action.PRUNE_CACHE: "-",
+}
+_STYLE = {
+    Action.PULL: "green",
+    Action.TAG: "green",
+    Action.UNTAG: "yellow",
+    Action.REMOVE: "red",
+    Action.PRUNE_CACHE: "red",
+}
 _OUTCOME_STYLE = {
     Outcome.DONE: "green",
     Outcome.SKIPPED: "yellow",
@@ -68,7 +80,9 @@ def plan_summary_text(plan: Plan) -> str:
     counts = [f"{plan.count(a)} to {a.value}" for a in Action if plan.count(a)]
     blocked = f", {len(plan.blocked)} blocked" if plan.blocked else ""
     pulls = plan.count(Action.PULL)
-    download = f"{pulls} image{'s' if pulls != 1 else ''}, size known once pulled" if pulls else "nothing"
+    download = (
+        f"{pulls} image{'s' if pulls != 1 else ''}, size known once pulled" if pulls else "nothing"
+    )
     if not plan.count(Action.REMOVE):
         free = "nothing"
     else:
@@ -121,7 +135,9 @@ def result_line(result: StepResult) -> str:
     detail = result.detail
     if step.action is Action.PULL and result.outcome is Outcome.DONE and result.bytes:
         detail += f" ({human_bytes(result.bytes)})"
-    return f"  [{style}]{result.outcome.value:<7}[/] {step.action.value:<6} {target}: {escape(detail)}"
+    return (
+        f"  [{style}]{result.outcome.value:<7}[/] {step.action.value:<6} {target}: {escape(detail)}"
+    )
 
 
 def report_summary_text(report: Report) -> str:
@@ -133,7 +149,11 @@ def report_summary_text(report: Report) -> str:
     stale = len(report.with_outcome(Outcome.STALE))
     refused = f", {stale} stale" if stale else ""
     cache = _cache_freed(report)
-    cache_text = f" Build cache freed: {human_bytes(cache)} (as the daemon measured)." if cache is not None else ""
+    cache_text = (
+        f" Build cache freed: {human_bytes(cache)} (as the daemon measured)."
+        if cache is not None
+        else ""
+    )
     pulled = [r.bytes for r in report.with_outcome(Outcome.DONE) if r.step.action is Action.PULL]
     images = f"{len(pulled)} image{'s' if len(pulled) != 1 else ''}"
     size = f" ({human_bytes(sum(b for b in pulled if b))})" if any(pulled) else ""
@@ -199,13 +219,17 @@ def _name(path: str) -> str:
     return path or "the manifest"
 
 
-
 def stale_text(stale: Sequence[StaleContainer]) -> str:
     """Containers running an image a declared tag no longer points at; reconcile leaves them be."""
-    lines = ["", "Containers running an image a declared tag no longer points at (recreate them to run the new one):"]
+    lines = [
+        "",
+        "Containers running an image a declared tag no longer points at (recreate them to run the new one):",
+    ]
     for found in stale:
         # Before the pull only the registry's digest of the new image is known.
-        new = f"the registry's {found.new_image[:19]}" if found.pending else short_id(found.new_image)
+        new = (
+            f"the registry's {found.new_image[:19]}" if found.pending else short_id(found.new_image)
+        )
         when = "will point at" if found.pending else "points at"
         lines.append(
             f"  ~ {escape(found.container)} ({found.container_id[:12]}): runs {short_id(found.old_image)};"

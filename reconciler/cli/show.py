@@ -49,7 +49,13 @@ def show_plan(
     document = None
     if output == "json":
         images = (
-            verdicts_json(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used, verdicts.arrived)
+            verdicts_json(
+                verdicts.result,
+                verdicts.inventory,
+                verdicts.now,
+                verdicts.last_used,
+                verdicts.arrived,
+            )
             if verdicts
             else None
         )
@@ -69,7 +75,9 @@ def show_plan(
         out().print(render.stale_text(outcome.stale), highlight=False)
     if verdicts is not None and output != "json":
         out().print()
-        out().print(verdicts_table(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used))
+        out().print(
+            verdicts_table(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used)
+        )
         text = verdicts_text(
             verdicts.result,
             verdicts.inventory,
@@ -109,11 +117,16 @@ def show_apply(
         error((f"{label}: " if label else "") + str(LargeRemovalRefused(outcome.refusal or "")))
         return document
     if not text:
-        return {**render.report_document(report), "stale_containers": [found.as_dict() for found in outcome.stale]}
+        return {
+            **render.report_document(report),
+            "stale_containers": [found.as_dict() for found in outcome.stale],
+        }
     if not outcome.plan.has_changes:
         out().print(render.plan_text(outcome.plan), highlight=False)
     elif quiet:  # an incomplete apply is an error: with -q its summary goes where errors go
-        (out() if report.complete else err()).print(render.report_summary_text(report), highlight=False)
+        (out() if report.complete else err()).print(
+            render.report_summary_text(report), highlight=False
+        )
     else:
         out().print("\n" + render.report_summary_text(report), highlight=False)
     if outcome.stale and not quiet:
@@ -127,7 +140,9 @@ def print_documents(documents: Sequence[tuple[str, dict[str, Any] | None]], seve
         if documents and documents[0][1] is not None:
             echo_json(documents[0][1])
         return
-    click.echo(render.hosts_json([{"host": host, **doc} for host, doc in documents if doc is not None]))
+    click.echo(
+        render.hosts_json([{"host": host, **doc} for host, doc in documents if doc is not None])
+    )
 
 
 def _failure(failure: HostFailure, label: str | None = None) -> dict[str, Any]:
@@ -164,10 +179,16 @@ class ApplyConsole:
     def confirm(self, plan: Plan) -> bool:
         """Show the plan (on stderr when stdout carries JSON) and ask before it takes anything away."""
         from reconciler.cli.confirm import ask
+
         console = out() if self.text else err()
         console.print(render.plan_text(plan) + "\n", highlight=False)
         self._shown = plan
-        return ask(plan, sys.stderr, sys.stdin, lambda message: err().print(escape(message), highlight=False))
+        return ask(
+            plan,
+            sys.stderr,
+            sys.stdin,
+            lambda message: err().print(escape(message), highlight=False),
+        )
 
     def _print(self, markup: str) -> None:
         if self._lines is not None:
@@ -186,7 +207,9 @@ class ApplyConsole:
             if any(step.action is Action.PULL for step in plan.runnable):
                 from reconciler.cli.progress import PlainPullLog, pull_display
 
-                self._display = PlainPullLog(err(), f"{self._label}: ") if self._label else pull_display(err())
+                self._display = (
+                    PlainPullLog(err(), f"{self._label}: ") if self._label else pull_display(err())
+                )
 
     def pull_event(self, event: PullEvent) -> None:
         display = self._display
@@ -198,7 +221,9 @@ class ApplyConsole:
             self._display.stop()  # results come once every pull has ended; the live display must not garble them
         if self.text and not self.quiet:
             self._print(render.result_line(result))
-        elif self.text and result.outcome is not Outcome.DONE:  # -q: what went wrong, where errors go
+        elif (
+            self.text and result.outcome is not Outcome.DONE
+        ):  # -q: what went wrong, where errors go
             line = render.result_line(result)
             self._while_live(lambda: err().print(line, highlight=False))
 

@@ -20,8 +20,18 @@ from reconciler.loading.schema import load_schema
 
 # Keywords that say nothing about validity.
 _ANNOTATIONS = frozenset(
-    {"$schema", "$id", "title", "description", "default", "examples", "$comment", "$defs"}
-)
+    {
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$comment",
+        "$defs",
+        "patternErrorMessage",
+    }
+)  # and every "x-" keyword: notes for editors and for the loader, which no validator reads
 
 Check = Callable[[Any], bool]
 
@@ -57,7 +67,7 @@ class _Compiler:
             return self.unknown()  # something this module does not read
         checks: list[Check] = []
         for keyword, value in schema.items():
-            if keyword in _ANNOTATIONS:
+            if keyword in _ANNOTATIONS or keyword.startswith("x-"):
                 continue
             make = _KEYWORDS.get(keyword)
             if make is None:
