@@ -13,7 +13,13 @@ import click
 
 from reconciler.cli.console import echo_json, out, warn
 from reconciler.cli.markup import escape
-from reconciler.cli.options import COMMAND_HELP, one_host_option, output_option, state_dir_option
+from reconciler.cli.options import (
+    COMMAND_HELP,
+    check_daemon_choice,
+    one_host_option,
+    output_option,
+    state_dir_option,
+)
 from reconciler.model.clock import epoch_now
 from reconciler.model.holds import Hold, time_left
 from reconciler.model.units import UnitError, format_duration, parse_duration
@@ -23,12 +29,13 @@ if TYPE_CHECKING:
     from reconciler.daemon.docker_engine import DockerEngine
 
 
-def _daemon(host: tuple[str, ...]) -> DockerEngine:
+def _daemon(host: tuple[str, ...], docker_context: str | None) -> DockerEngine:
     from reconciler.daemon.address import connect
 
     if len(host) > 1:
         raise click.UsageError("Holds are one daemon's; give a single --host.")
-    return connect(host[0] if host else None)
+    check_daemon_choice(host, docker_context)
+    return connect(host[0] if host else None, context=docker_context)
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
@@ -51,7 +58,7 @@ def _line(hold: Hold, now: float) -> str:
     return f"{hold.id}  {hold.reference}{image}  by {hold.owner}, {time_left(hold.expires - now)} left{why}"
 
 
-@click.command(**COMMAND_HELP["hold"])
+@click.command(short_help=COMMAND_HELP["hold"]["short_help"], epilog=COMMAND_HELP["hold"]["epilog"])
 @click.argument("ref", metavar="REF")
 @click.option(
     "--for",
@@ -68,7 +75,13 @@ def _line(hold: Hold, now: float) -> str:
 @output_option
 @state_dir_option
 def hold(
-    ref: str, duration: int, reason: str, host: tuple[str, ...], output: str, state_dir: Path | None
+    ref: str,
+    duration: int,
+    reason: str,
+    host: tuple[str, ...],
+    output: str,
+    state_dir: Path | None,
+    docker_context: str | None = None,
 ) -> None:
     """Keep REF's image on the host for DURATION: no plan or apply removes or untags it meanwhile.
 
@@ -78,7 +91,9 @@ def hold(
     from reconciler.flows.holds import place_hold
 
     now = epoch_now()
-    placed = place_hold(_daemon(host), state_dir or default_state_dir(), ref, duration, reason, now)
+    placed = place_hold(
+        _daemon(host, docker_context), state_dir or default_state_dir(), ref, duration, reason, now
+    )
     if output == "json":
         echo_json(placed.as_dict())
         return
@@ -91,7 +106,9 @@ def hold(
     )
 
 
-@click.command(**COMMAND_HELP["release"])
+@click.command(
+    short_help=COMMAND_HELP["release"]["short_help"], epilog=COMMAND_HELP["release"]["epilog"]
+)
 @click.argument("ref", metavar="REF", required=False)
 @click.option(
     "--id",
@@ -112,6 +129,7 @@ def release(
     host: tuple[str, ...],
     output: str,
     state_dir: Path | None,
+    docker_context: str | None = None,
 ) -> None:
     """Drop your holds on REF (or the hold --id ID) before they expire."""
     from reconciler.flows.holds import release as release_holds
@@ -120,7 +138,7 @@ def release(
         raise click.UsageError("Give either REF or --id ID.")
     now = epoch_now()
     released = release_holds(
-        _daemon(host), state_dir or default_state_dir(), ref, hold_id, everyone, now
+        _daemon(host, docker_context), state_dir or default_state_dir(), ref, hold_id, everyone, now
     )
     if output == "json":
         echo_json({"released": [h.as_dict() for h in released]})
@@ -136,16 +154,20 @@ def release(
         out().print(f"Released {escape(_line(found, now))}")
 
 
-@click.command(**COMMAND_HELP["holds"])
+@click.command(
+    short_help=COMMAND_HELP["holds"]["short_help"], epilog=COMMAND_HELP["holds"]["epilog"]
+)
 @one_host_option
 @output_option
 @state_dir_option
-def holds(host: tuple[str, ...], output: str, state_dir: Path | None) -> None:
+def holds(
+    host: tuple[str, ...], output: str, state_dir: Path | None, docker_context: str | None = None
+) -> None:
     """List the daemon's active holds: id, reference, image, owner, time left, reason."""
     from reconciler.flows.holds import active_holds
 
     now = epoch_now()
-    found = active_holds(_daemon(host), state_dir or default_state_dir(), now, warn)
+    found = active_holds(_daemon(host, docker_context), state_dir or default_state_dir(), now, warn)
     if output == "json":
         echo_json({"holds": [h.as_dict() for h in found]})
         return
