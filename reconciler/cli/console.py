@@ -42,7 +42,17 @@ class PlainPrinter:
     def print(
         self, *objects: Any, sep: str = " ", end: str = "\n", highlight: bool | None = None
     ) -> None:
-        self._stream.write(plain(sep.join(str(o) for o in objects)) + end)
+        if any(not isinstance(o, str) for o in objects):
+            # A rich renderable (a table, a bar): only rich can lay it out; it is imported just for it.
+            from rich.console import Console
+
+            width = int(os.environ.get("COLUMNS", "0") or 0) or None
+            Console(
+                file=self._stream, color_system=None, highlight=False, soft_wrap=False, width=width
+            ).print(*objects, sep=sep, end=end)
+            self._stream.flush()
+            return
+        self._stream.write(plain(sep.join(objects)) + end)
         self._stream.flush()
 
 

@@ -69,17 +69,32 @@ class Executor(StaleChecks):
         self.parallelism = max(1, parallelism)
         # Saved plans: check what each step expects of the host first; refuse it as stale if changed.
         self.refuse_stale = refuse_stale
-        self._containers: tuple[float, tuple[ContainerRecord, ...]] | None = None  # (read at, containers)
-        self._snapshot: ImageSnapshot | None = None  # the image list this batch of destructive steps checks against
-        self._failed_refs: Mapping[str, bool] = {}  # refs whose pull or tag failed -> only rate-limited
+        self._containers: tuple[float, tuple[ContainerRecord, ...]] | None = (
+            None  # (read at, containers)
+        )
+        self._snapshot: ImageSnapshot | None = (
+            None  # the image list this batch of destructive steps checks against
+        )
+        self._failed_refs: Mapping[
+            str, bool
+        ] = {}  # refs whose pull or tag failed -> only rate-limited
         self._failed_repos: dict[str, bool] = {}  # repositories of those refs -> only rate-limited
-        self._dropping: dict[str, set[str]] = {}  # image id -> references the plan untags or removes
+        self._dropping: dict[
+            str, set[str]
+        ] = {}  # image id -> references the plan untags or removes
         self._removed: set[str] = set()  # images a runnable removal of the plan deletes
-        self._gates: dict[str, str | None] = {}  # image id -> why its removal does not start (None: it may)
-        self._untagged: dict[str, list[str]] = {}  # image id -> references its removal untagged so far
+        self._gates: dict[
+            str, str | None
+        ] = {}  # image id -> why its removal does not start (None: it may)
+        self._untagged: dict[
+            str, list[str]
+        ] = {}  # image id -> references its removal untagged so far
 
     def apply(
-        self, plan: Plan, on_result: StepCallback | None = None, measure: Callable[[], int] | None = None
+        self,
+        plan: Plan,
+        on_result: StepCallback | None = None,
+        measure: Callable[[], int] | None = None,
     ) -> Report:
         """Run every step of ``plan`` and report each outcome, in plan order.
 
@@ -89,12 +104,18 @@ class Executor(StaleChecks):
         removals really freed, pulls left out.
         """
         stale = self._stale_pulls(plan) if self.refuse_stale else {}
-        pulled = self._run_pulls([s for s in plan.steps if s.action is Action.PULL and not s.blocked and s not in stale])
+        pulled = self._run_pulls(
+            [s for s in plan.steps if s.action is Action.PULL and not s.blocked and s not in stale]
+        )
         # Reference of each pull or tag that did not happen -> True when only a rate limit stopped it.
         failed_refs: dict[str, bool] = {}
-        self._failed_refs = failed_refs  # read by removal checks: a tag that stayed because its move failed
+        self._failed_refs = (
+            failed_refs  # read by removal checks: a tag that stayed because its move failed
+        )
         self._dropping = dropped_references(plan)
-        self._removed = {s.image_id for s in plan.runnable if s.action is Action.REMOVE and s.image_id}
+        self._removed = {
+            s.image_id for s in plan.runnable if s.action is Action.REMOVE and s.image_id
+        }
         results: list[StepResult] = []
         before: int | None = None
         lost: StepResult | None = None  # the first step that found the daemon gone
@@ -113,7 +134,9 @@ class Executor(StaleChecks):
             if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
                 failed_refs[reference_key(step.ref)] = result.rate_limited
                 name = parse_reference(step.ref).name
-                self._failed_repos[name] = self._failed_repos.get(name, True) and result.rate_limited
+                self._failed_repos[name] = (
+                    self._failed_repos.get(name, True) and result.rate_limited
+                )
             if result.daemon_lost and lost is None:
                 lost = result
             results.append(result)
@@ -153,14 +176,19 @@ class Executor(StaleChecks):
 
         def work() -> None:
             while (step := next_step()) is not None:
-                result = self._pull_on_session(step) if own_sessions else self._pull_watched(step, self.host)
+                result = (
+                    self._pull_on_session(step)
+                    if own_sessions
+                    else self._pull_watched(step, self.host)
+                )
                 with lock:
                     results[step] = result
                     if result.daemon_lost:
                         pending.clear()  # a daemon that stopped answering gets no further pull
 
         workers = [
-            threading.Thread(target=work, name="pull", daemon=True) for _ in range(min(self.parallelism, len(steps)))
+            threading.Thread(target=work, name="pull", daemon=True)
+            for _ in range(min(self.parallelism, len(steps)))
         ]
         for worker in workers:
             worker.start()
@@ -174,7 +202,10 @@ class Executor(StaleChecks):
             why, lost = f"not done: {self._interrupted}; the pull was cancelled", False
         else:
             why, lost = DAEMON_LOST, True
-        return {step: done.get(step) or StepResult(step, Outcome.SKIPPED, why, daemon_lost=lost) for step in steps}
+        return {
+            step: done.get(step) or StepResult(step, Outcome.SKIPPED, why, daemon_lost=lost)
+            for step in steps
+        }
 
     def _pull_on_session(self, step: Step) -> StepResult:
         try:
@@ -222,7 +253,9 @@ class Executor(StaleChecks):
             held = self._held_for_replacement(step) or self._removal_gate(step)
             if held is not None:
                 return held
-        if self.refuse_stale and step.action is not Action.PULL:  # pulls were checked before they started
+        if (
+            self.refuse_stale and step.action is not Action.PULL
+        ):  # pulls were checked before they started
             return self._guarded(step, lambda: self._fresh(step, handler))
         return self._guarded(step, lambda: handler(step))
 
@@ -235,9 +268,18 @@ class Executor(StaleChecks):
             try:
                 self._hold_gates[step.image_id] = self.held(step.image_id)
             except DaemonUnavailable as exc:
-                return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
+                return StepResult(
+                    step,
+                    Outcome.FAILED,
+                    f"lost the connection to the daemon: {exc}",
+                    daemon_lost=True,
+                )
             except DaemonRefused as exc:
-                return StepResult(step, Outcome.SKIPPED, f"kept: the holds could not be checked ({exc.explanation})")
+                return StepResult(
+                    step,
+                    Outcome.SKIPPED,
+                    f"kept: the holds could not be checked ({exc.explanation})",
+                )
         why = self._hold_gates[step.image_id]
         return None if why is None else StepResult(step, Outcome.SKIPPED, why)
 
@@ -269,9 +311,16 @@ class Executor(StaleChecks):
             try:
                 users = self._containers_using(image_id)
             except DaemonUnavailable as exc:
-                return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
+                return StepResult(
+                    step,
+                    Outcome.FAILED,
+                    f"lost the connection to the daemon: {exc}",
+                    daemon_lost=True,
+                )
             except DaemonRefused as exc:
-                return StepResult(step, Outcome.FAILED, f"the containers could not be listed: {exc.explanation}")
+                return StepResult(
+                    step, Outcome.FAILED, f"the containers could not be listed: {exc.explanation}"
+                )
             self._gates[image_id] = ", ".join(users) if users else None
         users_text = self._gates[image_id]
         if users_text is None:
@@ -305,7 +354,9 @@ class Executor(StaleChecks):
         except DaemonRefused as exc:
             return StepResult(step, Outcome.FAILED, exc.explanation)
         except DaemonUnavailable as exc:
-            return StepResult(step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True)
+            return StepResult(
+                step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True
+            )
 
     def _blocked(self, step: Step) -> StepResult:
         """A blocked step is not run, but for one case: an image a container uses, blocked because
@@ -314,8 +365,12 @@ class Executor(StaleChecks):
         if step.is_destructive and step.image_id:
             try:
                 image = self._look(step.image_id)
-                kept = image_tags(image) - self._dropping.get(step.image_id, set()) if image else set()
-                untagged = self._untag_if_kept(step, image, digests=True) if image and kept else None
+                kept = (
+                    image_tags(image) - self._dropping.get(step.image_id, set()) if image else set()
+                )
+                untagged = (
+                    self._untag_if_kept(step, image, digests=True) if image and kept else None
+                )
             except (StepSkipped, DaemonRefused, DaemonUnavailable):
                 untagged = None
             if untagged:
@@ -330,13 +385,17 @@ class Executor(StaleChecks):
         self.puller.pull(host, ref, step.platform)
         image = host.inspect_image(ref.familiar())
         if image is None:
-            raise StepFailed(f"the daemon reported the pull of {step.ref} as done, but has no such image")
+            raise StepFailed(
+                f"the daemon reported the pull of {step.ref} as done, but has no such image"
+            )
         if step.expected_digest and not has_digest(image, ref.name, step.expected_digest):
             raise StepFailed(f"{step.ref} was pulled but its content is not {step.expected_digest}")
         if step.platform and not is_platform(image, step.platform):
             found = "/".join(part for part in (image.os, image.architecture, image.variant) if part)
             undone = self._take_back(ref, image.id, step.image_id, host)
-            raise StepFailed(f"{step.ref} was pulled for {found or 'an unknown platform'}, not the declared {step.platform}; {undone}")
+            raise StepFailed(
+                f"{step.ref} was pulled for {found or 'an unknown platform'}, not the declared {step.platform}; {undone}"
+            )
         detail = "pulled" if image.id != step.image_id else "pulled; the image did not change"
         return StepResult(step, Outcome.DONE, detail, image_id=image.id, bytes=image.size)
 
@@ -358,12 +417,16 @@ class Executor(StaleChecks):
         if source is None:
             raise StepFailed(f"{step.source} is not on the host, so {step.ref} cannot point at it")
         if step.image_id and source.id != step.image_id:
-            raise StepSkipped(f"{step.source} now points at {short_id(source.id)}, not at the planned image; plan again")
+            raise StepSkipped(
+                f"{step.source} now points at {short_id(source.id)}, not at the planned image; plan again"
+            )
         target = parse_reference(step.ref)
         assert target.tag is not None
         self.host.tag(source.id, target.name, target.tag)
         self._snapshot = None
-        return StepResult(step, Outcome.DONE, f"now points at {short_id(source.id)}", image_id=source.id)
+        return StepResult(
+            step, Outcome.DONE, f"now points at {short_id(source.id)}", image_id=source.id
+        )
 
     # --- untag and remove -----------------------------------------------------
 
@@ -373,16 +436,25 @@ class Executor(StaleChecks):
         if step.ref not in pruned.deleted:
             why = "kept: BuildKit did not prune it (a build uses it now, or it is gone already)"
             return StepResult(step, Outcome.SKIPPED, why)
-        return StepResult(step, Outcome.DONE, f"pruned; the daemon reclaimed {pruned.reclaimed} bytes", bytes=pruned.reclaimed)
+        return StepResult(
+            step,
+            Outcome.DONE,
+            f"pruned; the daemon reclaimed {pruned.reclaimed} bytes",
+            bytes=pruned.reclaimed,
+        )
 
     def _untag(self, step: Step) -> StepResult:
         image = self._look(step.ref)
         if image is None:
             return StepResult(step, Outcome.DONE, "already gone")
         if image.id != step.image_id:
-            raise StepSkipped(f"{step.ref} now points at {short_id(image.id)}, not at the planned image; plan again")
+            raise StepSkipped(
+                f"{step.ref} now points at {short_id(image.id)}, not at the planned image; plan again"
+            )
         if not survives_untag(image, step.ref):
-            raise StepSkipped(f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again")
+            raise StepSkipped(
+                f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again"
+            )
         deleted = self.host.delete(step.ref)
         if self._snapshot is not None:
             self._snapshot.deleted(step.ref, deleted)
@@ -399,13 +471,20 @@ class Executor(StaleChecks):
         if untagged:
             return untagged
         # Tags the plan meant to move away and could not are no new tags: the removal waited on them.
-        gained = image_tags(image) - self._dropping.get(step.image_id, set()) - set(self._failed_refs)
+        gained = (
+            image_tags(image) - self._dropping.get(step.image_id, set()) - set(self._failed_refs)
+        )
         if gained and reference_key(step.ref) not in image_tags(image):
             # A dangling image's removal (by digest reference or id), and the image now carries a
             # tag the plan keeps (a pull of this very run may have landed on it): it is no
             # dangling image any more, so it is left alone, as `docker image prune` would.
             names = ", ".join(sorted(parse_reference(k).familiar() for k in gained))
-            return StepResult(step, Outcome.DONE, f"left alone: it now carries {names}, so it is not dangling", bytes=0)
+            return StepResult(
+                step,
+                Outcome.DONE,
+                f"left alone: it now carries {names}, so it is not dangling",
+                bytes=0,
+            )
         self._check_removable(step, image)
         try:
             deleted = self._delete(step.ref)
@@ -416,7 +495,12 @@ class Executor(StaleChecks):
             deleted += self._delete_leftover_digests(step)
         # The daemon lists the layers it deleted beside the images: the report counts images.
         layers = layer_chain_ids(image.layers)
-        deleted = tuple(d for d in deleted if d not in layers)
+        known = self._snapshot.image_ids if self._snapshot is not None and not layers else None
+        deleted = tuple(
+            d
+            for d in deleted
+            if d not in layers and (known is None or d in known or d == step.image_id)
+        )
         if step.image_id not in deleted:
             left = self._inspect(step.image_id)
             if left is None:
@@ -428,11 +512,17 @@ class Executor(StaleChecks):
             if not image_tags(left):
                 # Pulled by digest from a repository this plan does not touch: that reference keeps it.
                 held = ", ".join(sorted(left.repo_digests))
-                return StepResult(step, Outcome.DONE, f"untagged; the image stays, held by {held}", bytes=0)
-            raise StepFailed(f"untagged {step.ref}, but the daemon kept image {short_id(step.image_id)}")
+                return StepResult(
+                    step, Outcome.DONE, f"untagged; the image stays, held by {held}", bytes=0
+                )
+            raise StepFailed(
+                f"untagged {step.ref}, but the daemon kept image {short_id(step.image_id)}"
+            )
         return StepResult(step, Outcome.DONE, "removed", deleted=deleted, bytes=step.bytes)
 
-    def _untag_if_kept(self, step: Step, image: ImageDetails, *, digests: bool = False) -> StepResult | None:
+    def _untag_if_kept(
+        self, step: Step, image: ImageDetails, *, digests: bool = False
+    ) -> StepResult | None:
         """Drop just the reference when the image gained another tag since the plan.
 
         A pull in this very run can land on the image a removal targets; the reference
@@ -441,13 +531,20 @@ class Executor(StaleChecks):
         image's removal by digest is left alone instead, see :meth:`_remove`).
         """
         key = reference_key(step.ref)
-        held = image_tags(image) | ({reference_key(d) for d in image.repo_digests} if digests else set())
+        held = image_tags(image) | (
+            {reference_key(d) for d in image.repo_digests} if digests else set()
+        )
         kept_by = image_tags(image) - {key}
         if not kept_by or key not in held:
             return None
         self._delete(step.ref)
         names = ", ".join(sorted(parse_reference(k).familiar() for k in kept_by))
-        return StepResult(step, Outcome.DONE, f"untagged; the image stays, as it now also carries {names}", bytes=0)
+        return StepResult(
+            step,
+            Outcome.DONE,
+            f"untagged; the image stays, as it now also carries {names}",
+            bytes=0,
+        )
 
     def _check_removable(self, step: Step, image: ImageDetails) -> None:
         """Refuse a removal when the image changed since the plan: new tags or new containers."""
@@ -458,10 +555,14 @@ class Executor(StaleChecks):
             # waited on that step, and was stopped by the same rate limit if that was all.
             waited_on = [self._failed_refs.get(k) for k in extra]
             rate_limited = all(flag is True for flag in waited_on)
-            raise StepSkipped(f"the image now also carries {names}; plan again", rate_limited=rate_limited)
+            raise StepSkipped(
+                f"the image now also carries {names}; plan again", rate_limited=rate_limited
+            )
         users = self._containers_using(str(step.image_id))
         if users:
-            raise StepSkipped(f"in use by container {', '.join(users)}; an image a container uses is never removed")
+            raise StepSkipped(
+                f"in use by container {', '.join(users)}; an image a container uses is never removed"
+            )
 
     def _restoreimage_tags(self, image_id: str) -> str:
         """Put back the tags this image's removal took before the daemon refused the last one."""
@@ -485,7 +586,9 @@ class Executor(StaleChecks):
         now = time.monotonic()
         if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
             self._containers = (now, self.host.list_containers())
-        return sorted(f"{c.name} ({c.short_id})" for c in self._containers[1] if c.image_id == image_id)
+        return sorted(
+            f"{c.name} ({c.short_id})" for c in self._containers[1] if c.image_id == image_id
+        )
 
     def _delete(self, ref: str) -> tuple[str, ...]:
         """``DELETE /images/{ref}`` without force; returns the ids the daemon deleted."""
@@ -508,7 +611,11 @@ class Executor(StaleChecks):
             return ()
         # Only references of repositories this plan drops from the image: another repository's
         # digest reference is not ours to delete, and keeps the image.
-        ours = {parse_reference(k).name for k in self._dropping.get(step.image_id, set()) if "@" in k or ":" in k}
+        ours = {
+            parse_reference(k).name
+            for k in self._dropping.get(step.image_id, set())
+            if "@" in k or ":" in k
+        }
         leftovers = sorted(image.repo_digests)
         if any(parse_reference(r).name not in ours for r in leftovers):
             return ()
@@ -524,7 +631,9 @@ class Executor(StaleChecks):
         """For an untag's or a removal's checks: the image ``name`` points at, from the image list of
         this batch of steps (read again, with the containers, when it has served its batch)."""
         if self.refuse_stale:
-            return self._inspect(name)  # a saved plan's steps are each checked against the daemon itself
+            return self._inspect(
+                name
+            )  # a saved plan's steps are each checked against the daemon itself
         now = time.monotonic()
         if self._snapshot is None or not self._snapshot.serves(now):
             self._snapshot = ImageSnapshot(self.host.list_images(), now)
@@ -551,7 +660,9 @@ def _measured(measure: Callable[[], int]) -> int | None:
     return found if found > 0 else None
 
 
-def _measured_freed(results: list[StepResult], before: int | None, measure: Callable[[], int] | None) -> int | None:
+def _measured_freed(
+    results: list[StepResult], before: int | None, measure: Callable[[], int] | None
+) -> int | None:
     """Layer bytes gone over the removals; None when nothing was deleted or the figure is not one.
 
     Another client pulling at the same time can make the difference meaningless (even

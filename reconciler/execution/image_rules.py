@@ -33,7 +33,13 @@ def image_tags(image: ImageDetails) -> set[str]:
     return {reference_key(t) for t in image.repo_tags}
 
 
-ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
+ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+}
 
 
 def is_platform(image: ImageDetails, platform: str) -> bool:
@@ -43,11 +49,15 @@ def is_platform(image: ImageDetails, platform: str) -> bool:
     """
     wanted = platform.lower().split("/")
     os_name, arch = wanted[0], ARCH_ALIASES.get(wanted[1], wanted[1]) if len(wanted) > 1 else ""
-    if image.os.lower() != os_name or (arch and ARCH_ALIASES.get(image.architecture.lower(), image.architecture.lower()) != arch):
+    if image.os.lower() != os_name or (
+        arch and ARCH_ALIASES.get(image.architecture.lower(), image.architecture.lower()) != arch
+    ):
         return False
     if len(wanted) < 3 or not image.variant:
         return True
-    return image.variant.lower() == wanted[2] or (arch == "arm64" and {image.variant.lower(), wanted[2]} <= {"v8", ""})
+    return image.variant.lower() == wanted[2] or (
+        arch == "arm64" and {image.variant.lower(), wanted[2]} <= {"v8", ""}
+    )
 
 
 def has_digest(image: ImageDetails, name: str, digest: str) -> bool:
@@ -58,12 +68,15 @@ def has_digest(image: ImageDetails, name: str, digest: str) -> bool:
     return False
 
 
-
 def layer_chain_ids(diff_ids: tuple[str, ...]) -> frozenset[str]:
     """The chain ids of an image's layers (``RootFS.Layers`` are diff ids), as the daemon names
     the layers it deletes: the first is its diff id, each next one sha256 of "PREVIOUS DIFF"."""
     chain: list[str] = []
     for diff_id in diff_ids:
         previous = chain[-1] if chain else None
-        chain.append(diff_id if previous is None else "sha256:" + hashlib.sha256(f"{previous} {diff_id}".encode()).hexdigest())
+        chain.append(
+            diff_id
+            if previous is None
+            else "sha256:" + hashlib.sha256(f"{previous} {diff_id}".encode()).hexdigest()
+        )
     return frozenset(chain)

@@ -40,11 +40,17 @@ class ImageSnapshot:
         self._by_ref: dict[str, str] = {}
         for record in images:
             image = _Image(
-                record.id, [t.canonical() for t in record.tags], [d.canonical() for d in record.digests], record.size
+                record.id,
+                [t.canonical() for t in record.tags],
+                [d.canonical() for d in record.digests],
+                record.size,
             )
             self._by_id[image.id] = image
             for ref in (*image.tags, *image.digests):
                 self._by_ref[ref] = image.id
+        # Every image id of the list, kept as the run deletes: the daemon's delete answer lists
+        # layer ids beside image ids, and only these are images.
+        self.image_ids = frozenset(self._by_id)
 
     def serves(self, now: float) -> bool:
         """Whether this list may still answer a step's checks."""

@@ -40,7 +40,9 @@ class StaleChecks:
             except StepStale as exc:
                 found[step] = StepResult(step, Outcome.STALE, str(exc))
             except (DaemonRefused, DaemonUnavailable) as exc:
-                found[step] = StepResult(step, Outcome.FAILED, f"could not read the host before pulling: {exc}")
+                found[step] = StepResult(
+                    step, Outcome.FAILED, f"could not read the host before pulling: {exc}"
+                )
         return found
 
     def _fresh(self, step: Step, handler: Callable[[Step], StepResult]) -> StepResult:
@@ -52,14 +54,18 @@ class StaleChecks:
         if step.action is Action.PULL:
             self._expect_points_at(step.ref, step.image_id)
         elif step.action is Action.TAG:
-            if step.source and step.image_id:  # None: an earlier pull of this plan fetches the source
+            if (
+                step.source and step.image_id
+            ):  # None: an earlier pull of this plan fetches the source
                 self._expect_points_at(step.source, step.image_id)
         elif step.action is Action.UNTAG:
             image = self._inspect(step.ref)
             if image is not None:  # gone already: the untag itself reports that
                 self._expect_points_at(step.ref, step.image_id, image)
                 if not survives_untag(image, step.ref):
-                    raise StepStale(f"{step.ref} is now the image's last tag: untagging would remove the image{AGAIN}")
+                    raise StepStale(
+                        f"{step.ref} is now the image's last tag: untagging would remove the image{AGAIN}"
+                    )
         elif step.action is Action.REMOVE:
             self._check_fresh_removal(step)
         # PRUNE_CACHE: nothing to expect; BuildKit leaves a record a build uses alone
@@ -77,20 +83,30 @@ class StaleChecks:
         if extra:
             names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
             if extra <= set(self._failed_refs):  # tags the plan was to move away, and could not
-                raise StepStale(f"the image still carries {names}: the step that was to move it did not run{AGAIN}")
+                raise StepStale(
+                    f"the image still carries {names}: the step that was to move it did not run{AGAIN}"
+                )
             raise StepStale(f"the image gained the tag {names} since the plan{AGAIN}")
         names = ", ".join(self._containers_using(step.image_id))
         if names:
             raise StepStale(f"the image is now used by container {names}, so it is kept{AGAIN}")
 
-    def _expect_points_at(self, ref: str, expected: str | None, found: ImageDetails | None = None) -> None:
+    def _expect_points_at(
+        self, ref: str, expected: str | None, found: ImageDetails | None = None
+    ) -> None:
         current = found if found is not None else self._inspect(ref)
         current_id = current.id if current is not None else None
         if current_id == expected:
             return
         if current_id is None:
             assert expected is not None
-            raise StepStale(f"{ref} is no longer on the host; the plan expected image {short_id(expected)}{AGAIN}")
+            raise StepStale(
+                f"{ref} is no longer on the host; the plan expected image {short_id(expected)}{AGAIN}"
+            )
         if expected is None:
-            raise StepStale(f"{ref} is now on the host (image {short_id(current_id)}); the plan expected none{AGAIN}")
-        raise StepStale(f"{ref} now points at {short_id(current_id)}, not at the planned {short_id(expected)}{AGAIN}")
+            raise StepStale(
+                f"{ref} is now on the host (image {short_id(current_id)}); the plan expected none{AGAIN}"
+            )
+        raise StepStale(
+            f"{ref} now points at {short_id(current_id)}, not at the planned {short_id(expected)}{AGAIN}"
+        )

@@ -14,7 +14,9 @@ class StepSkipped(Exception):
 
     def __init__(self, message: str, rate_limited: bool = False) -> None:
         super().__init__(message)
-        self.rate_limited = rate_limited  # it waited on a pull that only a registry rate limit stopped
+        self.rate_limited = (
+            rate_limited  # it waited on a pull that only a registry rate limit stopped
+        )
 
 
 class StepStale(Exception):
