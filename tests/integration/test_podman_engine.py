@@ -133,10 +133,12 @@ def test_a_max_total_budget_on_podman_is_refused_not_skipped(
           disk:
             max_total: 1B
     """)
-    pulled = run_cli("apply", manifest, "-H", podman_host)
-    assert pulled.code == 64, pulled.stdout + pulled.stderr
-    assert "max_total" in pulled.stderr and "LayersSize 0" in pulled.stderr, pulled.stderr
-    assert "No changes" not in pulled.stdout
+    # On an empty store 0 is the truth; with an image there, 0 cannot be.
+    podman_api.pull(f"{namespace}/sized", tag="1")
+    refused = run_cli("apply", manifest, "-H", podman_host)
+    assert refused.code == 64, refused.stdout + refused.stderr
+    assert "max_total" in refused.stderr and "LayersSize 0" in refused.stderr, refused.stderr
+    assert "No changes" not in refused.stdout
 
 
 def test_an_alias_on_podman_converges_despite_its_digest_reference(
