@@ -268,12 +268,7 @@ class Executor(StaleChecks):
             try:
                 self._hold_gates[step.image_id] = self.held(step.image_id)
             except DaemonUnavailable as exc:
-                return StepResult(
-                    step,
-                    Outcome.FAILED,
-                    f"lost the connection to the daemon: {exc}",
-                    daemon_lost=True,
-                )
+                return _daemon_lost(step, exc)
             except DaemonRefused as exc:
                 return StepResult(
                     step,
@@ -311,12 +306,7 @@ class Executor(StaleChecks):
             try:
                 users = self._containers_using(image_id)
             except DaemonUnavailable as exc:
-                return StepResult(
-                    step,
-                    Outcome.FAILED,
-                    f"lost the connection to the daemon: {exc}",
-                    daemon_lost=True,
-                )
+                return _daemon_lost(step, exc)
             except DaemonRefused as exc:
                 return StepResult(
                     step, Outcome.FAILED, f"the containers could not be listed: {exc.explanation}"
@@ -354,9 +344,7 @@ class Executor(StaleChecks):
         except DaemonRefused as exc:
             return StepResult(step, Outcome.FAILED, exc.explanation)
         except DaemonUnavailable as exc:
-            return StepResult(
-                step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True
-            )
+            return _daemon_lost(step, exc)
 
     def _blocked(self, step: Step) -> StepResult:
         """A blocked step is not run, but for one case: an image a container uses, blocked because
@@ -640,6 +628,13 @@ class Executor(StaleChecks):
             if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
                 self._containers = (now, self.host.list_containers())
         return self._snapshot.find(name)
+
+
+def _daemon_lost(step: Step, exc: DaemonUnavailable) -> StepResult:
+    """The step's result when the daemon stopped answering: it failed, and no further step can run."""
+    return StepResult(
+        step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True
+    )
 
 
 def _signal_name(number: int | None) -> str:
