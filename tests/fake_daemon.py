@@ -352,7 +352,12 @@ class FakeDockerHost:
         if platform and not wanted.startswith(platform) and self.refuses_other_platforms:
             raise PullStreamFailed(f"no matching manifest for {platform} in the manifest list entries")
         on_chunk({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.digest})
+        with self._lock:
+            here = {diff_id for local in self.images.values() for diff_id, _ in local.content.layers}
         for diff_id, size in content.layers:
+            if diff_id in here:  # as dockerd says of a layer it has
+                on_chunk({"status": "Already exists", "id": diff_id[7:19], "progressDetail": {}})
+                continue
             on_chunk({"status": "Downloading", "id": diff_id[7:19], "progressDetail": {"current": size, "total": size}})
             on_chunk({"status": "Pull complete", "id": diff_id[7:19], "progressDetail": {}})
         on_chunk({"status": f"Digest: {content.digest}"})

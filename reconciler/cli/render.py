@@ -133,11 +133,42 @@ def result_line(result: StepResult) -> str:
     if step.action is Action.TAG and step.source:
         target = f"{target} -> {escape(step.source)}"
     detail = result.detail
-    if step.action is Action.PULL and result.outcome is Outcome.DONE and result.bytes:
-        detail += f" ({human_bytes(result.bytes)})"
+    if step.action is Action.PULL and result.outcome is Outcome.DONE:
+        detail += pull_cost_text(result)
     return (
         f"  [{style}]{result.outcome.value:<7}[/] {step.action.value:<6} {target}: {escape(detail)}"
     )
+
+
+def pull_cost_text(result: StepResult) -> str:
+    """`` (4.2 MB; downloaded 3.1 MB in 1.2s)``: the image's size, what came over the wire, how long."""
+    parts = [human_bytes(result.bytes)] if result.bytes else []
+    took = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
+    if result.all_layers_present:
+        parts.append("all layers already present" + took)
+    elif result.downloaded_bytes is not None:
+        parts.append(f"downloaded {human_bytes(result.downloaded_bytes)}{took}")
+    elif took:
+        parts.append(took.strip())
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _pulled_text(report: Report) -> str:
+    """`` Pulled 2 images (9 MB): downloaded 4 MB.``, or nothing when nothing was pulled."""
+    pulled = report.pulled
+    if not pulled:
+        return ""
+    images = f"{len(pulled)} image{'s' if len(pulled) != 1 else ''}"
+    total = sum(r.bytes or 0 for r in pulled)
+    size = f" ({human_bytes(total)})" if total else ""
+    downloaded = report.bytes_downloaded
+    if all(r.all_layers_present for r in pulled):
+        fetched = ": all layers already present"
+    elif downloaded is not None:
+        fetched = f": downloaded {human_bytes(downloaded)}"
+    else:
+        fetched = ""
+    return f" Pulled {images}{size}{fetched}."
 
 
 def report_summary_text(report: Report) -> str:
@@ -154,10 +185,7 @@ def report_summary_text(report: Report) -> str:
         if cache is not None
         else ""
     )
-    pulled = [r.bytes for r in report.with_outcome(Outcome.DONE) if r.step.action is Action.PULL]
-    images = f"{len(pulled)} image{'s' if len(pulled) != 1 else ''}"
-    size = f" ({human_bytes(sum(b for b in pulled if b))})" if any(pulled) else ""
-    fetched = f" Pulled {images}{size}." if pulled else ""
+    fetched = _pulled_text(report)
     text = f"{verdict}: {done} done, {skipped} skipped, {failed} failed{refused}.{fetched}{freed}{cache_text}"
     if skipped or failed:
         text += " Skipped and failed steps are listed above; nothing else was touched."
@@ -195,6 +223,15 @@ def result_dict(result: StepResult) -> dict[str, Any]:
         "result_image_id": result.image_id,
         "deleted": list(result.deleted),
         "result_bytes": result.bytes,
+        **(
+            {
+                "seconds": None if result.seconds is None else round(result.seconds, 3),
+                "downloaded_bytes": result.downloaded_bytes,
+                "all_layers_present": result.all_layers_present,
+            }
+            if result.step.action is Action.PULL
+            else {}
+        ),
     }
 
 
@@ -205,6 +242,8 @@ def report_summary(report: Report) -> dict[str, Any]:
         "complete": report.complete,
         **{o.value: len(report.with_outcome(o)) for o in Outcome},
         "images_deleted": len(report.images_deleted),
+        "images_pulled": len(report.pulled),
+        "bytes_downloaded": report.bytes_downloaded,
         "bytes_freed": report.bytes_freed,
         "bytes_freed_measured": report.measured_freed,
         "cache_bytes_freed": _cache_freed(report),

@@ -113,6 +113,22 @@ class PullEvent:
 
 PullCallback = Callable[[PullEvent], None]
 
+
+@dataclass(frozen=True)
+class PullStats:
+    """What one finished pull cost: its time and the bytes it fetched, for the report."""
+
+    seconds: float  # since the first attempt started, retries included
+    downloaded_bytes: int | None  # over every attempt; None when the stream gave no sizes (Podman)
+    layers_fetched: int  # layers the daemon downloaded in the last attempt
+    layers_present: int  # layers it already had ("Already exists")
+
+    @property
+    def all_layers_present(self) -> bool:
+        """Nothing was downloaded: every layer was there (or the image was up to date)."""
+        return self.layers_fetched == 0 and not self.downloaded_bytes
+
+
 _LAYER_DONE = ("pull complete", "already exists")
 
 
@@ -124,6 +140,7 @@ class LayerTally:
     total: dict[str, int] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
+    present: set[str] = field(default_factory=set)  # "Already exists": nothing fetched
 
     def add(self, chunk: Mapping[str, Any]) -> bool:
         """Take one chunk; True when it was about a layer."""
@@ -141,9 +158,23 @@ class LayerTally:
             self.current[layer] = self.total[layer]
         elif status in _LAYER_DONE:
             self.done.add(layer)
+            if status == "already exists":
+                self.present.add(layer)
             if layer in self.total:
                 self.current[layer] = self.total[layer]
         return True
+
+    @property
+    def fetched(self) -> set[str]:
+        return self.seen - self.present
+
+    @property
+    def downloaded(self) -> int | None:
+        """Bytes fetched from the registry (``Downloading`` chunks); None when a fetched layer
+        came without any size (Podman's stream has no ``progressDetail``)."""
+        if self.fetched - self.total.keys():
+            return None
+        return sum(self.current.values())
 
     def event(self, kind: EventKind, ref: str, elapsed: float) -> PullEvent:
         return PullEvent(
@@ -195,12 +226,13 @@ class Puller:
         self._rand = rand
         self._cancelled = cancelled
 
-    def pull(self, host: DockerHost, ref: Reference, platform: str | None) -> None:
+    def pull(self, host: DockerHost, ref: Reference, platform: str | None) -> PullStats:
         """Pull ``ref`` until it succeeds, fails for good, or the deadline passes; raises PullFailed."""
         name = ref.familiar()
         started = time.monotonic()
         self._emit(PullEvent(EventKind.START, name))
         attempt = 0
+        earlier: int | None = 0  # bytes the failed attempts fetched
         while True:
             attempt += 1
             if self._cancelled():
@@ -210,6 +242,8 @@ class Puller:
             try:
                 self._attempt(host, ref, platform, remaining, tally, started)
             except _AttemptFailed as exc:
+                fetched = tally.downloaded
+                earlier = None if earlier is None or fetched is None else earlier + fetched
                 elapsed = time.monotonic() - started
                 reason = str(exc)
                 if self._cancelled():
@@ -230,7 +264,13 @@ class Puller:
                 continue
             done = tally.event(EventKind.DONE, name, time.monotonic() - started)
             self._emit(done if done.bytes_total else _sized_by_image(done, host, ref))
-            return
+            downloaded = tally.downloaded
+            return PullStats(
+                seconds=done.elapsed,
+                downloaded_bytes=None if earlier is None or downloaded is None else earlier + downloaded,
+                layers_fetched=len(tally.fetched),
+                layers_present=len(tally.present),
+            )
 
     def _attempt(
         self,

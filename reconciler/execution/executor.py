@@ -370,7 +370,7 @@ class Executor(StaleChecks):
 
     def _pull(self, step: Step, host: DockerHost) -> StepResult:
         ref = parse_reference(step.ref)
-        self.puller.pull(host, ref, step.platform)
+        stats = self.puller.pull(host, ref, step.platform)
         image = host.inspect_image(ref.familiar())
         if image is None:
             raise StepFailed(
@@ -385,7 +385,16 @@ class Executor(StaleChecks):
                 f"{step.ref} was pulled for {found or 'an unknown platform'}, not the declared {step.platform}; {undone}"
             )
         detail = "pulled" if image.id != step.image_id else "pulled; the image did not change"
-        return StepResult(step, Outcome.DONE, detail, image_id=image.id, bytes=image.size)
+        return StepResult(
+            step,
+            Outcome.DONE,
+            detail,
+            image_id=image.id,
+            bytes=image.size,
+            seconds=stats.seconds,
+            downloaded_bytes=stats.downloaded_bytes,
+            all_layers_present=stats.all_layers_present,
+        )
 
     @staticmethod
     def _take_back(ref: Reference, pulled: str, before: str | None, host: DockerHost) -> str:

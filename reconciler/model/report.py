@@ -23,6 +23,9 @@ class StepResult:
     image_id: str | None = None  # the image the step ended on (pull, tag)
     deleted: tuple[str, ...] = ()  # image ids the daemon deleted (parents included)
     bytes: int | None = None  # pull: image size; remove: unique bytes predicted freed
+    seconds: float | None = None  # pull: how long it took, retries included
+    downloaded_bytes: int | None = None  # pull: bytes fetched from the registry; None when unknown
+    all_layers_present: bool = False  # pull: nothing fetched, the daemon had every layer
     rate_limited: bool = False  # not done only because a registry rate-limited a pull (429)
     daemon_lost: bool = False  # not done because the daemon stopped answering
 
@@ -53,6 +56,16 @@ class Report:
         return sum(
             r.bytes or 0 for r in self.results if r.outcome is Outcome.DONE and r.step.action is Action.REMOVE
         )
+
+    @property
+    def pulled(self) -> tuple[StepResult, ...]:
+        return tuple(r for r in self.with_outcome(Outcome.DONE) if r.step.action is Action.PULL)
+
+    @property
+    def bytes_downloaded(self) -> int | None:
+        """Bytes the pulls fetched; None when a pull's stream gave no sizes."""
+        counts = [r.downloaded_bytes for r in self.pulled]
+        return None if None in counts else sum(c or 0 for c in counts)
 
     @property
     def images_deleted(self) -> tuple[str, ...]:

@@ -344,3 +344,44 @@ def test_registry_rate_limiting_twice_then_serving_is_retried_until_the_pull_suc
     assert "toomanyrequests" in applied.stderr
     assert f"pulled {proxied}" in applied.stderr
     assert image_id(api, proxied) is not None
+
+
+def test_the_apply_report_gives_each_pulls_download_and_time_and_says_when_all_layers_were_there(
+    run_cli: CliRun, tmp_manifest: ManifestWriter, namespace: str, image_factory: ImageFactory, docker: DockerRun
+) -> None:
+    fresh = image_factory("fresh:1", size_kb=600)
+    known = image_factory("known:1", size_kb=200, keep_local=True)
+    # known:2 in the registry is the image the daemon already has as known:1: nothing to fetch.
+    docker("tag", known, f"{namespace}/known:2")
+    docker("push", f"{namespace}/known:2")
+    docker("image", "rm", f"{namespace}/known:2")
+    manifest = tmp_manifest(f"""
+        version: 1
+        images:
+          - name: {namespace}/fresh
+            tags: ["1"]
+          - name: {namespace}/known
+            tags: ["1", "2"]
+    """)
+    text = run_cli("apply", manifest)
+    assert text.code == 0, text.stdout + text.stderr
+    lines = text.stdout.splitlines()
+    pulled_fresh = next(line for line in lines if line.strip().startswith("done") and f"{fresh}:" in line)
+    assert re.search(r"pulled \([0-9.]+ kB; downloaded [0-9.]+ kB in [0-9.]+s\)$", pulled_fresh), pulled_fresh
+    pulled_known = next(line for line in lines if f"{namespace}/known:2:" in line)
+    assert re.search(r"all layers already present in [0-9.]+s\)$", pulled_known), pulled_known
+    assert "(0 B)" not in text.stdout
+    assert re.search(r"Pulled 2 images \([0-9.]+ kB\): downloaded [0-9.]+ kB\.", text.stdout), text.stdout
+
+    docker("image", "rm", fresh, f"{namespace}/known:2")
+    document = run_cli("apply", manifest, "-o", "json")
+    assert document.code == 0, document.stderr
+    report = json.loads(document.stdout)
+    steps = {s["ref"]: s for s in report["steps"] if s["action"] == "pull"}
+    fetched, cached = steps[fresh], steps[f"{namespace}/known:2"]
+    # Random bytes do not compress: the layer goes over the wire at about its size.
+    assert 600 * 1024 <= fetched["downloaded_bytes"] < 700 * 1024 and not fetched["all_layers_present"]
+    assert (cached["downloaded_bytes"], cached["all_layers_present"]) == (0, True)
+    assert fetched["seconds"] > 0 and cached["seconds"] > 0
+    assert report["summary"]["bytes_downloaded"] == fetched["downloaded_bytes"]
+    assert report["summary"]["images_pulled"] == 2

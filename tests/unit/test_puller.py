@@ -238,3 +238,34 @@ def test_podmans_manifest_unknown_says_not_found_may_mean_no_access() -> None:
         Puller(deadline=5.0).pull(host, parse_reference("reg.local/app:9.9"), None)
     assert failed.value.kind is FailureKind.PERMANENT
     assert "may also say this when access is denied" in str(failed.value)
+
+
+# --- what a pull cost ------------------------------------------------------------------
+
+
+def test_a_pull_counts_the_bytes_it_downloaded_and_the_layers_already_there() -> None:
+    host = FakeDockerHost()
+    base = host.add_to_registry("reg.local/base:1", layers={"base": 3000})
+    host.add_to_registry("reg.local/app:1", layers={"base": 3000, "app": 500})
+    puller = Puller(deadline=5.0)
+    first = puller.pull(host, parse_reference("reg.local/base:1"), None)
+    assert (first.downloaded_bytes, first.layers_fetched, first.layers_present) == (base.size, 1, 0)
+    assert not first.all_layers_present and first.seconds >= 0
+    second = puller.pull(host, parse_reference("reg.local/app:1"), None)
+    assert (second.downloaded_bytes, second.layers_fetched, second.layers_present) == (500, 1, 1)
+    again = puller.pull(host, parse_reference("reg.local/app:1"), None)
+    assert (again.downloaded_bytes, again.layers_present) == (0, 2) and again.all_layers_present
+
+
+def test_an_up_to_date_pull_has_no_layer_chunks_and_downloaded_nothing() -> None:
+    tally = LayerTally()
+    for chunk in ({"status": "Pulling from t/web", "id": "1.0"}, {"status": "Digest: sha256:00"}):
+        tally.add(chunk)
+    assert tally.downloaded == 0 and not tally.fetched
+
+
+def test_a_pull_stream_without_sizes_downloaded_an_unknown_amount() -> None:
+    host = _PodmanStreamHost()
+    host.add_to_registry("reg.local/app:2")
+    stats = Puller(deadline=5.0).pull(host, parse_reference("reg.local/app:2"), None)
+    assert stats.downloaded_bytes is None and not stats.all_layers_present

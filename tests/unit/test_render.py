@@ -55,6 +55,32 @@ def test_report_summary_counts_outcomes_and_freed_bytes() -> None:
     assert json.loads(render.report_json(report))["summary"]["skipped"] == 1
 
 
+def test_report_gives_each_pulls_size_download_and_time_and_the_totals() -> None:
+    cached = Step(action=Action.PULL, ref="redis:7", reason="the tag is not on the host")
+    report = Report(
+        results=(
+            StepResult(PULL, Outcome.DONE, "pulled", bytes=12_300_000, seconds=2.04, downloaded_bytes=4_100_000),
+            StepResult(cached, Outcome.DONE, "pulled", bytes=5_000_000, seconds=0.31, downloaded_bytes=0,
+                       all_layers_present=True),
+            StepResult(REMOVE, Outcome.DONE, "removed", bytes=2_500_000),
+        )
+    )
+    lines = [render.result_line(r) for r in report.results[:2]]
+    assert lines[0].endswith("nginx:latest: pulled (12.3 MB; downloaded 4.1 MB in 2.0s)")
+    assert lines[1].endswith("redis:7: pulled (5 MB; all layers already present in 0.3s)")
+    assert "(0 B)" not in lines[1]
+    assert render.report_summary_text(report) == (
+        "Apply complete: 3 done, 0 skipped, 0 failed. Pulled 2 images (17.3 MB): downloaded 4.1 MB. Freed 2.5 MB."
+    )
+    data = json.loads(render.report_json(report))
+    assert [(s["seconds"], s["downloaded_bytes"], s["all_layers_present"]) for s in data["steps"][:2]] == [
+        (2.04, 4_100_000, False),
+        (0.31, 0, True),
+    ]
+    assert "seconds" not in data["steps"][2]
+    assert (data["summary"]["images_pulled"], data["summary"]["bytes_downloaded"]) == (2, 4_100_000)
+
+
 def test_human_bytes_uses_decimal_units_like_docker() -> None:
     assert [render.human_bytes(n) for n in (0, 999, 1000, 1_234_567, 5 * 10**12)] == [
         "0 B",
