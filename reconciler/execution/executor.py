@@ -38,6 +38,7 @@ from reconciler.model.inventory import ContainerRecord, short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference, reference_key
 from reconciler.model.report import Outcome, Report, StepResult
+from reconciler.model.units import format_size
 
 DAEMON_LOST = "not done: the daemon stopped answering"
 CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks before it is read again
@@ -436,7 +437,7 @@ class Executor(StaleChecks):
         return StepResult(
             step,
             Outcome.DONE,
-            f"pruned; the daemon reclaimed {pruned.reclaimed} bytes",
+            f"pruned; the daemon reclaimed {format_size(pruned.reclaimed)}",
             bytes=pruned.reclaimed,
         )
 

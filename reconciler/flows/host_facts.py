@@ -24,6 +24,7 @@ from reconciler.flows.on_sessions import map_on_sessions
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
+from reconciler.model.units import format_size
 from reconciler.model.usage import (
     EventMark,
     UsageFacts,
@@ -202,7 +203,7 @@ def _check_layers_measured(address: str, layers_size: int, inventory: Inventory)
     raise DiskUsageError(
         f"The Docker daemon at {address} does not report how much room its images take"
         f" (GET /system/df gives LayersSize 0 while its {len(inventory.images)} images list"
-        f" {images_bytes} bytes; Podman's Docker API does this), so retention.disk.max_total cannot be"
+        f" {format_size(images_bytes)}; Podman's Docker API does this), so retention.disk.max_total cannot be"
         " checked and nothing was planned. For this daemon, drop max_total from the manifest,"
         " or use retention.disk.high/low (the filesystem of its data) when it runs on this machine."
     )

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.manifest import BuildCacheSpec
 from reconciler.model.plan import Action, Step
-from reconciler.model.units import format_age, format_duration
+from reconciler.model.units import format_age, format_duration, format_size
 
 
 def plan_build_cache(spec: BuildCacheSpec, records: Iterable[BuildCacheRecord], now: float) -> tuple[Step, ...]:
@@ -38,7 +38,7 @@ def plan_build_cache(spec: BuildCacheSpec, records: Iterable[BuildCacheRecord], 
                 continue
             going[record.id] = (
                 f"build cache: {_what(record)} least recently used (last use {format_age(now - record.used_at)} ago);"
-                f" the cache takes {total} bytes, over keep_storage {spec.keep_storage}"
+                f" the cache takes {format_size(total)}, over keep_storage {format_size(spec.keep_storage)}"
             )
             total -= record.size
     by_id = {r.id: r for r in candidates}

@@ -295,12 +295,20 @@ def records_json(records: Sequence[HistoryRecord]) -> str:
     return json.dumps([asdict(r) for r in records], indent=2)
 
 
+# Steps recorded by earlier versions wrote counts as "300038 bytes"; text output shows them as sizes.
+_RAW_BYTES = re.compile(r"\b([0-9]+) bytes\b")
+
+
+def _human(text: str) -> str:
+    return _RAW_BYTES.sub(lambda found: human_bytes(int(found[1])), text)
+
+
 def _cells(record: HistoryRecord) -> tuple[str, ...]:
     image = short_id(record.image_id or "")
     size = human_bytes(record.bytes) if record.bytes is not None else ""
     when = record.time[:19].replace("T", " ") + "Z"
     return (when, record.host, record.manifest, record.action, record.ref, image, record.outcome,
-            size, record.detail, record.reason)
+            size, _human(record.detail), _human(record.reason))
 
 
 def _shown_columns(records: Sequence[HistoryRecord]) -> list[int]:
@@ -324,8 +332,8 @@ def records_plain(records: Sequence[HistoryRecord]) -> str:
 def records_table(records: Sequence[HistoryRecord]) -> Table:
     from rich.table import Table  # for terminals only: rich is imported when one shows a table
 
-    """A rich table for terminals: the plain columns, with outcome and detail as one RESULT
-    column and no BYTES, so that it stays readable at 80 columns."""
+    """A rich table for terminals: the plain columns, with outcome, detail and size as one RESULT
+    column, so that it stays readable at 80 columns."""
     several_hosts = len({r.host for r in records}) > 1
     table = Table(box=None, header_style="bold")
     table.add_column("TIME", no_wrap=True)
@@ -336,7 +344,8 @@ def records_table(records: Sequence[HistoryRecord]) -> Table:
         short = name in ("ACTION", "IMAGE")
         table.add_column(name, no_wrap=short, overflow="fold", min_width=None if short else 12)
     for record in records:
-        when, host, manifest, action, ref, image, outcome, _, detail, reason = _cells(record)
+        when, host, manifest, action, ref, image, outcome, size, detail, reason = _cells(record)
         cells = [when] + ([host] if several_hosts else [])
-        table.add_row(*cells, manifest, action, ref, image, f"{outcome}: {detail}", reason)
+        result = f"{outcome}: {detail}" + (f" ({size})" if size and record.bytes else "")
+        table.add_row(*cells, manifest, action, ref, image, result, reason)
     return table

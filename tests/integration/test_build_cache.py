@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,3 +72,29 @@ def test_cache_records_of_real_buildkit_builds_are_planned_and_exactly_those_pru
     )  # only what pruning cannot free stays
     again = json.loads(run_cli("plan", path, "-o", "json").stdout)
     assert [s for s in again["steps"] if s["action"] == "prune-cache"] == []
+
+
+def test_the_plan_and_history_give_build_cache_sizes_in_human_units(
+    run_cli: CliRun,
+    docker: DockerRun,
+    api: APIClient,
+    image_factory: ImageFactory,
+    tmp_path: Path,
+    tmp_manifest: Callable[..., Path],
+) -> None:
+    _build(docker, tmp_path / "context", image_factory.qualify("sized:1"), 150_000)
+    path = tmp_manifest("version: 1\nimages: []\nbuild_cache: {keep_storage: 0B}\n")
+    state = tmp_path / "state"
+    plan = run_cli("plan", path)
+    assert plan.code in (0, 2), plan.stderr
+    assert re.search(r"the cache takes [0-9.]+ [kMG]?B, over keep_storage 0 B", plan.stdout), plan.stdout
+    applied = run_cli("apply", path, "--state-dir", state)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    history = run_cli("history", "--state-dir", state)
+    assert history.code == 0, history.stderr
+    pruned = [line for line in history.stdout.splitlines() if "prune-cache" in line]
+    assert pruned and all(re.search(r"reclaimed [0-9.]+ [kMG]?B", line) for line in pruned), history.stdout
+    assert not re.search(r"\d+ bytes", history.stdout), history.stdout
+    # JSON keeps the byte counts.
+    records = json.loads(run_cli("history", "--state-dir", state, "-o", "json").stdout)
+    assert all(isinstance(r["bytes"], int) for r in records if r["action"] == "prune-cache")

@@ -20,6 +20,7 @@ from reconciler.state.history import (
     query_history,
     records_json,
     records_plain,
+    records_table,
 )
 
 HOST = "unix:///run/docker.sock"
@@ -148,6 +149,24 @@ def test_plain_text_is_aligned_without_escape_codes(state: Path) -> None:
     assert len({line.index("remove") for line in lines if " remove " in line}) == 1
     assert "\x1b[" not in text
     assert records_plain(()) == "No recorded steps match."
+
+
+def test_text_gives_sizes_in_human_units_and_json_keeps_bytes(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    step = Step(action=Action.PRUNE_CACHE, ref="abc123", reason="the cache takes 300038 bytes, over keep_storage 0",
+                bytes=150_000)
+    # A step recorded before details spoke in sizes.
+    record_run(state, [StepResult(step, Outcome.DONE, "pruned; the daemon reclaimed 150000 bytes", bytes=150_000)])
+    records = query_history(state, HistoryQuery())
+    plain = records_plain(records)
+    assert "reclaimed 150 kB" in plain and "takes 300 kB" in plain and "150 kB" in plain.splitlines()[1]
+    assert " bytes" not in plain
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(records_table(records))
+    assert "done: pruned; the daemon reclaimed 150 kB (150 kB)" in console.export_text()
+    assert json.loads(records_json(records))[0]["bytes"] == 150_000
 
 
 def test_host_column_only_for_several_hosts(state: Path) -> None:
