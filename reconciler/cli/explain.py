@@ -39,6 +39,7 @@ def verdicts_json(
                 "verdict": verdict.outcome.value,
                 "untag": [ref.familiar() for ref in verdict.untag],
                 "bytes": _freed_bytes(verdict, image),
+                "eviction": verdict.eviction,
                 "decisions": [_decision_json(d, now) for d in verdict.decisions],
             }
         )
@@ -159,8 +160,8 @@ _ORDER = {Fate.EVICT: 0, Fate.REMOVE: 1, Fate.UNTAG: 2, Fate.KEEP: 3}
 def verdicts_table(
     result: RetentionResult, inventory: Inventory, now: float, last_used: Mapping[str, float]
 ) -> Table:
-    """One row per image, sorted by verdict (evictions first, in eviction order: least recently used
-    first), with what decided it and, for what goes, the space freed so far."""
+    """One row per image, sorted by verdict (evictions first, in the order the disk budget evicts
+    them: least recently used first), with what decided it and, for what goes, the space freed so far."""
 
     def used(verdict: Verdict) -> float:
         image = inventory.image_by_id.get(verdict.image_id)
@@ -171,7 +172,7 @@ def verdicts_table(
 
     rows = sorted(
         result.verdicts,
-        key=lambda v: (_ORDER[v.outcome], used(v) if v.outcome is Fate.EVICT else 0, v.image_id),
+        key=lambda v: (_ORDER[v.outcome], _eviction_place(v, used(v)), v.image_id),
     )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column, justify in (
@@ -216,6 +217,36 @@ def verdicts_table(
             running,
         )
     return table
+
+
+def _eviction_place(verdict: Verdict, used: float) -> float:
+    if verdict.outcome is not Fate.EVICT:
+        return 0
+    return verdict.eviction if verdict.eviction is not None else used
+
+
+def budget_text(result: RetentionResult) -> str | None:
+    """The disk budget's line under the table: how far over, and what the evictions free."""
+    if result.budget is None:
+        return None
+    return f"Disk budget: {result.budget.summary()}."
+
+
+def budget_json(result: RetentionResult) -> dict[str, Any] | None:
+    check = result.budget
+    if check is None:
+        return None
+    return {
+        "max_total_bytes": check.budget.max_total,
+        "high_percent": check.budget.high,
+        "low_percent": check.budget.low,
+        "images_bytes": check.disk.images_size,
+        "bytes_over_max_total": check.over_max_total,
+        "bytes_over_low": check.over_low,
+        "removals_free_bytes": check.removals_free,
+        "evictions": check.evictions,
+        "evictions_free_bytes": check.evictions_free,
+    }
 
 
 def _decided_by(verdict: Verdict) -> str:

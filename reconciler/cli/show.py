@@ -10,7 +10,13 @@ import click
 
 from reconciler.cli import render
 from reconciler.cli.console import echo_json, err, error, out, warn
-from reconciler.cli.explain import verdicts_json, verdicts_table, verdicts_text
+from reconciler.cli.explain import (
+    budget_json,
+    budget_text,
+    verdicts_json,
+    verdicts_table,
+    verdicts_text,
+)
 from reconciler.cli.markup import escape
 from reconciler.errors import LargeRemovalRefused
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
@@ -62,6 +68,8 @@ def show_plan(
         document = render.plan_document(outcome.plan, images=images)
         if verdicts is not None:
             document["holds"] = [h.as_dict() for h in verdicts.holds]
+            if (budget := budget_json(verdicts.result)) is not None:
+                document["disk_budget"] = budget
         if outcome.saved_to is not None:
             document["saved"] = {"path": str(outcome.saved_to), "digest": outcome.saved_digest}
         if outcome.refusal is not None:
@@ -78,6 +86,8 @@ def show_plan(
         out().print(
             verdicts_table(verdicts.result, verdicts.inventory, verdicts.now, verdicts.last_used)
         )
+        if (budget_line := budget_text(verdicts.result)) is not None:
+            out().print(escape(budget_line), highlight=False)
         text = verdicts_text(
             verdicts.result,
             verdicts.inventory,

@@ -88,7 +88,8 @@ from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Unmatched
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
-from reconciler.model.units import format_age, format_duration, format_size
+from reconciler.model.units import format_age, format_duration
+from reconciler.planning.disk_budget import BudgetCheck, counted_bytes, eviction_reason
 from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
 from reconciler.planning.semver import SemverKey, semver_key
@@ -139,6 +140,7 @@ class Verdict:
     decisions: tuple[Decision, ...]
     untag: tuple[Reference, ...] = ()  # tags dropped while the image stays (UNTAG)
     freed_bytes: int | None = None  # unique bytes, for REMOVE and EVICT; None when unknown
+    eviction: int | None = None  # EVICT: its place in the eviction order, from 1
 
     @property
     def removes(self) -> bool:
@@ -150,6 +152,7 @@ class RetentionResult:
     verdicts: tuple[Verdict, ...]  # one per image, sorted by image id
     freed_bytes: int  # sum of the known unique bytes of removed and evicted images
     unknown_sizes: int  # removed or evicted images whose unique size is unknown
+    budget: BudgetCheck | None = None  # with a disk budget and the host's disk figures
 
     @property
     def removals(self) -> tuple[Verdict, ...]:
@@ -184,10 +187,12 @@ def evaluate_retention(
     verdicts = {key: Verdict(key, Fate.KEEP, (found,)) for key, found in protected.items()}
     kept_anyway = [image for image in ordered if image.id in protected]
     verdicts.update(_RuleRound(context, open_images, kept_anyway).verdicts())
+    budget = None
     if spec.disk is not None and disk is not None:
-        verdicts.update(_evict(context, spec.disk, disk, open_images, verdicts))
+        evicted, budget = _evict(context, spec.disk, disk, open_images, verdicts)
+        verdicts.update(evicted)
     final = tuple(verdicts[image.id] for image in ordered)
-    return _result(final)
+    return _result(final, budget)
 
 
 # --- rungs 1-4 -------------------------------------------------------------------
@@ -526,21 +531,16 @@ def _parse_tag(text: str) -> Reference | None:
 # --- rung 6: disk budget -----------------------------------------------------------
 
 
-def _counted_bytes(image: ImageRecord) -> int:
-    # The full size bounds the unique size from above, so it can only make the budget evict less.
-    unique = image.unique_size
-    return image.size if unique is None else unique
-
-
 def _evict(
     context: _Context,
     budget: DiskBudget,
     disk: DiskUsage,
     candidates: Sequence[ImageRecord],
     verdicts: Mapping[str, Verdict],
-) -> dict[str, Verdict]:
-    """Evict least recently used removable images while the budget is exceeded."""
-    freed = sum(_counted_bytes(image) for image in candidates if verdicts[image.id].removes)
+) -> tuple[dict[str, Verdict], BudgetCheck]:
+    """Evict least recently used removable images while the budget is exceeded; numbered in
+    the order they go, with the budget's figures."""
+    freed = sum(counted_bytes(image) for image in candidates if verdicts[image.id].removes)
     images_size, used = disk.images_size - freed, disk.filesystem_used - freed
 
     def over(target_percent: float | None) -> bool:
@@ -548,18 +548,16 @@ def _evict(
         too_full = target_percent is not None and used * 100 > target_percent * disk.filesystem_size
         return too_big or too_full
 
-    if not over(budget.high):
-        return {}
     evicted: dict[str, Verdict] = {}
     remaining = [image for image in candidates if not verdicts[image.id].removes]
     remaining.sort(
         key=lambda image: (context.last_used.get(image.id, float(image.created)), image.id)
     )
-    for image in remaining:
+    for image in remaining if over(budget.high) else ():
         if not over(budget.low):
             break
         used_at = context.last_used.get(image.id)
-        reason = _eviction_reason(budget, disk, images_size, used)
+        reason = eviction_reason(budget, disk, images_size, used)
         decision = Decision(
             image.short_id, False, Rung.DISK, reason, age=context.age(image), last_used=used_at
         )
@@ -568,28 +566,19 @@ def _evict(
             Fate.EVICT,
             (*verdicts[image.id].decisions, decision),
             freed_bytes=image.unique_size,
+            eviction=len(evicted) + 1,
         )
-        images_size -= _counted_bytes(image)
-        used -= _counted_bytes(image)
-    return evicted
-
-
-def _eviction_reason(budget: DiskBudget, disk: DiskUsage, images_size: int, used: int) -> str:
-    parts = []
-    if budget.max_total is not None:
-        parts.append(f"images take {format_size(images_size)}, max_total {format_size(budget.max_total)}")
-    if budget.low is not None and disk.filesystem_size > 0:
-        parts.append(
-            f"the disk is {used * 100 / disk.filesystem_size:.1f}% full, low {budget.low:g}%"
-        )
-    return "least recently used image evicted for the disk budget: " + "; ".join(parts)
+        images_size -= counted_bytes(image)
+        used -= counted_bytes(image)
+    going = sum(counted_bytes(image) for image in remaining if image.id in evicted)
+    return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))
 
 
 # --- result ------------------------------------------------------------------------
 
 
-def _result(verdicts: tuple[Verdict, ...]) -> RetentionResult:
+def _result(verdicts: tuple[Verdict, ...], budget: BudgetCheck | None) -> RetentionResult:
     removed = [v for v in verdicts if v.removes]
     freed = sum(v.freed_bytes or 0 for v in removed)
     unknown = sum(1 for v in removed if v.freed_bytes is None)
-    return RetentionResult(verdicts, freed, unknown)
+    return RetentionResult(verdicts, freed, unknown, budget)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import CliRun, DockerRun, ImageFactory
+from conftest import CliRun, DockerRun, ImageFactory, Sandbox
+from docker import APIClient
 
 from reconciler.cli.disk_usage import BAR_WIDTH
+from reconciler.model.usage import UsageFacts
+from reconciler.state.usage_store import record_usage
 
 WriteManifest = Callable[..., Path]
 
@@ -88,6 +92,65 @@ def test_plan_explain_is_a_table_sorted_by_verdict_with_evictions_running_total(
     to_free = re.search(r"To free: ([0-9.]+ [kMG]?B)\.", result.stdout)
     assert to_free is not None and " ".join(removed[-1][-2:]) == to_free.group(1)
     assert removed[0][-2:] != removed[-1][-2:]
+
+
+def test_plan_explain_lists_evictions_in_eviction_order_with_the_budget_they_meet(
+    run_cli: CliRun,
+    tmp_manifest: WriteManifest,
+    namespace: str,
+    image_factory: ImageFactory,
+    docker: DockerRun,
+    api: APIClient,
+    sandbox: Sandbox,
+    tmp_path: Path,
+) -> None:
+    day = 86_400
+    sizes = {"a": 400, "b": 800, "c": 1200}
+    refs = {name: image_factory(f"{name}:1", size_kb=kb, push=False, keep_local=True) for name, kb in sizes.items()}
+    ids = {name: docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip() for name, ref in refs.items()}
+    now = time.time()
+    # Ours arrived five days ago, and were last used as they were made (the daemon's events say
+    # so): a first, then b, then c. Every other image on the daemon arrives now for this state,
+    # and min_age keeps it.
+    state = tmp_path / "state"
+    arrived = {image_id: now - 5 * day for image_id in ids.values()}
+    record_usage(state, sandbox.docker_host, [UsageFacts(arrivals=arrived)], until=now - 5 * day)
+    layers = int(api.df()["LayersSize"])
+    # 1 MB over: a alone (410 kB) is not enough, a and b (1.23 MB) are.
+    manifest = tmp_manifest(f"""
+        version: 1
+        images: []
+        retention:
+          min_age: 2d
+          max_removal_percent: 100
+          disk: {{max_total: {layers - 1_000_000}B}}
+    """)
+    env = {"RECONCILE_STATE_DIR": str(state), "COLUMNS": "200"}
+    data = json.loads(run_cli("plan", manifest, "--explain", "-o", "json", env=env).stdout)
+    evicted = sorted((i["eviction"], i["image_id"]) for i in data["images"] if i["verdict"] == "evict")
+    assert evicted == [(1, ids["a"]), (2, ids["b"])], data["images"]
+    budget = data["disk_budget"]
+    assert budget["bytes_over_max_total"] == 1_000_000 and budget["evictions"] == 2
+    assert budget["evictions_free_bytes"] >= (400 + 800) * 1024
+
+    result = run_cli("plan", manifest, "--explain", env=env)
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["verdict", "image"])
+    rows = [line.split() for line in lines[header + 2 :] if line.strip()]
+    rows = rows[: next(i for i, row in enumerate(rows) if row[0] not in ("evict", "remove", "untag", "keep"))]
+    going = [row for row in rows if row[0] == "evict"]
+    assert [row[1] for row in going] == [refs["a"], refs["b"]]
+    # The last column runs up, eviction by eviction, to what the budget line says they free.
+    totals = [" ".join(row[-2:]) for row in going]
+    assert totals[0] != totals[1]
+    line = next(line for line in lines if line.startswith("Disk budget:"))
+    assert re.fullmatch(
+        r"Disk budget: images take [0-9.]+ [kMG]?B; max_total [0-9.]+ [kMG]?B needs 1 MB freed;"
+        r" these 2 evictions free ([0-9.]+ [kMG]?B)\.",
+        line,
+    ), line
+    assert line.endswith(f"free {totals[1]}."), (line, totals)
 
 
 def test_df_adds_up_disk_use_per_repository_and_what_the_manifest_would_free(
