@@ -126,26 +126,43 @@ def _basic(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+@pytest.fixture
+def sandbox_registry() -> str:
+    return os.environ["RECONCILE_SANDBOX_REGISTRY"]
+
+
+@pytest.fixture
+def through(sandbox_registry: str, forget_refs: list[str]) -> Callable[[str, RegistryProxy], str]:
+    """``through(ref, proxy)``: ``ref`` as pulled through ``proxy``, forgotten by the daemon afterwards."""
+
+    def proxied(ref: str, proxy: RegistryProxy) -> str:
+        via = ref.replace(sandbox_registry, proxy.address, 1)
+        forget_refs.append(via)
+        return via
+
+    return proxied
+
+
+def pull_manifest(tmp_manifest: ManifestWriter, ref: str, alias: str | None = None, more: str = "") -> Path:
+    """A manifest that wants ``ref`` (a ``:1.0`` tag), with ``alias`` on its image; ``more``: YAML after it."""
+    aliases = f'\n    aliases: ["{alias}"]' if alias else ""
+    return tmp_manifest(
+        f'version: 1\nimages:\n  - name: {ref.rsplit(":", 1)[0]}\n    tags: ["1.0"]{aliases}\n{more}'
+    )
+
+
 def test_registry_answering_503_twice_is_retried_until_the_pull_succeeds(
     run_cli: CliRun,
     api: APIClient,
     image_factory: ImageFactory,
     tmp_manifest: ManifestWriter,
     sandbox_registry: str,
-    forget_refs: list[str],
+    through: Callable[[str, RegistryProxy], str],
 ) -> None:
     ref = image_factory("flaky:1.0")
     with RegistryProxy(sandbox_registry, fail_manifests=2) as proxy:
-        proxied = ref.replace(sandbox_registry, proxy.address, 1)
-        forget_refs.append(proxied)
-        manifest = tmp_manifest(
-            f"""\
-            version: 1
-            images:
-              - name: {proxied.rsplit(":", 1)[0]}
-                tags: ["1.0"]
-            """
-        )
+        proxied = through(ref, proxy)
+        manifest = pull_manifest(tmp_manifest, proxied)
         applied = run_cli("apply", manifest, "--pull-timeout", "60")
     assert applied.code == 0, applied.stdout + applied.stderr
     assert proxy.failures_served == 2
@@ -192,13 +209,12 @@ def test_several_pulls_run_in_parallel_and_all_succeed(
     image_factory: ImageFactory,
     tmp_manifest: ManifestWriter,
     sandbox_registry: str,
-    forget_refs: list[str],
+    through: Callable[[str, RegistryProxy], str],
 ) -> None:
     refs = [image_factory(f"p{i}:1.0", size_kb=32) for i in range(6)]
     # A slow registry makes overlapping requests visible.
     with RegistryProxy(sandbox_registry, delay=0.2) as proxy:
-        proxied = [ref.replace(sandbox_registry, proxy.address, 1) for ref in refs]
-        forget_refs.extend(proxied)
+        proxied = [through(ref, proxy) for ref in refs]
         entries = "".join(f'  - name: {ref.rsplit(":", 1)[0]}\n    tags: ["1.0"]\n' for ref in proxied)
         manifest = tmp_manifest(f"version: 1\nimages:\n{entries}")
         applied = run_cli("apply", manifest, "-o", "json", "--parallelism", "4")
@@ -211,9 +227,6 @@ def test_several_pulls_run_in_parallel_and_all_succeed(
     assert applied.stderr == ""  # -o json: no progress lines
 
 
-@pytest.fixture
-def sandbox_registry() -> str:
-    return os.environ["RECONCILE_SANDBOX_REGISTRY"]
 
 
 RATE_LIMIT_TIMEOUT = 8.0  # seconds of --pull-timeout: room for a few retries, and a short test
@@ -232,7 +245,7 @@ def test_registry_that_only_rate_limits_is_given_up_on_and_apply_exits_75(
     image_factory: ImageFactory,
     tmp_manifest: ManifestWriter,
     sandbox_registry: str,
-    forget_refs: list[str],
+    through: Callable[[str, RegistryProxy], str],
 ) -> None:
     wanted = image_factory("limited:1.0")
     # The alias points at an old image; the manifest wants it on the image that cannot be fetched.
@@ -241,18 +254,9 @@ def test_registry_that_only_rate_limits_is_given_up_on_and_apply_exits_75(
     old_id = image_id(api, old)
     gone = image_factory("gone:1.0", push=False, keep_local=True)
     with RegistryProxy(sandbox_registry, fail_manifests=None, fail_status=429, retry_after=1) as proxy:
-        proxied = wanted.replace(sandbox_registry, proxy.address, 1)
-        forget_refs.append(proxied)
-        manifest = tmp_manifest(
-            f"""\
-            version: 1
-            images:
-              - name: {proxied.rsplit(":", 1)[0]}
-                tags: ["1.0"]
-                aliases: ["{old}"]
-              - name: {gone.rsplit(":", 1)[0]}
-                state: absent
-            """
+        proxied = through(wanted, proxy)
+        manifest = pull_manifest(
+            tmp_manifest, proxied, alias=old, more=f"  - name: {gone.rsplit(':', 1)[0]}\n    state: absent\n"
         )
         started = time.monotonic()
         applied = run_cli("apply", manifest, "-o", "json", "--pull-timeout", str(RATE_LIMIT_TIMEOUT))
@@ -279,7 +283,7 @@ def test_removal_waiting_on_a_rate_limited_pull_is_skipped_and_the_image_kept(
     image_factory: ImageFactory,
     tmp_manifest: ManifestWriter,
     sandbox_registry: str,
-    forget_refs: list[str],
+    through: Callable[[str, RegistryProxy], str],
 ) -> None:
     wanted = image_factory("limited:1.0")
     # live:latest is the old image's only tag. The manifest moves it to the image the pull fetches, and
@@ -287,19 +291,8 @@ def test_removal_waiting_on_a_rate_limited_pull_is_skipped_and_the_image_kept(
     old = image_factory("live:latest", push=False, keep_local=True)
     old_id = image_id(api, old)
     with RegistryProxy(sandbox_registry, fail_manifests=None, fail_status=429, retry_after=1) as proxy:
-        proxied = wanted.replace(sandbox_registry, proxy.address, 1)
-        forget_refs.append(proxied)
-        manifest = tmp_manifest(
-            f"""\
-            version: 1
-            images:
-              - name: {proxied.rsplit(":", 1)[0]}
-                tags: ["1.0"]
-                aliases: ["{old}"]
-            prune:
-              dangling: true
-            """
-        )
+        proxied = through(wanted, proxy)
+        manifest = pull_manifest(tmp_manifest, proxied, alias=old, more="prune:\n  dangling: true\n")
         planned = run_cli("plan", manifest, "-o", "json")
         assert planned.code == 0, planned.stdout + planned.stderr
         removals = [s for s in json.loads(planned.stdout)["steps"] if s["action"] == "remove"]
@@ -323,20 +316,12 @@ def test_registry_rate_limiting_twice_then_serving_is_retried_until_the_pull_suc
     image_factory: ImageFactory,
     tmp_manifest: ManifestWriter,
     sandbox_registry: str,
-    forget_refs: list[str],
+    through: Callable[[str, RegistryProxy], str],
 ) -> None:
     ref = image_factory("limited:1.0")
     with RegistryProxy(sandbox_registry, fail_manifests=2, fail_status=429, retry_after=1) as proxy:
-        proxied = ref.replace(sandbox_registry, proxy.address, 1)
-        forget_refs.append(proxied)
-        manifest = tmp_manifest(
-            f"""\
-            version: 1
-            images:
-              - name: {proxied.rsplit(":", 1)[0]}
-                tags: ["1.0"]
-            """
-        )
+        proxied = through(ref, proxy)
+        manifest = pull_manifest(tmp_manifest, proxied)
         applied = run_cli("apply", manifest, "--pull-timeout", str(RATE_LIMIT_TIMEOUT))
     assert applied.code == 0, applied.stdout + applied.stderr
     assert proxy.failures_served == 2
