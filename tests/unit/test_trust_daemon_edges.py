@@ -259,7 +259,7 @@ def test_a_max_total_budget_is_refused_when_the_daemon_reports_no_layer_sizes(tm
         read_host_facts(host, manifest, None, tmp_path, now=1e9)
     assert caught.value.exit_code is ExitCode.USAGE
     message = str(caught.value)
-    assert "unix:///podman.sock" in message and "LayersSize 0" in message and "5000 bytes" in message
+    assert "unix:///podman.sock" in message and "LayersSize 0" in message and "5 kB" in message
     assert "max_total" in message
 
 
