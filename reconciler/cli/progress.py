@@ -43,6 +43,8 @@ def plain_line(event: PullEvent) -> str | None:
         return f"pulling {event.ref}"
     if event.kind is EventKind.RETRY:
         return f"retrying {event.ref} in {event.delay:.0f}s: {event.reason}"
+    if event.kind is EventKind.DONE and event.all_present:
+        return f"pulled {event.ref} in {event.elapsed:.1f}s: all layers already present"
     if event.kind is EventKind.DONE:
         return f"pulled {event.ref} ({human_bytes(event.bytes_total)}) in {event.elapsed:.1f}s"
     if event.kind is EventKind.FAILED:
@@ -159,6 +161,8 @@ class LivePullProgress:
             total = event.bytes_total or None
             done = event.bytes_total if event.kind is EventKind.DONE else event.bytes_done
             description = f"[green]pulled[/] {name}" if event.kind is EventKind.DONE else name
+            if event.all_present:
+                description += ", all layers already present"
             self._progress.update(
                 task, description=description, completed=done, total=total, layers=layers
             )

@@ -109,6 +109,7 @@ class PullEvent:
     elapsed: float = 0.0  # seconds since the first attempt started
     delay: float = 0.0  # RETRY: seconds until the next attempt
     reason: str = ""  # RETRY, FAILED: the error
+    all_present: bool = False  # DONE: nothing was fetched, the daemon had every layer
 
 
 PullCallback = Callable[[PullEvent], None]
@@ -263,14 +264,16 @@ class Puller:
                 self._sleep(delay)
                 continue
             done = tally.event(EventKind.DONE, name, time.monotonic() - started)
-            self._emit(done if done.bytes_total else _sized_by_image(done, host, ref))
             downloaded = tally.downloaded
-            return PullStats(
+            stats = PullStats(
                 seconds=done.elapsed,
                 downloaded_bytes=None if earlier is None or downloaded is None else earlier + downloaded,
                 layers_fetched=len(tally.fetched),
                 layers_present=len(tally.present),
             )
+            done = dataclasses.replace(done, all_present=stats.all_layers_present)
+            self._emit(done if done.bytes_total else _sized_by_image(done, host, ref))
+            return stats
 
     def _attempt(
         self,

@@ -355,7 +355,8 @@ def test_the_apply_report_gives_each_pulls_download_and_time_and_says_when_all_l
     assert re.search(r"pulled \([0-9.]+ kB; downloaded [0-9.]+ kB in [0-9.]+s\)$", pulled_fresh), pulled_fresh
     pulled_known = next(line for line in lines if f"{namespace}/known:2:" in line)
     assert re.search(r"all layers already present in [0-9.]+s\)$", pulled_known), pulled_known
-    assert "(0 B)" not in text.stdout
+    assert "(0 B)" not in text.stdout + text.stderr
+    assert re.search(rf"pulled {re.escape(namespace)}/known:2 in [0-9.]+s: all layers already present", text.stderr)
     assert re.search(r"Pulled 2 images \([0-9.]+ kB\): downloaded [0-9.]+ kB\.", text.stdout), text.stdout
 
     docker("image", "rm", fresh, f"{namespace}/known:2")

@@ -269,3 +269,17 @@ def test_a_pull_stream_without_sizes_downloaded_an_unknown_amount() -> None:
     host.add_to_registry("reg.local/app:2")
     stats = Puller(deadline=5.0).pull(host, parse_reference("reg.local/app:2"), None)
     assert stats.downloaded_bytes is None and not stats.all_layers_present
+
+
+def test_a_pull_that_fetched_nothing_says_all_layers_were_already_present() -> None:
+    host = FakeDockerHost()
+    host.add_to_registry("reg.local/app:1", layers={"app": 500})
+    events: list[PullEvent] = []
+    puller = Puller(deadline=5.0, on_event=events.append)
+    puller.pull(host, parse_reference("reg.local/app:1"), None)
+    first = plain_line(events[-1]) or ""
+    assert not events[-1].all_present and "already present" not in first
+    puller.pull(host, parse_reference("reg.local/app:1"), None)
+    again = plain_line(events[-1]) or ""
+    assert events[-1].all_present and again.endswith(": all layers already present"), again
+    assert "(0 B)" not in again
