@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 
 from reconciler.daemon.host import (
     BuildCachePruned,
+    BuildFailed,
+    BuildRequest,
     DaemonIdentity,
     DiskUsageReport,
     ImageConflict,
     ImageDetails,
     ImageMissing,
+    OutputLine,
     ProgressChunk,
     PullStreamFailed,
 )
@@ -123,6 +126,8 @@ class FakeDockerHost:
     refs: dict[str, str] = field(default_factory=dict)  # canonical tag or digest reference -> image id
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     cache_records: dict[str, BuildCacheRecord] = field(default_factory=dict)  # BuildKit's, by id
+    fail_builds: dict[str, str] = field(default_factory=dict)  # canonical tag -> the builder's error
+    builds: list[BuildRequest] = field(default_factory=list)  # every build asked for, in order
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _seeds: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
@@ -367,6 +372,35 @@ class FakeDockerHost:
             if ref.digest is None:
                 self.refs[key] = content.id
         self._event("image", "pull", ref.familiar(), {"name": ref.familiar()})
+
+    def build_image(self, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
+        """A new image of the request's labels and context (its files' contents), tagged; a failure
+        scripted in ``fail_builds`` tags nothing."""
+        self._enter("build_image")
+        self.builds.append(request)
+        ref = parse_reference(request.tag)
+        on_line(f"Step 1/1 : FROM scratch ({request.context})")
+        if ref.canonical() in self.fail_builds:
+            raise BuildFailed(self.fail_builds[ref.canonical()])
+        image_id = sha(f"build:{request.tag}:{sorted(request.labels.items())}:{sorted(request.args.items())}")
+        labels = tuple(sorted(request.labels.items()))
+        with self._lock:
+            content = FakeImage(image_id, sha("manifest:" + image_id), _layers(None, 10, f"own:{image_id}"), int(self.clock()))
+            self.images.setdefault(image_id, _Local(content, labels=labels))
+            self.refs[ref.canonical()] = image_id
+        self._event("image", "tag", image_id, {"name": ref.familiar()})
+        return image_id
+
+    def load_image(self, archive: str, deadline: float, on_line: OutputLine) -> tuple[str, ...]:
+        """One image whose id comes from the archive's bytes; no tag, as an archive saved by id."""
+        self._enter("load_image")
+        with open(archive, "rb") as handle:
+            image_id = sha("load:" + hashlib.sha256(handle.read()).hexdigest())
+        with self._lock:
+            content = FakeImage(image_id, sha("manifest:" + image_id), _layers(None, 10, f"own:{image_id}"), 0)
+            self.images.setdefault(image_id, _Local(content))
+        on_line(f"Loaded image ID: {image_id}")
+        return (image_id,)
 
     def session(self) -> FakeDockerHost:
         """The same daemon: the state (and ``calls``) are shared, so a session is this host."""

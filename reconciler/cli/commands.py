@@ -41,7 +41,11 @@ from reconciler.errors import (
     ManifestError,
     ReconcilerError,
 )
-from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
+from reconciler.execution.defaults import (
+    DEFAULT_BUILD_TIMEOUT,
+    DEFAULT_PARALLELISM,
+    DEFAULT_PULL_TIMEOUT,
+)
 from reconciler.loading.schema import schema_text
 from reconciler.loading.yaml_source import read_yaml
 from reconciler.model.clock import utc_now
@@ -190,6 +194,14 @@ def plan(
     help="Seconds one pull may take, retries included, before it is given up.",
 )
 @click.option(
+    "--build-timeout",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    default=DEFAULT_BUILD_TIMEOUT,
+    show_default=True,
+    help="Seconds one build (source: build) or load (source: load) may take before it is given up.",
+)
+@click.option(
     "--parallelism",
     type=click.IntRange(min=1, max=32),
     metavar="N",
@@ -236,6 +248,7 @@ def apply(
     host_timeout: float,
     output: str,
     pull_timeout: float,
+    build_timeout: float,
     parallelism: int,
     quiet: bool,
     state_dir: Path | None,
@@ -278,6 +291,7 @@ def apply(
         state_dir=state_dir or default_state_dir(),
         warn=warn,
         pull_timeout=pull_timeout,
+        build_timeout=build_timeout,
         parallelism=parallelism,
         lock_timeout=lock_timeout,
         max_removals=max_removals,

@@ -139,6 +139,8 @@ class HostSummary:
 
 _PAST = {
     "pull": "pulled",
+    "build": "built",
+    "load": "loaded",
     "tag": "tagged",
     "untag": "untagged",
     "remove": "removed",

@@ -17,6 +17,8 @@ NO_CHANGES = "No changes. The host matches {manifest}."
 
 _SIGN = {
     Action.PULL: "+",
+    Action.BUILD: "+",
+    Action.LOAD: "+",
     Action.TAG: "+",
     Action.UNTAG: "-",
     Action.REMOVE: "-",
@@ -24,6 +26,8 @@ _SIGN = {
 }
 _STYLE = {
     Action.PULL: "green",
+    Action.BUILD: "green",
+    Action.LOAD: "green",
     Action.TAG: "green",
     Action.UNTAG: "yellow",
     Action.REMOVE: "red",

@@ -226,6 +226,16 @@ class ApplyConsole:
         if display is not None:
             self._while_live(lambda: display(event))
 
+    def build_output(self, ref: str, line: str) -> None:
+        """A build's or a load's output, line by line, to stderr as pull progress goes (text output only)."""
+        if not self.text or self.quiet:
+            return
+        if self._display is not None:
+            self._display.stop()  # the pulls have ended: builds run after them
+        prefix = f"{self._label}: " if self._label else ""
+        text = escape(f"{prefix}{ref}: {line}")
+        self._while_live(lambda: err().print(f"[dim]{text}[/]", highlight=False))
+
     def step_result(self, result: StepResult) -> None:
         if self._display is not None:
             self._display.stop()  # results come once every pull has ended; the live display must not garble them

@@ -25,6 +25,8 @@ from reconciler.daemon.build_cache_records import build_cache_from_df, prune_fil
 from reconciler.daemon.engine_kind import EngineKind, engine_from_version, podman_identity
 from reconciler.daemon.host import (
     BuildCachePruned,
+    BuildFailed,
+    BuildRequest,
     DaemonIdentity,
     DaemonRefused,
     DiskUsageBusy,
@@ -32,9 +34,11 @@ from reconciler.daemon.host import (
     ImageConflict,
     ImageDetails,
     ImageMissing,
+    OutputLine,
     ProgressChunk,
     PullStreamFailed,
 )
+from reconciler.daemon.local_builds import cli_build, legacy_build, load_archive
 from reconciler.daemon.registry_api import manifest_digest
 from reconciler.errors import DaemonError, DaemonUnavailable, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
@@ -332,6 +336,21 @@ class DockerEngine:
             with self._streams_lock:
                 self._streams.discard(response)
             response.close()
+
+    def build_image(self, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
+        remaining = self._left_for("POST /build", deadline)
+        if request.buildkit:
+            return cli_build(self._address, self._options.get("tls"), request, remaining, on_line)
+        return legacy_build(self._api, request, remaining, on_line)
+
+    def load_image(self, archive: str, deadline: float, on_line: OutputLine) -> tuple[str, ...]:
+        return load_archive(self._api, archive, self._left_for("POST /images/load", deadline), on_line)
+
+    def _left_for(self, what: str, deadline: float) -> float:
+        """``deadline`` cut to what is left of the host's; a BuildFailed when nothing is."""
+        if self._deadline.passed:
+            raise BuildFailed(f"{_out_of_time(self._address, self._deadline)} ({what} was not sent).", lost=True)
+        return self._deadline.bound(max(deadline, 0.001))
 
     # --- deadlines and errors -------------------------------------------------
 

@@ -104,7 +104,33 @@ class PullStreamFailed(DaemonError):
         self.broken = broken
 
 
+class BuildFailed(DaemonError):
+    """A build or load did not make its image: the builder's own error, or the deadline.
+
+    ``lost`` is True when the daemon itself stopped answering, ``timed_out`` when the deadline passed.
+    """
+
+    def __init__(self, message: str, *, lost: bool = False, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost
+        self.timed_out = timed_out
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One build: the context directory, the Dockerfile in it, the reference it tags, its labels."""
+
+    context: str
+    dockerfile: str
+    tag: str  # name:tag
+    labels: Mapping[str, str] = field(default_factory=dict)
+    args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    buildkit: bool = False  # through the docker CLI (DOCKER_BUILDKIT=1 docker build)
+
+
 ProgressChunk = Mapping[str, Any]  # one decoded line of a pull's progress stream
+OutputLine = Callable[[str], None]  # one line of a build's or a load's output
 
 
 class DockerHost(Protocol):
@@ -168,6 +194,15 @@ class DockerHost(Protocol):
         on_chunk: Callable[[ProgressChunk], None],
     ) -> None:
         """One ``POST /images/create`` read to its end within ``deadline`` seconds; raises PullStreamFailed."""
+        ...
+
+    def build_image(self, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
+        """Build and tag ``request.tag`` within ``deadline`` seconds; the new image's id. Raises BuildFailed."""
+        ...
+
+    def load_image(self, archive: str, deadline: float, on_line: OutputLine) -> tuple[str, ...]:
+        """``POST /images/load`` of a `docker save` archive (plain or gzip) within ``deadline`` seconds:
+        the ids of the images it held. Raises BuildFailed."""
         ...
 
     def interrupt(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from reconciler.daemon.host import DaemonRefused, DockerHost, ImageConflict, ImageDetails
 from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
-from reconciler.execution.defaults import DEFAULT_PULL_TIMEOUT
+from reconciler.execution.defaults import DEFAULT_BUILD_TIMEOUT, DEFAULT_PULL_TIMEOUT
 from reconciler.execution.image_rules import (
     dropped_references,
     has_digest,
@@ -32,6 +32,7 @@ from reconciler.execution.image_rules import (
 )
 from reconciler.execution.image_snapshot import ImageSnapshot
 from reconciler.execution.interrupt import Interrupt
+from reconciler.execution.local_images import ImageMaker, OutputCallback
 from reconciler.execution.saved_plans import StaleChecks
 from reconciler.execution.step_errors import AGAIN, StepFailed, StepSkipped, StepStale
 from reconciler.model.inventory import ContainerRecord, short_id
@@ -57,11 +58,15 @@ class Executor(StaleChecks):
         refuse_stale: bool = False,
         interrupt: Interrupt | None = None,
         held: Callable[[str], str | None] | None = None,
+        build_timeout: float = DEFAULT_BUILD_TIMEOUT,
+        on_output: OutputCallback | None = None,
     ) -> None:
         """Pulls run ``parallelism`` at a time, each on its own session of ``host``. When
         ``interrupt`` fires, running pulls are cut and no further step starts. ``held`` says why
-        an image is held now (None: it is not); asked once per image, before its first untag or removal."""
+        an image is held now (None: it is not); asked once per image, before its first untag or removal.
+        Builds and loads run one at a time, each within ``build_timeout``; ``on_output`` gets their output."""
         self.host = host
+        self.maker = ImageMaker(host, build_timeout, on_output)
         self.held = held
         self._hold_gates: dict[str, str | None] = {}  # image id -> why it is held (None: it is not)
         self.interrupt = interrupt
@@ -79,6 +84,7 @@ class Executor(StaleChecks):
         self._failed_refs: Mapping[
             str, bool
         ] = {}  # refs whose pull or tag failed -> only rate-limited
+        self._not_made: dict[str, str] = {}  # refs whose build or load failed -> "built" or "loaded"
         self._failed_repos: dict[str, bool] = {}  # repositories of those refs -> only rate-limited
         self._dropping: dict[
             str, set[str]
@@ -132,8 +138,10 @@ class Executor(StaleChecks):
                     if before is None:
                         measure = None  # no figure before, none after: the removals still run
                 result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
-            if result.outcome is not Outcome.DONE and step.action in (Action.PULL, Action.TAG):
+            if result.outcome is not Outcome.DONE and (step.makes_image or step.action is Action.TAG):
                 failed_refs[reference_key(step.ref)] = result.rate_limited
+                if step.action in (Action.BUILD, Action.LOAD):
+                    self._not_made[reference_key(step.ref)] = "built" if step.action is Action.BUILD else "loaded"
                 name = parse_reference(step.ref).name
                 self._failed_repos[name] = (
                     self._failed_repos.get(name, True) and result.rate_limited
@@ -240,11 +248,13 @@ class Executor(StaleChecks):
             return StepResult(
                 step,
                 Outcome.SKIPPED,
-                f"{step.source} was not fetched, so nothing was tagged",
+                f"{step.source} was not {self._not_made.get(reference_key(step.source), 'fetched')}, so nothing was tagged",
                 rate_limited=failed_refs[reference_key(step.source)],
             )
         handler = {
             Action.PULL: lambda s: self._pull(s, self.host),
+            Action.BUILD: self.maker.build,
+            Action.LOAD: self.maker.load,
             Action.TAG: self._tag,
             Action.UNTAG: self._untag,
             Action.REMOVE: self._remove,
@@ -254,9 +264,7 @@ class Executor(StaleChecks):
             held = self._held_for_replacement(step) or self._removal_gate(step)
             if held is not None:
                 return held
-        if (
-            self.refuse_stale and step.action is not Action.PULL
-        ):  # pulls were checked before they started
+        if self.refuse_stale and not step.makes_image:  # pulls were checked before they started
             return self._guarded(step, lambda: self._fresh(step, handler))
         return self._guarded(step, lambda: handler(step))
 
@@ -291,9 +299,14 @@ class Executor(StaleChecks):
         return StepResult(
             step,
             Outcome.SKIPPED,
-            f"kept: a pull or tag of {familiar} failed in this run, so nothing it was to replace is touched",
+            f"kept: a {self._what_failed(name)} of {familiar} failed in this run, so nothing it was to replace is touched",
             rate_limited=self._failed_repos[name],
         )
+
+    def _what_failed(self, name: str) -> str:
+        verbs = {"built": "build", "loaded": "load"}
+        made = {verbs[v] for k, v in self._not_made.items() if parse_reference(k).name == name}
+        return " or ".join(sorted(made)) if made else "pull or tag"
 
     def _removal_gate(self, step: Step) -> StepResult | None:
         """A removal is one unit: before the first untag of an image the plan removes, the image is

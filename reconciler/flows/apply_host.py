@@ -27,7 +27,11 @@ from reconciler.errors import (
     LargeRemovalRefused,
     ReconcilerError,
 )
-from reconciler.execution.defaults import DEFAULT_PARALLELISM, DEFAULT_PULL_TIMEOUT
+from reconciler.execution.defaults import (
+    DEFAULT_BUILD_TIMEOUT,
+    DEFAULT_PARALLELISM,
+    DEFAULT_PULL_TIMEOUT,
+)
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.holds import LiveHolds
@@ -41,13 +45,14 @@ from reconciler.model.host_facts import HostFacts
 from reconciler.model.inventory import Inventory
 from reconciler.model.manifest import Manifest
 from reconciler.model.plan import Action, Plan
-from reconciler.model.reference import tag_key
+from reconciler.model.reference import reference_key, tag_key
 from reconciler.model.report import Outcome, Report, StepResult
 from reconciler.model.usage import UsageFacts
 from reconciler.planning.host_plan import decide
 from reconciler.planning.removal_guard import removal_refusal
 from reconciler.planning.stale_containers import StaleContainer, stale_containers
 from reconciler.state.history import RunRecorder
+from reconciler.state.local_images import record_local_images
 from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
 from reconciler.state.plan_file import SavedPlan, check_applicable
 from reconciler.state.state_dir import ensure_state_dir
@@ -61,6 +66,8 @@ class ApplyListener(Protocol):
 
     def pull_event(self, event: PullEvent) -> None: ...
 
+    def build_output(self, ref: str, line: str) -> None: ...
+
     def step_result(self, result: StepResult) -> None: ...
 
     def finished(self) -> None: ...
@@ -72,6 +79,7 @@ class ApplyOptions:
     state_dir: Path
     warn: Callable[[str], None]
     pull_timeout: float = DEFAULT_PULL_TIMEOUT
+    build_timeout: float = DEFAULT_BUILD_TIMEOUT  # one build or load (source: build, source: load)
     parallelism: int = DEFAULT_PARALLELISM
     lock_timeout: float = 0.0
     max_removals: int | None = None
@@ -191,6 +199,8 @@ def _apply_locked(
         refuse_stale=saved is not None,
         interrupt=interrupt,
         held=holds,  # a hold placed since the plan was made still keeps its image
+        build_timeout=options.build_timeout,
+        on_output=listener.build_output,
     )
     try:
         report = executor.apply(plan, on_result=result, measure=lambda: host.disk_usage().layers_size)
@@ -198,6 +208,7 @@ def _apply_locked(
         listener.finished()
     if facts is not None:
         _record_usage(options, facts, report, now)
+        _record_local_images(options, facts, report)
     stale = _stale_after(host, manifest, facts, plan, report)
     return ApplyOutcome(host.address, plan, apply_exit_code(report), report=report, stale=stale)
 
@@ -207,7 +218,7 @@ def _stale_after(
 ) -> tuple[StaleContainer, ...]:
     """Containers running an image a declared tag (for a saved plan: a tag it pulled) left, after the run:
     read again when a pull moved something, else as the run found them. Never fails the apply."""
-    pulled = [r for r in report.results if r.step.action is Action.PULL and r.outcome is Outcome.DONE]
+    pulled = [r for r in report.results if r.step.makes_image and r.outcome is Outcome.DONE]
     if manifest is not None:
         declared: frozenset[str] = manifest.declared.tags
     else:
@@ -234,11 +245,11 @@ def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: 
     # After the steps: later than this run's look at the host, so "after" wins over "before".
     done_at = max(epoch_now(), now + 0.001)
     done = [r for r in report.results if r.outcome is Outcome.DONE]
-    pulled = {r.image_id: done_at for r in done if r.step.action is Action.PULL and r.image_id}
+    pulled = {r.image_id: done_at for r in done if r.step.makes_image and r.image_id}
     tags = tuple(
         (tag, r.image_id, done_at)
         for r in done
-        if r.step.action in (Action.PULL, Action.TAG) and r.image_id and (tag := tag_key(r.step.ref))
+        if (r.step.makes_image or r.step.action is Action.TAG) and r.image_id and (tag := tag_key(r.step.ref))
     )
     removed = {image_id: done_at for r in done for image_id in r.deleted}
     own = UsageFacts(uses=pulled, tags=tags, arrivals=pulled, departures=removed)
@@ -249,4 +260,23 @@ def _record_usage(options: ApplyOptions, facts: HostFacts, report: Report, now: 
     except (sqlite3.Error, OSError, ReconcilerError) as exc:
         options.warn(
             f"The usage state could not be written to {options.state_dir} ({exc}); the apply itself is not affected."
+        )
+
+
+def _record_local_images(options: ApplyOptions, facts: HostFacts, report: Report) -> None:
+    """Which image each loaded archive gave, and the parts of each build's inputs (to name what
+    changed next time). Never raises: a record lost costs one more load, or a vaguer reason."""
+    done = [r for r in report.results if r.outcome is Outcome.DONE and r.step.inputs]
+    loaded = {r.step.inputs: r.image_id for r in done if r.step.action is Action.LOAD and r.step.inputs and r.image_id}
+    built = {
+        r.step.inputs: parts
+        for r in done
+        if r.step.action is Action.BUILD and r.step.inputs
+        if (parts := facts.local.inputs.get(reference_key(r.step.ref))) is not None
+    }
+    try:
+        options.while_live(lambda: record_local_images(options.state_dir, loaded, built))
+    except OSError as exc:
+        options.warn(
+            f"What was built and loaded could not be recorded in {options.state_dir} ({exc}); the apply itself is not affected."
         )

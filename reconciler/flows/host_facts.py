@@ -20,6 +20,7 @@ from pathlib import Path
 from reconciler.daemon.host import DockerHost
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
+from reconciler.flows.local_facts import read_local_facts
 from reconciler.flows.on_sessions import map_on_sessions
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
@@ -68,8 +69,9 @@ def read_host_facts(
         return HostFacts(inventory)
     holds = read_holds(lock_directory(state_dir, create=False), daemon_identity(host), warn)
     cache = host.build_cache() if manifest.build_cache is not None else None
+    local = read_local_facts(manifest, state_dir)
     if manifest.retention is None and not explain and not learn:
-        return HostFacts(inventory, holds=holds, build_cache=cache)
+        return HostFacts(inventory, holds=holds, build_cache=cache, local=local)
     stored = read_usage(state_dir, host.address)
     learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
@@ -87,6 +89,7 @@ def read_host_facts(
         learning.anchor,
         holds=holds,
         build_cache=cache,
+        local=local,
     )
 
 

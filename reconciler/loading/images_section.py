@@ -3,7 +3,8 @@
 On entries the schema accepted: the reference grammar of names, tags, aliases
 and digests; keys that mean nothing for an absent repository; a repository
 declared twice; an alias claimed twice, also a declared tag, or in an absent
-repository.
+repository; the keys of ``source: build`` and ``source: load`` (which other keys they exclude).
+Whether their paths exist is :mod:`reconciler.loading.local_sources`' business.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from dataclasses import dataclass, replace
 from reconciler.errors import Diagnostic
 from reconciler.loading.plain_values import as_text, as_texts
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath, format_path
-from reconciler.model.manifest import ImageSpec, ImageState, PullPolicy, Source
+from reconciler.model.manifest import (
+    Builder,
+    BuildRecipe,
+    ImageSource,
+    ImageSpec,
+    ImageState,
+    PullPolicy,
+    Source,
+)
 from reconciler.model.reference import (
     InvalidReference,
     Reference,
@@ -27,7 +36,18 @@ from reconciler.model.reference import (
 _TAG_RULE = (
     "a tag has 1 to 128 ASCII letters, digits, '_', '.' or '-', and does not start with '.' or '-'"
 )
-_ABSENT_ONLY_KEYS = ("tags", "aliases", "digest", "platform", "pull")
+_BUILD_KEYS = ("context", "dockerfile", "args", "target", "builder")
+_ABSENT_ONLY_KEYS = (
+    "tags",
+    "aliases",
+    "digest",
+    "platform",
+    "pull",
+    "source",
+    *_BUILD_KEYS,
+    "archive",
+)
+_PULL_ONLY_KEYS = ("digest", "pull", "platform")
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,7 @@ class Semantics:
         tags = self._tags(path, as_texts(raw.get("tags")))
         aliases = self._aliases(path, as_texts(raw.get("aliases")))
         digest = self._digest(path, as_text(raw.get("digest")))
+        build, archive = self._local_source(path, raw)
         if repository is None:
             return None
         return ImageSpec(
@@ -97,7 +118,54 @@ class Semantics:
             digest=digest,
             platform=as_text(raw.get("platform")),
             pull=PullPolicy(as_text(raw.get("pull")) or PullPolicy.IF_MISSING.value),
+            build=build,
+            archive=archive,
         )
+
+    def _local_source(
+        self, path: YamlPath, raw: dict[str, Plain]
+    ) -> tuple[BuildRecipe | None, str | None]:
+        """The recipe of ``source: build``, the archive of ``source: load`` (paths as written)."""
+        source = ImageSource(as_text(raw.get("source")) or ImageSource.PULL.value)
+        if source is not ImageSource.PULL:
+            for key in _PULL_ONLY_KEYS:
+                if key in raw:
+                    self._report(
+                        (*path, key),
+                        f"'{key}' is about pulling from a registry, and source: {source.value} makes the image"
+                        " on this host; remove it (or the source).",
+                        at_key=True,
+                    )
+        needs = {ImageSource.BUILD: "context", ImageSource.LOAD: "archive"}.get(source)
+        if needs is not None and needs not in raw:
+            self._report((*path, "source"), f"source: {source.value} needs '{needs}'; add it.")
+        owners = {**{key: ImageSource.BUILD for key in _BUILD_KEYS}, "archive": ImageSource.LOAD}
+        for key, owner in owners.items():
+            if key in raw and source is not owner:
+                self._report(
+                    (*path, key),
+                    f"'{key}' belongs to source: {owner.value}, and this entry's source is {source.value};"
+                    f" add source: {owner.value} or remove '{key}'.",
+                    at_key=True,
+                )
+        if source is ImageSource.BUILD:
+            args = raw.get("args")
+            pairs = (
+                sorted((k, v) for k, v in args.items() if isinstance(v, str))
+                if isinstance(args, dict)
+                else []
+            )
+            recipe = BuildRecipe(
+                context=as_text(raw.get("context")) or ".",
+                dockerfile=as_text(raw.get("dockerfile")) or "Dockerfile",
+                args=tuple(pairs),
+                target=as_text(raw.get("target")),
+                builder=Builder(as_text(raw.get("builder")) or Builder.LEGACY.value),
+            )
+            return recipe, None
+        if source is ImageSource.LOAD:
+            return None, as_text(raw.get("archive"))
+        return None, None
 
     def _repository(self, path: YamlPath, name: str) -> Reference | None:
         name_path = (*path, "name")

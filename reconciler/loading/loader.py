@@ -5,7 +5,8 @@ read the YAML (:mod:`reconciler.loading.yaml_source`), substitute environment
 variables in string values (:mod:`reconciler.loading.env_substitution`), validate
 against the JSON Schema (:mod:`reconciler.loading.schema_messages`), then check what
 a schema cannot say (reference grammar, repositories and aliases declared
-twice: :mod:`reconciler.loading.images_section`; the ``retention:`` section:
+twice: :mod:`reconciler.loading.images_section`; the paths of built and loaded images:
+:mod:`reconciler.loading.local_sources`; the ``retention:`` section:
 :mod:`reconciler.loading.retention_section`). Only when no pass found anything is a
 Manifest built.
 """
@@ -22,6 +23,7 @@ from reconciler.errors import Diagnostic, ManifestError
 from reconciler.loading.build_cache_section import build_cache_spec
 from reconciler.loading.env_substitution import substitute_all
 from reconciler.loading.images_section import Semantics
+from reconciler.loading.local_sources import resolve_local_sources
 from reconciler.loading.retention_section import RetentionBuilder
 from reconciler.loading.schema_messages import schema_diagnostics
 from reconciler.loading.yaml_source import (
@@ -85,6 +87,8 @@ def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) ->
     diagnostics += schema_diagnostics(document, data)
     flawed = {index for d in diagnostics if (index := _entry_index(d.path)) is not None}
     images, found = Semantics(document).check(data.get("images"), flawed)
+    diagnostics += found
+    images, found = resolve_local_sources(document, images)
     diagnostics += found
     retention_flawed = any(d.path.startswith("retention") for d in diagnostics)
     retention = RetentionBuilder(document)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler.model.build_cache import BuildCacheRecord
+from reconciler.model.build_inputs import NO_LOCAL_FACTS, LocalFacts
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.usage import EventMark, UsageFacts, UsageState
@@ -32,3 +33,4 @@ class HostFacts:
     anchor: EventMark | None = None  # the newest daemon event this run saw, recorded by apply
     holds: tuple[Hold, ...] = ()  # the daemon's holds as recorded, expired ones included
     build_cache: tuple[BuildCacheRecord, ...] | None = None  # read only for a ``build_cache:`` section
+    local: LocalFacts = NO_LOCAL_FACTS  # the inputs of built and loaded images, read from local files

@@ -23,6 +23,28 @@ class ImageState(StrEnum):
     ABSENT = "absent"  # every local tag of the repository goes
 
 
+class ImageSource(StrEnum):
+    PULL = "pull"  # from a registry
+    BUILD = "build"  # built on the host from a Dockerfile
+    LOAD = "load"  # loaded from a `docker save` archive
+
+
+class Builder(StrEnum):
+    LEGACY = "legacy"  # the Engine API's own builder (POST /build)
+    BUILDKIT = "buildkit"  # BuildKit, through the docker CLI (the API's BuildKit path needs a gRPC session)
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How a ``source: build`` entry's first tag is made; paths absolute once loaded."""
+
+    context: str
+    dockerfile: str = "Dockerfile"  # relative to the context
+    args: tuple[tuple[str, str], ...] = ()  # sorted by name
+    target: str | None = None
+    builder: Builder = Builder.LEGACY
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a declaration stands in the manifest, for messages."""
@@ -52,6 +74,17 @@ class ImageSpec:
     pull: PullPolicy = PullPolicy.IF_MISSING
     state: ImageState = ImageState.PRESENT
     source: Source | None = field(default=None, compare=False)
+    build: BuildRecipe | None = None  # ``source: build``
+    archive: str | None = None  # ``source: load``: the `docker save` archive, an absolute path
+
+    @property
+    def origin(self) -> ImageSource:
+        """Where the entry's first tag comes from."""
+        if self.build is not None:
+            return ImageSource.BUILD
+        if self.archive is not None:
+            return ImageSource.LOAD
+        return ImageSource.PULL
 
     def tag_references(self) -> tuple[Reference, ...]:
         """The references ``repository:tag`` for every declared tag, in order."""

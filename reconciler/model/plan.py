@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from reconciler.model.manifest import BuildRecipe
+
 
 class Action(StrEnum):
     PULL = "pull"
+    BUILD = "build"  # a local build tags ``ref`` (``build``: how; ``inputs``: its inputs digest)
+    LOAD = "load"  # a `docker save` archive is loaded and ``ref`` tagged (``archive``; ``inputs``: its digest)
     TAG = "tag"
     UNTAG = "untag"
     REMOVE = "remove"
@@ -22,7 +26,15 @@ class Action(StrEnum):
 
 # Steps run in this order: what is fetched before what is pointed at it, and
 # every untag before the removal that deletes the image behind it; the build cache last.
-ACTION_ORDER = {Action.PULL: 0, Action.TAG: 1, Action.UNTAG: 2, Action.REMOVE: 3, Action.PRUNE_CACHE: 4}
+ACTION_ORDER = {
+    Action.PULL: 0,
+    Action.BUILD: 0,
+    Action.LOAD: 0,
+    Action.TAG: 1,
+    Action.UNTAG: 2,
+    Action.REMOVE: 3,
+    Action.PRUNE_CACHE: 4,
+}
 
 
 @dataclass(frozen=True)
@@ -36,9 +48,17 @@ class Step:
     platform: str | None = None  # pull: os/arch[/variant]
     expected_digest: str | None = None  # pull: the content the pulled reference must have
     blocked: str | None = None  # why the step will not run (in use, pull: never, ...)
+    build: BuildRecipe | None = None  # build: what to build
+    archive: str | None = None  # load: the archive's path
+    inputs: str | None = None  # build: the digest of its inputs (the image's label); load: the archive's sha256
 
     def sort_key(self) -> tuple[int, str, str]:
         return (ACTION_ORDER[self.action], self.ref, self.image_id or "")
+
+    @property
+    def makes_image(self) -> bool:
+        """A pull, build or load: the steps that bring an image to the host."""
+        return self.action in (Action.PULL, Action.BUILD, Action.LOAD)
 
     @property
     def is_destructive(self) -> bool:
@@ -56,7 +76,20 @@ class Step:
             "platform": self.platform,
             "expected_digest": self.expected_digest,
             "blocked": self.blocked,
+            **({"build": _recipe_dict(self.build)} if self.build else {}),
+            **({"archive": self.archive} if self.archive else {}),
+            **({"inputs": self.inputs} if self.inputs else {}),
         }
+
+
+def _recipe_dict(recipe: BuildRecipe) -> dict[str, Any]:
+    return {
+        "context": recipe.context,
+        "dockerfile": recipe.dockerfile,
+        "args": dict(recipe.args),
+        "target": recipe.target,
+        "builder": recipe.builder.value,
+    }
 
 
 @dataclass(frozen=True)

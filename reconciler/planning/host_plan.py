@@ -36,7 +36,7 @@ def decide(
     verdicts even without a ``retention:`` section (they then change nothing)."""
     inventory = facts.inventory
     held = held_images(facts.holds, inventory, now)
-    plan = plan_changes(manifest, inventory, held=frozenset(held))
+    plan = plan_changes(manifest, inventory, held=frozenset(held), local=facts.local)
     result = None
     if manifest.retention is not None or explain:
         spec = manifest.retention or RetentionSpec()

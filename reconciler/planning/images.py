@@ -18,16 +18,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Set
 
+from reconciler.model.build_inputs import NO_LOCAL_FACTS, LocalFacts
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
-from reconciler.model.manifest import DeclaredReferences, ImageSpec, Manifest, PullPolicy
+from reconciler.model.manifest import (
+    DeclaredReferences,
+    ImageSource,
+    ImageSpec,
+    Manifest,
+    PullPolicy,
+)
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference
+from reconciler.planning.local_images import ensure_built, ensure_loaded
 
 
-def plan_changes(manifest: Manifest, inventory: Inventory, held: Set[str] = frozenset()) -> Plan:
-    """Return the plan that makes ``inventory`` match ``manifest``; ``held`` images are no dangling images to prune."""
+def plan_changes(
+    manifest: Manifest, inventory: Inventory, held: Set[str] = frozenset(), local: LocalFacts = NO_LOCAL_FACTS
+) -> Plan:
+    """Return the plan that makes ``inventory`` match ``manifest``; ``held`` images are no dangling images
+    to prune; ``local``: the inputs of built and loaded entries, read from their files."""
     claims = manifest.declared
-    ensure = _wait_on_blocked_pulls([step for spec in manifest.present() for step in _ensure_present(spec, inventory)])
+    ensure = _wait_on_blocked_pulls(
+        [step for spec in manifest.present() for step in _ensure_present(spec, inventory, local)]
+    )
     moved_away = _tags_moved_away(ensure, inventory)
     wanted_gone = _tags_to_drop(manifest, inventory, claims)
     drops = _drop_steps(manifest, inventory, claims, wanted_gone, moved_away, _tags_gained(ensure))
@@ -52,8 +65,11 @@ def run_order(step: Step, inventory: Inventory) -> tuple[int, int, str, str]:
 # --- what must be present -------------------------------------------------
 
 
-def _ensure_present(spec: ImageSpec, inventory: Inventory) -> Iterator[Step]:
-    """Pull and tag steps that make every declared tag, pin and alias of ``spec`` true."""
+def _ensure_present(spec: ImageSpec, inventory: Inventory, local: LocalFacts) -> Iterator[Step]:
+    """Pull, build, load and tag steps that make every declared tag, pin and alias of ``spec`` true."""
+    if spec.origin is not ImageSource.PULL:
+        yield from _ensure_made_here(spec, inventory, local)
+        return
     primary_image: ImageRecord | None = None
     primary_settled = True  # False when the primary reference will be (re)pulled or moved
     for index, ref in enumerate(spec.tag_references()):
@@ -74,15 +90,37 @@ def _ensure_present(spec: ImageSpec, inventory: Inventory) -> Iterator[Step]:
     yield from _ensure_aliases(spec, primary_image if primary_settled else None, inventory)
 
 
+def _ensure_made_here(spec: ImageSpec, inventory: Inventory, local: LocalFacts) -> Iterator[Step]:
+    """A built or loaded entry: its first tag built or loaded; its other tags and aliases point there."""
+    first, *others = spec.tag_references()
+    make = ensure_built if spec.origin is ImageSource.BUILD else ensure_loaded
+    steps = list(make(spec, first, inventory, local))
+    yield from steps
+    primary = None if steps else inventory.image_by_tag.get(first.canonical())
+    for ref in (*others, *spec.aliases):
+        here = inventory.image_by_tag.get(ref.canonical())
+        if primary is not None and here is not None and here.id == primary.id:
+            continue
+        kind = "alias" if ref in spec.aliases else "tag"
+        where = "not on the host" if here is None else f"now points at {short_id(here.id)}"
+        yield _tag_step(ref, first, primary, f"{kind} of {first.familiar()}; {where}")
+
+
 def _wait_on_blocked_pulls(steps: list[Step]) -> list[Step]:
-    """A tag whose source a blocked pull was to fetch cannot run either."""
-    unreachable = {step.ref for step in steps if step.action is Action.PULL and step.blocked}
+    """A tag whose source a blocked pull, build or load was to make cannot run either."""
+    unreachable = {step.ref: step for step in steps if step.makes_image and step.blocked}
     return [
-        dataclasses.replace(step, blocked=f"it points at {step.source}, which cannot be pulled (pull: never)")
+        dataclasses.replace(step, blocked=_unreachable_source(step.source, unreachable[step.source]))
         if step.action is Action.TAG and not step.blocked and step.source in unreachable
         else step
         for step in steps
     ]
+
+
+def _unreachable_source(source: str, maker: Step) -> str:
+    if maker.action is Action.PULL:
+        return f"it points at {source}, which cannot be pulled (pull: never)"
+    return f"it points at {source}, which this run cannot {maker.action.value} ({maker.blocked})"
 
 
 def _ensure_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) -> Iterator[Step]:
@@ -174,7 +212,7 @@ def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, s
     """Image id -> canonical tags that pull or tag steps will point elsewhere."""
     moved: dict[str, set[str]] = {}
     for step in steps:
-        if step.blocked or step.action not in (Action.PULL, Action.TAG):
+        if step.blocked or not (step.makes_image or step.action is Action.TAG):
             continue
         ref = parse_reference(step.ref)
         if ref.digest:
@@ -182,7 +220,7 @@ def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, s
         old = inventory.image_by_tag.get(ref.canonical())
         if step.action is Action.PULL and ref.canonical() not in inventory.remote_digests:
             continue  # a re-pull whose registry digest is unknown may well leave the tag in place
-        if old is not None and (step.action is Action.PULL or old.id != step.image_id):
+        if old is not None and (step.action is not Action.TAG or old.id != step.image_id):
             moved.setdefault(old.id, set()).add(ref.canonical())
     return moved
 

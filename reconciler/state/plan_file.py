@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import PlanFileError, StalePlanError, UsageError
+from reconciler.model.manifest import Builder, BuildRecipe
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.state.atomic_file import write_atomically
 
@@ -271,6 +272,31 @@ def _step(raw: object, index: int) -> Step:
         platform=_optional(raw, "platform", str, where),
         expected_digest=_optional(raw, "expected_digest", str, where),
         blocked=_optional(raw, "blocked", str, where),
+        build=_recipe(raw.get("build"), f"{where}build."),
+        archive=_optional(raw, "archive", str, where) if "archive" in raw else None,
+        inputs=_optional(raw, "inputs", str, where) if "inputs" in raw else None,
+    )
+
+
+def _recipe(raw: object, where: str) -> BuildRecipe | None:
+    """A build step's recipe, as :meth:`Step.as_dict` writes it."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _BadField(f"{where.rstrip('.')} is not an object")
+    args = _field(raw, "args", dict, where)
+    if not all(isinstance(value, str) for value in args.values()):
+        raise _BadField(f"{where}args has a value that is not a string")
+    try:
+        builder = Builder(_field(raw, "builder", str, where))
+    except ValueError:
+        raise _BadField(f"{where}builder is not one of {', '.join(b.value for b in Builder)}") from None
+    return BuildRecipe(
+        context=_field(raw, "context", str, where),
+        dockerfile=_field(raw, "dockerfile", str, where),
+        args=tuple(sorted(args.items())),
+        target=_optional(raw, "target", str, where),
+        builder=builder,
     )
 
 

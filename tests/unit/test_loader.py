@@ -268,7 +268,7 @@ def test_merge_key_is_just_an_unknown_key() -> None:
         "images.yaml:2:1: base: unknown key 'base'; allowed keys: version, images, prune, retention, build_cache.",
         "images.yaml:4:5: images[0]: missing required key 'name'.",
         "images.yaml:4:5: images[0].<<: unknown key '<<'; allowed keys:"
-        " name, tags, aliases, digest, platform, pull, state.",
+        " name, tags, aliases, digest, platform, pull, source, context, dockerfile, args, target, builder, archive, state.",
     ]
 
 
@@ -426,7 +426,7 @@ def test_nesting_deep_only_through_aliases_is_refused() -> None:
         (
             "- name: app\n    tagz: [a]",
             "images.yaml:4:5: images[0].tagz: unknown key 'tagz'; did you mean 'tags'?"
-            " Allowed keys: name, tags, aliases, digest, platform, pull, state.",
+            " Allowed keys: name, tags, aliases, digest, platform, pull, source, context, dockerfile, args, target, builder, archive, state.",
         ),
         (
             "- name: app\n    tags: latest",
@@ -651,7 +651,7 @@ def test_semantic_checks_skip_entries_the_schema_refused() -> None:
             tagz: []
     """) == [
         "images.yaml:5:5: images[0].tagz: unknown key 'tagz'; did you mean 'tags'?"
-        " Allowed keys: name, tags, aliases, digest, platform, pull, state."
+        " Allowed keys: name, tags, aliases, digest, platform, pull, source, context, dockerfile, args, target, builder, archive, state."
     ]
 
 
@@ -677,7 +677,7 @@ def test_every_problem_is_reported_at_once_in_line_order() -> None:
         "images.yaml:5:11: images[0].pull: must be one of: if-missing, always, never (got 'sometimes').",
         """images.yaml:6:11: images[1].name: a name takes no tag; move '1.2' to tags: ["1.2"].""",
         "images.yaml:8:5: images[2].tagz: unknown key 'tagz'; did you mean 'tags'?"
-        " Allowed keys: name, tags, aliases, digest, platform, pull, state.",
+        " Allowed keys: name, tags, aliases, digest, platform, pull, source, context, dockerfile, args, target, builder, archive, state.",
         "images.yaml:10:13: prune.dangling: expected true or false, got 'no'.",
         "images.yaml:11:3: prune.extra: unknown key 'extra'; allowed keys: unlisted_tags, dangling.",
     ]

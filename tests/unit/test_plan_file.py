@@ -157,7 +157,7 @@ def test_edited_step_is_refused_with_its_path() -> None:
     with pytest.raises(PlanFileError, match=r"steps\[1\]\.bytes is not an int"):
         load_plan(sealed(document), "plan.json")
     document["steps"][1]["bytes"] = None
-    with pytest.raises(PlanFileError, match=r"steps\[5\]\.action 'delete' is not one of pull, tag, untag, remove"):
+    with pytest.raises(PlanFileError, match=r"steps\[5\]\.action 'delete' is not one of pull, build, load, tag, untag, remove"):
         load_plan(sealed(document), "plan.json")
 
 
