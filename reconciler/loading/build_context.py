@@ -112,14 +112,17 @@ def is_ignored(path: str, patterns: tuple[IgnorePattern, ...]) -> bool:
 
 def _walk(context: str, patterns: tuple[IgnorePattern, ...]) -> Iterator[tuple[str, str]]:
     """(relative path, digest) of every entry in the context, directories included, sorted."""
+    exceptions = any(pattern.exception for pattern in patterns)
     for directory, subdirs, names in os.walk(context, onerror=_raise):
         subdirs.sort()
         relative_dir = os.path.relpath(directory, context)
+        if patterns and not exceptions:
+            # Without an exception (!) nothing under an excluded directory comes back: skip it whole.
+            subdirs[:] = [d for d in subdirs if not is_ignored(d if relative_dir == "." else f"{relative_dir}/{d}", patterns)]
         for name in sorted([*subdirs, *names]):
             relative = name if relative_dir == "." else f"{relative_dir}/{name}"
             if patterns and is_ignored(relative, patterns):
-                # An excluded directory is still walked: an exception (!) may bring a file back.
-                continue
+                continue  # an excluded directory is still walked when an exception (!) may bring a file back
             full = os.path.join(directory, name)
             info = os.lstat(full)
             if stat.S_ISREG(info.st_mode):
