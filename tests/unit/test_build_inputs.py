@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reconciler.loading.build_context import is_ignored, parse_dockerignore, read_build_inputs
 from reconciler.model.build_inputs import what_changed
-from reconciler.model.manifest import BuildRecipe, Builder
+from reconciler.model.manifest import Builder, BuildRecipe
 
 
 def _context(root: Path, files: dict[str, str], order: list[str] | None = None) -> Path:
