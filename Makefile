@@ -66,7 +66,7 @@ unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
 # Every benchmark, one after another, each with its defaults; .venv's python has the package importable.
-BENCHES := plan_bench.py apply_bench.py pull_bench.py retention_bench.py peer_bench.py
+BENCHES := plan_bench.py apply_bench.py pull_bench.py retention_bench.py build_inputs_bench.py peer_bench.py
 
 bench: venv sandbox
 	@$(WITH_SANDBOX) for bench in $(BENCHES); do \

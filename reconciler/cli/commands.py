@@ -260,7 +260,7 @@ def apply(
     docker_context: str | None = None,
     yes: bool = False,
 ) -> None:
-    """Change the host until it matches FILE: pull, tag, untag, remove.
+    """Change the host until it matches FILE: pull, build, load, tag, untag, remove.
 
     FILE is a manifest, or a plan saved by `plan --out`: that plan runs as saved, and
     steps whose host state changed since are refused as stale. Several --host options, or
