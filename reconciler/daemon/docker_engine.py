@@ -38,7 +38,7 @@ from reconciler.daemon.host import (
     ProgressChunk,
     PullStreamFailed,
 )
-from reconciler.daemon.local_builds import cli_build, legacy_build, load_archive
+from reconciler.daemon.local_builds import cli_build, interrupt_builds, legacy_build, load_archive
 from reconciler.daemon.registry_api import manifest_digest
 from reconciler.errors import DaemonError, DaemonUnavailable, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
@@ -119,6 +119,7 @@ class DockerEngine:
             streams = list(self._streams)
         for response in streams:
             _cut(response)
+        interrupt_builds()
 
     # --- reading --------------------------------------------------------------
 

@@ -10,8 +10,10 @@ Each runs under its deadline; every failure becomes a :class:`BuildFailed` in th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -26,6 +28,8 @@ from reconciler.daemon.host import BuildFailed, BuildRequest, OutputLine
 
 DOCKER_CLI = "docker"
 _FOREIGN_CLI_VARS = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+_RUNNING: set[subprocess.Popen[str]] = set()  # docker CLI builds under way, for interrupt_builds
+_RUNNING_LOCK = threading.Lock()
 
 
 def legacy_build(api: Any, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
@@ -54,12 +58,8 @@ def legacy_build(api: Any, request: BuildRequest, deadline: float, on_line: Outp
             for line in str(chunk.get("stream") or "").splitlines():
                 if line.strip():
                     on_line(line.rstrip())
-    except docker.errors.APIError as exc:
-        raise BuildFailed(str(exc.explanation or exc).strip()) from None
-    except requests.exceptions.Timeout:
-        raise BuildFailed(f"the build did not finish within {deadline:g}s", timed_out=True) from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-        raise BuildFailed(f"lost the connection to the daemon: {exc}", lost=True) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise _failure("build", deadline, exc) from None
     if not image_id:
         found = api.inspect_image(request.tag)
         image_id = str(found.get("Id") or "")
@@ -111,14 +111,19 @@ def load_archive(api: Any, archive: str, deadline: float, on_line: OutputLine) -
         return tuple(dict.fromkeys(_image_id(api, name) for name in loaded))
     except OSError as exc:
         raise BuildFailed(f"cannot read the archive {archive}: {exc.strerror or exc}") from None
-    except docker.errors.APIError as exc:
-        raise BuildFailed(str(exc.explanation or exc).strip()) from None
-    except requests.exceptions.Timeout:
-        raise BuildFailed(f"the load did not finish within {deadline:g}s", timed_out=True) from None
-    except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-        raise BuildFailed(f"lost the connection to the daemon: {exc}", lost=True) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise _failure("load", deadline, exc) from None
     finally:
         api.timeout = saved_timeout
+
+
+def _failure(what: str, deadline: float, exc: Exception) -> BuildFailed:
+    """A docker-py or transport error of a build or load, in the daemon's words where it has them."""
+    if isinstance(exc, docker.errors.APIError):
+        return BuildFailed(str(exc.explanation or exc).strip())
+    if isinstance(exc, requests.exceptions.Timeout):
+        return BuildFailed(f"the {what} did not finish within {deadline:g}s", timed_out=True)
+    return BuildFailed(f"lost the connection to the daemon: {exc}", lost=True)
 
 
 def _loaded_name(line: str) -> list[str]:
@@ -167,16 +172,19 @@ def _run(command: list[str], environment: Mapping[str, str], deadline: float, on
         env=dict(environment),
         text=True,
         errors="replace",
+        start_new_session=True,  # its own process group: the CLI's plugins (buildx) end with it
     )
     timed_out = threading.Event()
 
     def stop() -> None:
         timed_out.set()
-        process.kill()
+        _kill_group(process)
 
     watchdog = threading.Timer(deadline, stop)
     watchdog.daemon = True
     watchdog.start()
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
     lines: list[str] = []
     try:
         assert process.stdout is not None
@@ -188,14 +196,30 @@ def _run(command: list[str], environment: Mapping[str, str], deadline: float, on
         code = process.wait()
     finally:
         watchdog.cancel()
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
         if process.poll() is None:
-            process.kill()
+            _kill_group(process)
             process.wait()
     if timed_out.is_set():
         raise BuildFailed(f"the build did not finish within {deadline:g}s", timed_out=True)
     if code != 0:
         raise BuildFailed(_last_words(lines, f"docker build exited with {code}"))
     return lines
+
+
+def interrupt_builds() -> None:
+    """End every docker CLI build running in this process (an interrupt stops the whole run)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """End the process and what it started (a child holding the output pipe would keep the read waiting)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _last_words(lines: Iterable[str], fallback: str) -> str:

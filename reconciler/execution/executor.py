@@ -253,8 +253,8 @@ class Executor(StaleChecks):
             )
         handler = {
             Action.PULL: lambda s: self._pull(s, self.host),
-            Action.BUILD: self.maker.build,
-            Action.LOAD: self.maker.load,
+            Action.BUILD: lambda s: self._made_watched(s, self.maker.build),
+            Action.LOAD: lambda s: self._made_watched(s, self.maker.load),
             Action.TAG: self._tag,
             Action.UNTAG: self._untag,
             Action.REMOVE: self._remove,
@@ -267,6 +267,20 @@ class Executor(StaleChecks):
         if self.refuse_stale and not step.makes_image:  # pulls were checked before they started
             return self._guarded(step, lambda: self._fresh(step, handler))
         return self._guarded(step, lambda: handler(step))
+
+    def _made_watched(self, step: Step, make: Callable[[Step], StepResult]) -> StepResult:
+        """A build or load, which an interrupt cuts (a BuildKit build; the legacy builder's and a
+        load's requests run to their end): then it is not done, rather than failed."""
+        if self.interrupt is not None:
+            self.interrupt.watch(self.host)
+        try:
+            result = make(step)
+        finally:
+            if self.interrupt is not None:
+                self.interrupt.forget(self.host)
+        if result.outcome is Outcome.FAILED and self._interrupted:
+            return StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}; the {step.action.value} was cancelled")
+        return result
 
     def _hold_gate(self, step: Step) -> StepResult | None:
         """A hold placed since the plan was made keeps the image whole: asked before its first

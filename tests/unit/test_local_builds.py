@@ -3,6 +3,7 @@ its absence, and the names a load reports."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import docker
@@ -42,3 +43,19 @@ def test_a_load_names_images_by_reference_or_by_id() -> None:
     assert local_builds._loaded_name("Loaded image: app:1") == ["app:1"]
     assert local_builds._loaded_name("Loaded image ID: sha256:" + "a" * 64) == ["sha256:" + "a" * 64]
     assert local_builds._loaded_name("Loading layer  1.2kB/1.2kB") == []
+
+
+def test_a_cli_build_past_its_deadline_is_ended_and_reported_as_timed_out() -> None:
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(BuildFailed, match=r"did not finish within 0.5s") as caught:
+        # The child (as buildx is the CLI's) holds the output pipe: it must end with the CLI.
+        local_builds._run(["sh", "-c", "echo started; sleep 60; echo late"], {"PATH": "/usr/bin:/bin"}, 0.5, lines.append)
+    assert caught.value.timed_out and lines == ["started"]
+    assert time.monotonic() - started < 30  # not when the child would have ended
+
+
+def test_a_failing_cli_build_reports_its_error_line() -> None:
+    script = "echo '#5 [2/2] RUN false'; echo 'ERROR: process \"/bin/sh -c false\" did not complete'; exit 1"
+    with pytest.raises(BuildFailed, match=r'^ERROR: process "/bin/sh -c false" did not complete$'):
+        local_builds._run(["sh", "-c", script], {"PATH": "/usr/bin:/bin"}, 10.0, lambda line: None)

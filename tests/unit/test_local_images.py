@@ -4,9 +4,12 @@ load only when the inputs changed, say why, cancel what depended on a failed bui
 from __future__ import annotations
 
 import gzip
+import signal
 from pathlib import Path
 
+from reconciler.daemon.host import BuildFailed, BuildRequest, OutputLine
 from reconciler.execution.executor import Executor
+from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.host_facts import read_host_facts
 from reconciler.loading.loader import load_manifest
 from reconciler.model.manifest import Manifest
@@ -150,3 +153,30 @@ def test_retention_never_takes_a_declared_built_tag(tmp_path: Path) -> None:
     host.tag(host.refs["docker.io/library/app:1"], "app", "scratch")
     plan = _plan(host, manifest, state)
     assert [(s.action, s.ref) for s in plan.steps] == [(Action.UNTAG, "app:scratch")]
+
+
+class _InterruptedBuild(FakeDockerHost):
+    """A build that a SIGINT cuts midway: the daemon's interrupt ends it, as it kills a CLI build."""
+
+    interrupt_during_build: Interrupt | None = None
+
+    def build_image(self, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
+        assert self.interrupt_during_build is not None
+        self.interrupt_during_build.fire(signal.SIGINT)
+        assert self.calls["interrupt"] == 1  # the running build was watched, so it was cut
+        raise BuildFailed("docker build exited with -9")
+
+
+def test_an_interrupted_build_is_not_done_rather_than_failed_and_nothing_after_it_starts(tmp_path: Path) -> None:
+    host = _InterruptedBuild()
+    interrupt = Interrupt()
+    host.interrupt_during_build = interrupt
+    manifest = _manifest(tmp_path, BUILT)
+    plan = decide(manifest, read_host_facts(host, manifest, None, tmp_path / "state", NOW), NOW).plan
+    report = Executor(host, interrupt=interrupt).apply(plan)
+    assert [(r.step.ref, r.outcome) for r in report.results] == [
+        ("app:1", Outcome.SKIPPED),
+        ("app:latest", Outcome.SKIPPED),
+        ("app:stable", Outcome.SKIPPED),
+    ]
+    assert report.results[0].detail == "not done: the run was interrupted (SIGINT); the build was cancelled"
