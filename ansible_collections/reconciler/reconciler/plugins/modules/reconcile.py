@@ -190,7 +190,7 @@ from typing import Any  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 CHANGES_PENDING = 2  # `reconcile plan --detailed-exitcode`: there is something to do
-SIGNS = {"pull": "+", "tag": "+", "untag": "-", "remove": "-"}
+SIGNS = {"pull": "+", "build": "+", "load": "+", "tag": "+", "untag": "-", "remove": "-"}
 
 
 def reconcile_argv(
