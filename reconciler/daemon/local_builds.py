@@ -45,6 +45,7 @@ def legacy_build(api: Any, request: BuildRequest, deadline: float, on_line: Outp
             target=request.target,
             labels=dict(request.labels),
             rm=True,
+            forcerm=True,  # a failed step's container goes too: a cron build host must not collect them
             decode=True,
             timeout=deadline,  # each read; the whole build is checked below
         )

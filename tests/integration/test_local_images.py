@@ -5,21 +5,41 @@ nothing while the other entries converge."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import CliRun, DockerRun, ImageFactory, _docker_cli
 from docker import APIClient
+from docker.errors import NotFound
 
 LABEL = "io.reconciler.build-inputs"
 # BuildKit runs through the docker CLI on PATH: Debian's, which speaks to the sandbox's dockerd
 # without the buildx plugin (a newer client elsewhere on PATH may want it).
 CLI_FIRST = {"PATH": f"{os.path.dirname(_docker_cli())}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture
+def made(api: APIClient) -> Iterator[list[str]]:
+    """Ids of the images a test built or loaded: a rebuilt tag leaves its old image untagged, which
+    the namespace's clean-up cannot find by name; they go at teardown, newest first."""
+    ids: list[str] = []
+    yield ids
+    for image in reversed(ids):
+        # One still tagged is the namespace's, which image_factory removes after this.
+        with contextlib.suppress(NotFound):
+            if not api.inspect_image(image).get("RepoTags"):
+                api.remove_image(image)
+
+
+def _no_leftover_containers(api: APIClient, before: set[str]) -> None:
+    """A build, failed or not, leaves no container behind."""
+    assert {c["Id"] for c in api.containers(all=True)} - before == set()
 
 
 def _steps(run_cli: CliRun, command: str, manifest: Path) -> tuple[int, list[dict[str, Any]]]:
@@ -40,7 +60,7 @@ def _app(root: Path, dockerfile: str = "FROM scratch\nARG VERSION\nCOPY app/ /ap
 @pytest.mark.parametrize("builder", ["legacy", "buildkit"])
 def test_apply_builds_and_tags_and_builds_again_only_when_a_file_or_an_arg_changed(
     builder: str, run_cli: CliRun, api: APIClient, image_factory: ImageFactory, tmp_path: Path,
-    tmp_manifest: Callable[..., Path],
+    tmp_manifest: Callable[..., Path], made: list[str],
 ) -> None:
     ref = image_factory.qualify("built:1")
     alias = image_factory.qualify("built:latest")
@@ -54,6 +74,7 @@ def test_apply_builds_and_tags_and_builds_again_only_when_a_file_or_an_arg_chang
     code, applied = _steps(run_cli, "apply", manifest)
     assert code == 0 and all(s["outcome"] == "done" for s in applied), applied
     first = api.inspect_image(ref)
+    made.append(first["Id"])
     assert first["Config"]["Labels"][LABEL] == planned[0]["inputs"]
     assert api.inspect_image(alias)["Id"] == first["Id"]
     assert _steps(run_cli, "plan", manifest)[1] == []
@@ -70,13 +91,15 @@ def test_apply_builds_and_tags_and_builds_again_only_when_a_file_or_an_arg_chang
     code, applied = _steps(run_cli, "apply", manifest)
     assert code == 0, applied
     second = api.inspect_image(ref)["Id"]
+    made.append(second)
     assert second != first["Id"] and api.inspect_image(alias)["Id"] == second
 
     manifest.write_text(manifest.read_text().replace("VERSION: '1'", "VERSION: '2'"))
     planned = _steps(run_cli, "plan", manifest)[1]
     assert [s["reason"] for s in planned if s["action"] == "build"] == ["build arg VERSION changed"]
     assert _steps(run_cli, "apply", manifest)[0] == 0
-    assert api.inspect_image(ref)["Id"] != second
+    made.append(api.inspect_image(ref)["Id"])
+    assert made[-1] != second
     assert _steps(run_cli, "plan", manifest)[1] == []
 
 
@@ -85,6 +108,7 @@ def test_a_failing_build_tags_nothing_and_the_other_entries_still_converge(
     builder: str, run_cli: CliRun, api: APIClient, image_factory: ImageFactory, tmp_path: Path,
     tmp_manifest: Callable[..., Path],
 ) -> None:
+    containers = {c["Id"] for c in api.containers(all=True)}
     pulled = image_factory("pulled:1")  # in the registry only
     ref = image_factory.qualify("broken:1")
     _app(tmp_path, "FROM scratch\nRUN false\n")
@@ -105,11 +129,12 @@ def test_a_failing_build_tags_nothing_and_the_other_entries_still_converge(
     assert again.code == 3
     failed = [line for line in again.stdout.splitlines() if line.strip().startswith("failed")]
     assert len(failed) == 1 and "build" in failed[0] and ref in failed[0] and "the build failed" in failed[0], again.stdout
+    _no_leftover_containers(api, containers)
 
 
 def test_source_load_loads_a_docker_save_archive_once_and_again_when_it_changed(
     run_cli: CliRun, docker: DockerRun, api: APIClient, image_factory: ImageFactory, tmp_path: Path,
-    tmp_manifest: Callable[..., Path],
+    tmp_manifest: Callable[..., Path], made: list[str],
 ) -> None:
     archive = tmp_path / "tool.tar.gz"
 
@@ -119,6 +144,7 @@ def test_source_load_loads_a_docker_save_archive_once_and_again_when_it_changed(
         docker("save", "-o", plain, source)
         archive.write_bytes(gzip.compress(plain.read_bytes()))
         image_id = str(api.inspect_image(source)["Id"])
+        made.append(image_id)
         docker("image", "rm", source)  # the load must bring the image back itself
         return image_id
 
