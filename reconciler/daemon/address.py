@@ -1,14 +1,16 @@
 """Which daemon to talk to: the address given or the Docker context chosen, checked as docker-py
-will parse it, and how to reach it."""
+will parse it, and how to reach it.
+
+The usual forms (``unix:///PATH``, ``tcp://HOST:PORT``) are checked here without docker-py, which
+the read path does not load; any other form is checked by docker-py's own parser."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
-
-import docker
 
 from reconciler.daemon.contexts import (
     DEFAULT_CONTEXT,
@@ -17,6 +19,7 @@ from reconciler.daemon.contexts import (
     selected_context,
 )
 from reconciler.daemon.docker_engine import DEFAULT_TIMEOUT, DockerEngine
+from reconciler.daemon.engine_http import ClientTls, endpoint_for
 from reconciler.errors import UsageError
 from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.fleet import TlsSettings
@@ -77,6 +80,10 @@ def _address_problem(address: str) -> str | None:
         return "unix:// names no socket; give its path, such as unix:///var/run/docker.sock"
     if scheme == "ssh" and not rest.partition("@")[2 if "@" in rest else 0].strip("/"):
         return "ssh:// names no host; give one, such as ssh://user@host"
+    if endpoint_for(text, {}) is not None:
+        return None  # a form docker-py parses the same way
+    import docker
+
     try:
         docker.utils.parse_host(text, windows)
     except ValueError as exc:  # urllib's own words, such as "Invalid IPv6 URL"
@@ -96,16 +103,17 @@ def _address_problem(address: str) -> str | None:
 def client_options(
     address: str, tls_settings: TlsSettings | None = None, context: ContextEndpoint | None = None
 ) -> dict[str, Any]:
-    """How docker-py reaches ``address``: TLS from ``tls_settings`` (an inventory's), else from the
+    """How to reach ``address`` (docker-py's ``APIClient`` arguments; ``tls`` a :class:`ClientTls`): TLS from ``tls_settings`` (an inventory's), else from the
     Docker context's files, else from DOCKER_TLS_VERIFY/DOCKER_CERT_PATH as the docker CLI reads
     them; ssh:// through the ssh client rather than paramiko."""
     options: dict[str, Any] = {"base_url": address}
+    tls: ClientTls | None
     if tls_settings:
         tls = _tls_config(tls_settings)
     elif context is not None:
         tls = _context_tls(context)
     else:
-        tls = docker.utils.kwargs_from_env().get("tls")
+        tls = _env_tls(os.environ)
     if tls and address.startswith(("tcp://", "https://")):
         options["tls"] = tls
     if address.startswith("ssh://"):
@@ -118,21 +126,41 @@ def client_options(
     return options
 
 
-def _tls_config(settings: TlsSettings) -> docker.tls.TLSConfig:
+def _tls_config(settings: TlsSettings) -> ClientTls:
     client_cert = (settings.cert, settings.key) if settings.cert and settings.key else None
-    try:
-        return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=settings.ca_cert, verify=settings.verify)
-    except docker.errors.TLSParameterError as exc:
-        raise UsageError(f"The TLS settings of the Docker daemon cannot be used: {exc}") from exc
+    return _client_tls(client_cert, settings.ca_cert, settings.verify, "The TLS settings of the Docker daemon")
 
 
-def _context_tls(context: ContextEndpoint) -> docker.tls.TLSConfig | None:
+def _context_tls(context: ContextEndpoint) -> ClientTls | None:
     """The TLS a context's files give, as the docker CLI uses them (no files: plain, unless SkipTLSVerify)."""
     if not context.has_tls:
         return None
     cert = (str(context.client_cert), str(context.client_key)) if context.client_cert and context.client_key else None
     ca = str(context.ca_cert) if context.ca_cert else None
-    return docker.tls.TLSConfig(client_cert=cert, ca_cert=ca, verify=not context.skip_tls_verify)
+    return _client_tls(cert, ca, not context.skip_tls_verify, f"The TLS files of the Docker context {context.name!r}")
+
+
+def _env_tls(environ: Mapping[str, str]) -> ClientTls | None:
+    """DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as docker-py's ``kwargs_from_env`` reads them: TLS when
+    either is set (an empty DOCKER_TLS_VERIFY means no verification), files from the cert path, else ~/.docker."""
+    cert_path = environ.get("DOCKER_CERT_PATH") or None
+    verify_value = environ.get("DOCKER_TLS_VERIFY")
+    verify = verify_value is not None and verify_value != ""
+    if not (cert_path or verify):
+        return None
+    folder = cert_path or os.path.join(os.path.expanduser("~"), ".docker")
+    cert = (os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem"))
+    return _client_tls(cert, os.path.join(folder, "ca.pem"), verify, "DOCKER_CERT_PATH and DOCKER_TLS_VERIFY")
+
+
+def _client_tls(cert: tuple[str, str] | None, ca_cert: str | None, verify: bool, source: str) -> ClientTls:
+    """The files checked as docker-py's ``TLSConfig`` checks them, in its words."""
+    if cert and not (os.path.isfile(cert[0]) and os.path.isfile(cert[1])):
+        problem = "Path to a certificate and key files must be provided through the client_cert param"
+        raise UsageError(f"{source} cannot be used: {problem}")
+    if verify and ca_cert and not os.path.isfile(ca_cert):
+        raise UsageError(f"{source} cannot be used: Invalid CA certificate provided for `ca_cert`.")
+    return ClientTls(cert=cert, ca_cert=ca_cert, verify=verify)
 
 
 def connect(

@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from reconciler.model.reference import InvalidReference, parse_reference
+
+if TYPE_CHECKING:
+    import requests
 
 MANIFEST_TYPES = ", ".join(
     (
@@ -71,6 +72,8 @@ def manifest_digest(reference: str, auth_header: str | None, timeout: float) -> 
     path = ref.path if ref.domain else ref.name
     tag = ref.digest or ref.tag or "latest"
     creds = credentials(auth_header)
+    import requests  # only Podman's `pull: always` comes here: the read path does not load it
+
     with requests.Session() as session:
         for scheme in ("https", "http") if is_loopback(host) else ("https",):
             url = f"{scheme}://{host}/v2/{path}/manifests/{tag}"
