@@ -49,21 +49,6 @@ from reconciler.execution.defaults import (
 from reconciler.loading.schema import schema_text
 from reconciler.loading.yaml_source import read_yaml
 from reconciler.model.clock import utc_now
-from reconciler.state.history import (
-    HistoryQuery,
-    parse_since,
-    query_history,
-    records_json,
-    records_plain,
-    records_table,
-)
-from reconciler.state.metrics import MetricsRun
-from reconciler.state.plan_file import (
-    DIGEST_PATTERN,
-    check_required_digest,
-    saved_plan_at,
-    write_or_explain,
-)
 from reconciler.state.state_dir import default_state_dir
 
 if TYPE_CHECKING:
@@ -71,9 +56,11 @@ if TYPE_CHECKING:
     from reconciler.execution.interrupt import Interrupt
     from reconciler.flows.outcomes import ApplyOutcome
     from reconciler.flows.several_hosts import Turn
+    from reconciler.state.metrics import MetricsRun
 
-# The commands import what talks to a daemon, and the manifest loader, when they run:
-# `--version`, `--help`, `schema` and `history` then start without docker-py or jsonschema.
+# The commands import what talks to a daemon, the manifest loader, run history, saved plans
+# and metrics when they run: `--version`, `--help`, `schema` and `validate` then start without
+# any of them (and no command loads docker-py or jsonschema before it needs them).
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -271,6 +258,7 @@ def apply(
     from reconciler.cli.show import ApplyConsole, show_apply
     from reconciler.execution.interrupt import Interrupt
     from reconciler.flows.apply_host import ApplyOptions, apply_host
+    from reconciler.state.plan_file import check_required_digest, saved_plan_at
 
     metrics = track_metrics(metrics_file)
     check_daemon_choice(host, docker_context)
@@ -407,6 +395,8 @@ def interrupted_by_signals(interrupt: Interrupt) -> Iterator[None]:
 
 def _digest_value(value: str | None) -> str | None:
     """A ``--require-digest`` value as plan files write it (lower case); anything else is a usage error."""
+    from reconciler.state.plan_file import DIGEST_PATTERN
+
     if value is None:
         return None
     if not DIGEST_PATTERN.fullmatch(value.lower()):
@@ -418,6 +408,8 @@ def _digest_value(value: str | None) -> str | None:
 
 def track_metrics(path: Path | None) -> MetricsRun:
     """Time this apply; its metrics file is written when the command ends, however it ends."""
+    from reconciler.state.metrics import MetricsRun
+
     run = MetricsRun(path)
     if path is None:
         return run
@@ -470,6 +462,15 @@ def history(
     image: str | None, since: str | None, host: str | None, output: str, state_dir: Path | None
 ) -> None:
     """Show the recorded steps of past applies: what removed an image, and why."""
+    from reconciler.state.history import (
+        HistoryQuery,
+        parse_since,
+        query_history,
+        records_json,
+        records_plain,
+        records_table,
+    )
+
     query = HistoryQuery(
         image=image, since=parse_since(since, utc_now()) if since else None, host=host
     )
@@ -511,6 +512,8 @@ def export(
     if out_file is None:
         click.echo(text, nl=False)
     else:
+        from reconciler.state.plan_file import write_or_explain
+
         write_or_explain(out_file, text, "the manifest")
 
 

@@ -1,0 +1,106 @@
+"""What each command loads: the commands that need no daemon load no daemon client, and a
+no-change plan on a unix socket reads the daemon without docker-py, requests or urllib3."""
+
+from __future__ import annotations
+
+import json
+import os
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("docker", "requests", "urllib3", "jsonschema", "rich")
+IMAGE = {
+    "Id": "sha256:" + "a" * 64, "RepoTags": ["example.test/app:1"], "RepoDigests": [], "Created": 1_700_000_000,
+    "Size": 10, "SharedSize": -1, "ParentId": "", "Labels": None, "Containers": -1,
+}
+ANSWERS = {
+    "/version": {"ApiVersion": "1.41", "Version": "20.10.24", "Components": [{"Name": "Engine", "Version": "20.10.24"}]},
+    "/v1.41/images/json": [IMAGE],
+    "/v1.41/containers/json": [],
+    "/v1.41/info": {"ID": "TEST:ID", "Name": "box", "DockerRootDir": "/var/lib/docker"},
+}
+MANIFEST = "version: 1\nimages:\n  - name: example.test/app\n    tags: ['1']\n"
+PROBE = """
+import json, sys
+from reconciler.cli.commands import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+loaded = {m.split(".")[0] for m in sys.modules} & set(HEAVY_NAMES)
+daemon = "reconciler.daemon.docker_engine" in sys.modules
+print(json.dumps({"code": code, "loaded": sorted(loaded), "daemon_seam": daemon}))
+""".replace("HEAVY_NAMES", repr(HEAVY))
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A unix socket answering the reads of a plan with one image; the paths asked, in order."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+        def address_string(self) -> str:
+            return "unix"
+
+        def do_GET(self) -> None:
+            path = self.path.partition("?")[0]
+            asked.append(path)
+            status, answer = (200, ANSWERS[path]) if path in ANSWERS else (404, {"message": f"no {path} here"})
+            body = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = _Server(str(tmp_path / "d.sock"), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"unix://{tmp_path}/d.sock", asked
+    server.shutdown()
+    server.server_close()
+
+
+def _run(tmp_path: Path, *args: str, docker_host: str = "unix:///nonexistent.sock") -> dict[str, object]:
+    env = {**os.environ, "DOCKER_HOST": docker_host, "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env.pop("DOCKER_CONTEXT", None)
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, check=False,
+                          cwd=tmp_path, timeout=60)
+    assert done.stdout.strip(), done.stderr
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_no_change_plan_on_a_unix_socket_loads_no_docker_py_requests_or_rich(
+    daemon: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    address, asked = daemon
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text(MANIFEST)
+    result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
+    assert result == {"code": 0, "loaded": [], "daemon_seam": True}
+    assert asked[0] == "/version" and "/v1.41/images/json" in asked and "/v1.41/containers/json" in asked
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("schema",), ("validate", "images.yaml")])
+def test_commands_without_a_daemon_load_no_daemon_client(args: tuple[str, ...], tmp_path: Path) -> None:
+    (tmp_path / "images.yaml").write_text(MANIFEST)
+    result = _run(tmp_path, *args)
+    assert result == {"code": 0, "loaded": [], "daemon_seam": False}
