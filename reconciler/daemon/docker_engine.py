@@ -30,7 +30,7 @@ from reconciler.daemon.api_records import (
 from reconciler.daemon.build_cache_records import build_cache_from_df, prune_filter
 from reconciler.daemon.docker_py_client import api_client
 from reconciler.daemon.engine_errors import calling, out_of_time, refused, unreachable
-from reconciler.daemon.engine_http import EngineHttp, HttpUnreachable, endpoint_for
+from reconciler.daemon.engine_http import EngineHttp, HttpRefused, HttpUnreachable, endpoint_for
 from reconciler.daemon.engine_kind import EngineKind, engine_from_version, podman_identity
 from reconciler.daemon.engine_reads import ClientReads, EngineReads, HttpReads, raise_for_status
 from reconciler.daemon.host import (
@@ -114,7 +114,15 @@ class DockerEngine:
             return cls(address, client, options, timeout, deadline)
         http = EngineHttp(endpoint, CONNECT_TIMEOUT)
         with calling(address, "GET /version", deadline):
-            version = http.get_json("/version", deadline.bound(timeout))
+            try:
+                version = http.get_json("/version", deadline.bound(timeout))
+            except HttpRefused as exc:
+                http.close()
+                # As docker-py's handshake says it: a daemon that refuses to say its version is unusable.
+                side = "Client" if exc.status < 500 else "Server"
+                raise HttpUnreachable(
+                    f"Error while fetching server API version: {exc.status} {side} Error: {exc.explanation}"
+                ) from None
             api_version = version.get("ApiVersion") if isinstance(version, dict) else None
             if not isinstance(api_version, str) or not api_version:
                 http.close()
