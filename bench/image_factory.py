@@ -135,3 +135,56 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _pseudo_random(seed: int | str, size: int) -> bytes:
     return random.Random(f"reconciler-bench:{seed}").randbytes(size)
+
+
+# --- the scale host: many images on one shared layer --------------------------------
+
+SCALE_LABEL = "reconciler.scale"
+SCALE_PREFIX = "reconciler-scale/app-"
+SCALE_REPOSITORIES = 100
+
+
+@dataclass(frozen=True)
+class ScaleImage:
+    """One image of the scale host: its config alone is its own (a label ``n``), its one layer shared by all."""
+
+    index: int
+
+    @property
+    def repository(self) -> str:
+        return f"{SCALE_PREFIX}{self.index % SCALE_REPOSITORIES:03d}"
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return (f"n{self.index:05d}",)
+
+    def references(self) -> list[str]:
+        return [f"{self.repository}:{tag}" for tag in self.tags]
+
+
+def scale_images(count: int) -> list[ScaleImage]:
+    """Images 0..count-1 in SCALE_REPOSITORIES repositories, one tag each."""
+    return [ScaleImage(index) for index in range(count)]
+
+
+def write_scale_archive(out: IO[bytes], images: Sequence[ScaleImage]) -> None:
+    """Stream a ``docker load`` archive of ``images``, all on one small layer: the daemon applies
+    that layer once and then only stores a config and a tag per image."""
+    shared = _layer("scale/shared.bin", _pseudo_random("scale", 4096))
+    entries: list[dict[str, Any]] = []
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        _add(archive, shared.member, shared.blob)
+        for image in images:
+            created = (FIRST_CREATED + image.index * CREATED_STEP).strftime("%Y-%m-%dT%H:%M:%SZ")
+            config = json.dumps({
+                "architecture": _ARCHITECTURES.get(platform.machine(), "amd64"),
+                "os": "linux",
+                "created": created,
+                "config": {"Labels": {SCALE_LABEL: "1", "n": str(image.index)}, "Cmd": ["/bin/true"]},
+                "rootfs": {"type": "layers", "diff_ids": [shared.diff_id]},
+                "history": [{"created": created, "created_by": "reconciler scale bench"}],
+            }, sort_keys=True).encode()
+            config_name = hashlib.sha256(config).hexdigest() + ".json"
+            _add(archive, config_name, config)
+            entries.append({"Config": config_name, "RepoTags": image.references(), "Layers": [shared.member]})
+        _add(archive, "manifest.json", json.dumps(entries).encode())

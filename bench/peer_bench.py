@@ -29,8 +29,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from image_factory import CREATED_STEP, FIRST_CREATED, bench_images
-from plan_bench import Sandbox, fill, remove_bench_images, sandbox_from_env, write_manifest
+from image_factory import (
+    CREATED_STEP,
+    FIRST_CREATED,
+    SCALE_LABEL,
+    SCALE_PREFIX,
+    ScaleImage,
+    bench_images,
+    scale_images,
+    write_scale_archive,
+)
+from plan_bench import (
+    Sandbox,
+    docker,
+    fill,
+    load,
+    remove,
+    remove_bench_images,
+    sandbox_from_env,
+    write_manifest,
+)
 from pull_bench import delete_from_registry, make_images, remove_local
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -285,11 +303,12 @@ def _playbook(path: Path, refs: Sequence[str]) -> Path:
 
 
 def scale_scenario(sandbox: Sandbox, venv: Path, workdir: Path, args: argparse.Namespace) -> list[Row]:
-    images = bench_images(args.scale, 1)
-    print(f"bench: filling {args.scale} images (minutes)", file=sys.stderr)
-    fill(sandbox, images)
-    declared = write_manifest(workdir / "scale.yaml", images)
+    """A no-change plan on a host of ``--scale`` images that differ only in their config (a label)."""
+    images = scale_images(args.scale)
+    fill_scale(sandbox, images)
+    declared = write_scale_manifest(workdir / "scale.yaml", images)
     floor = workdir / "floor.py"
+    floor.write_text(FLOOR_SCRIPT)
     return scenario(
         f"no-change plan, {args.scale} images",
         [
@@ -299,6 +318,44 @@ def scale_scenario(sandbox: Sandbox, venv: Path, workdir: Path, args: argparse.N
         ],
         args.repeat,
     )
+
+
+def scale_references(sandbox: Sandbox) -> set[str]:
+    out = docker(
+        sandbox, "image", "ls", "--filter", f"label={SCALE_LABEL}=1", "--format", "{{.Repository}}:{{.Tag}}"
+    )
+    return {line for line in out.split() if line.startswith(SCALE_PREFIX)}
+
+
+def fill_scale(sandbox: Sandbox, images: Sequence[ScaleImage]) -> None:
+    """Make the scale tags exactly those of ``images``: what is missing in one ``docker load`` of
+    configs on a single shared layer (the daemon stores the layer once; its tag store, rewritten
+    for every tag, bounds the fill: a few minutes for 10,000), extra scale tags removed."""
+    present = scale_references(sandbox)
+    wanted = {ref for image in images for ref in image.references()}
+    missing = [image for image in images if not set(image.references()) <= present]
+    started = time.perf_counter()
+    if missing:
+        print(f"bench: loading {len(missing)} scale images (minutes)", file=sys.stderr)
+        load(sandbox, missing, write_scale_archive)
+    remove(sandbox, sorted(present - wanted))
+    print(f"bench: scale host ready in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+
+
+def remove_scale_images(sandbox: Sandbox) -> None:
+    remove(sandbox, sorted(scale_references(sandbox)))
+
+
+def write_scale_manifest(path: Path, images: Sequence[ScaleImage]) -> Path:
+    """Every scale repository with all its tags, pruning on: the plan is empty."""
+    tags: dict[str, list[str]] = {}
+    for image in images:
+        tags.setdefault(image.repository, []).extend(image.tags)
+    lines = ["version: 1", "images:"]
+    lines += [f"  - {{name: {repo}, tags: [{', '.join(repr(t) for t in repo_tags)}]}}" for repo, repo_tags in tags.items()]
+    lines += ["prune:", "  unlisted_tags: true", "  dangling: true", ""]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -322,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if not args.keep:
                 remove_bench_images(sandbox)
+                if args.scale:
+                    remove_scale_images(sandbox)
     cores = os.cpu_count()
     print(f"\n{started:%Y-%m-%d %H:%M} UTC, {cores} cores; ratio: to the scenario's first row\n")
     print(table(rows))

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from image_factory import BENCH_LABEL, REPOSITORY_PREFIX, BenchImage, bench_images, write_archive
 
@@ -163,8 +163,10 @@ def fill(sandbox: Sandbox, images: list[BenchImage]) -> Fill:
     return Fill(len(images), len(wanted), len(missing), len(extra), time.perf_counter() - started)
 
 
-def load(sandbox: Sandbox, images: list[BenchImage]) -> None:
-    """One ``docker load``, its archive streamed from memory through stdin."""
+def load(
+    sandbox: Sandbox, images: Sequence[Any], writer: Callable[[IO[bytes], Any], None] = write_archive
+) -> None:
+    """One ``docker load``, its archive (``writer``'s) streamed from memory through stdin."""
     _progress(f"loading {len(images)} images with one docker load")
     with tempfile.TemporaryFile() as err:
         child = subprocess.Popen(
@@ -176,7 +178,7 @@ def load(sandbox: Sandbox, images: list[BenchImage]) -> None:
         assert child.stdin is not None
         try:
             with contextlib.suppress(BrokenPipeError), child.stdin:
-                write_archive(child.stdin, images)  # a broken pipe: docker load says why
+                writer(child.stdin, images)  # a broken pipe: docker load says why
             code = child.wait(timeout=LOAD_TIMEOUT)
         finally:
             if child.poll() is None:
