@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib import resources
 from typing import Any
 
 _PACKAGE = "reconciler"
@@ -18,6 +17,9 @@ _RESOURCE = "schemas/{name}.schema.json"  # manifest (images.yaml) or inventory 
 @cache
 def schema_text(name: str = "manifest") -> str:
     """The schema file's text, exactly as packaged."""
+    # importlib.resources brings tempfile and shutil: loaded only when a schema is read.
+    from importlib import resources
+
     return resources.files(_PACKAGE).joinpath(_RESOURCE.format(name=name)).read_text(encoding="utf-8")
 
 
