@@ -2,8 +2,9 @@
 
 Everything here speaks the project's own records (:mod:`reconciler.model.inventory`)
 and raises only :class:`~reconciler.errors.ReconcilerError` subclasses whose messages
-name the daemon. :class:`~reconciler.daemon.docker_engine.DockerEngine` implements it over
-docker-py; the tests' fake implements it in memory with Docker's own delete rules.
+name the daemon. :class:`~reconciler.daemon.docker_engine.DockerEngine` implements it (its
+reads over the standard library, its writes and pulls through docker-py); the tests' fake
+implements it in memory with Docker's own delete rules.
 """
 
 from __future__ import annotations
