@@ -389,15 +389,15 @@ class DockerEngine:
         remaining = self._left_for("POST /build", deadline)
         if request.buildkit:
             return cli_build(self._address, self._options.get("tls"), request, remaining, on_line)
-        return legacy_build(self._api, request, remaining, on_line)
+        return legacy_build(self._client(), request, remaining, on_line)
 
     def load_image(self, archive: str, deadline: float, on_line: OutputLine) -> tuple[str, ...]:
-        return load_archive(self._api, archive, self._left_for("POST /images/load", deadline), on_line)
+        return load_archive(self._client(), archive, self._left_for("POST /images/load", deadline), on_line)
 
     def _left_for(self, what: str, deadline: float) -> float:
         """``deadline`` cut to what is left of the host's; a BuildFailed when nothing is."""
         if self._deadline.passed:
-            raise BuildFailed(f"{_out_of_time(self._address, self._deadline)} ({what} was not sent).", lost=True)
+            raise BuildFailed(f"{out_of_time(self._address, self._deadline)} ({what} was not sent).", lost=True)
         return self._deadline.bound(max(deadline, 0.001))
 
     # --- deadlines and errors -------------------------------------------------
