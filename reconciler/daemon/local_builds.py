@@ -21,9 +21,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import docker
-import requests
-
 from reconciler.daemon.host import BuildFailed, BuildRequest, OutputLine
 
 DOCKER_CLI = "docker"
@@ -34,6 +31,9 @@ _RUNNING_LOCK = threading.Lock()
 
 def legacy_build(api: Any, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
     """``POST /build`` read to its end; the image id the builder reports."""
+    import docker  # loaded only for a build or a load: a plan's path loads no docker-py
+    import requests
+
     started = time.monotonic()
     image_id = ""
     try:
@@ -93,6 +93,9 @@ def cli_build(address: str, tls: Any, request: BuildRequest, deadline: float, on
 
 def load_archive(api: Any, archive: str, deadline: float, on_line: OutputLine) -> tuple[str, ...]:
     """``POST /images/load``; the ids of the images the daemon says it loaded."""
+    import docker
+    import requests
+
     loaded: list[str] = []
     started = time.monotonic()
     saved_timeout = api.timeout
@@ -120,6 +123,9 @@ def load_archive(api: Any, archive: str, deadline: float, on_line: OutputLine) -
 
 def _failure(what: str, deadline: float, exc: Exception) -> BuildFailed:
     """A docker-py or transport error of a build or load, in the daemon's words where it has them."""
+    import docker
+    import requests
+
     if isinstance(exc, docker.errors.APIError):
         return BuildFailed(str(exc.explanation or exc).strip())
     if isinstance(exc, requests.exceptions.Timeout):
