@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from reconciler.errors import DaemonUnavailable
+from reconciler.model.plan import Step
+from reconciler.model.report import Outcome, StepResult
+
+DAEMON_LOST = "not done: the daemon stopped answering"
+
 AGAIN = "; run `reconcile plan` again"
 
 
@@ -21,3 +27,10 @@ class StepSkipped(Exception):
 
 class StepStale(Exception):
     """A saved plan's step expected another host state; the message says what changed."""
+
+
+def daemon_lost(step: Step, exc: DaemonUnavailable) -> StepResult:
+    """The step's result when the daemon stopped answering: it failed, and no further step can run."""
+    return StepResult(
+        step, Outcome.FAILED, f"lost the connection to the daemon: {exc}", daemon_lost=True
+    )
