@@ -3,3 +3,4 @@
 DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
 DEFAULT_PARALLELISM = 4  # pulls at once
 DEFAULT_BUILD_TIMEOUT = 1800.0  # seconds for one build or load
+DEFAULT_REMOVAL_WORKERS = 4  # untags and removals of different images at once

@@ -16,12 +16,17 @@ Safety rules, each from a way Docker tooling has hurt people:
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Mapping
 
 from reconciler.daemon.host import DaemonRefused, DockerHost
 from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
-from reconciler.execution.defaults import DEFAULT_BUILD_TIMEOUT, DEFAULT_PULL_TIMEOUT
+from reconciler.execution.defaults import (
+    DEFAULT_BUILD_TIMEOUT,
+    DEFAULT_PULL_TIMEOUT,
+    DEFAULT_REMOVAL_WORKERS,
+)
 from reconciler.execution.image_rules import (
     dropped_references,
     image_tags,
@@ -31,6 +36,7 @@ from reconciler.execution.interrupt import Interrupt
 from reconciler.execution.local_images import ImageMaker, OutputCallback
 from reconciler.execution.pull_steps import PullSteps
 from reconciler.execution.removal_gates import RemovalGates
+from reconciler.execution.removal_pool import RemovalPool, image_chains
 from reconciler.execution.removal_steps import RemovalSteps
 from reconciler.execution.saved_plans import StaleChecks
 from reconciler.execution.step_errors import (
@@ -60,14 +66,20 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         refuse_stale: bool = False,
         interrupt: Interrupt | None = None,
         held: Callable[[str], str | None] | None = None,
+        removal_workers: int = DEFAULT_REMOVAL_WORKERS,
         build_timeout: float = DEFAULT_BUILD_TIMEOUT,
         on_output: OutputCallback | None = None,
     ) -> None:
-        """Pulls run ``parallelism`` at a time, each on its own session of ``host``. When
-        ``interrupt`` fires, running pulls are cut and no further step starts. ``held`` says why
-        an image is held now (None: it is not); asked once per image, before its first untag or removal.
-        Builds and loads run one at a time, each within ``build_timeout``; ``on_output`` gets their output."""
-        self.host = host
+        """Pulls run ``parallelism`` at a time, each on its own session of ``host``; untags and
+        removals of different images ``removal_workers`` at a time (a saved plan's one by one).
+        When ``interrupt`` fires, running pulls are cut and no further step starts. ``held`` says
+        why an image is held now (None: it is not); asked once per image, before its first untag
+        or removal. Builds and loads run one at a time, each within ``build_timeout``; ``on_output``
+        gets their output."""
+        self._host = host
+        self._local = threading.local()  # a removal worker's own session of the daemon
+        self.removal_workers = max(1, removal_workers)
+        self._snapshot_lock = threading.RLock()  # removal workers share the batch's image list
         self.maker = ImageMaker(host, build_timeout, on_output)
         self.held = held
         self._hold_gates: dict[str, str | None] = {}  # image id -> why it is held (None: it is not)
@@ -99,6 +111,12 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             str, list[str]
         ] = {}  # image id -> references its removal untagged so far
 
+    @property
+    def host(self) -> DockerHost:
+        """The daemon, on the calling removal worker's own session when it has one."""
+        own: DockerHost | None = getattr(self._local, "host", None)
+        return own if own is not None else self._host
+
     def apply(
         self,
         plan: Plan,
@@ -107,8 +125,9 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
     ) -> Report:
         """Run every step of ``plan`` and report each outcome, in plan order.
 
-        Runnable pulls go first, ``parallelism`` at a time; tags, untags and removes
-        then run one by one in order. ``measure`` (the bytes of all image layers) is read
+        Runnable pulls go first, ``parallelism`` at a time; tags then run one by one in order,
+        untags and removes ``removal_workers`` at a time (the steps of one image in order, an
+        image after those built on it), reported in plan order. ``measure`` (the bytes of all image layers) is read
         just before the first removal and after the last, so the report can say what the
         removals really freed, pulls left out.
         """
@@ -128,18 +147,10 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         results: list[StepResult] = []
         before: int | None = None
         lost: StepResult | None = None  # the first step that found the daemon gone
-        for step in plan.steps:
-            done_before = pulled.get(step) or stale.get(step)
-            if lost is not None:
-                result = StepResult(step, Outcome.SKIPPED, DAEMON_LOST, daemon_lost=True)
-            elif self._interrupted and not done_before:
-                result = StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
-            else:
-                if measure and before is None and step.action is Action.REMOVE and not step.blocked:
-                    before = _measured(measure)
-                    if before is None:
-                        measure = None  # no figure before, none after: the removals still run
-                result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
+
+        def record(result: StepResult) -> None:
+            nonlocal lost
+            step = result.step
             if result.outcome is not Outcome.DONE and (step.makes_image or step.action is Action.TAG):
                 failed_refs[reference_key(step.ref)] = result.rate_limited
                 if step.action in (Action.BUILD, Action.LOAD):
@@ -153,6 +164,33 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             results.append(result)
             if on_result:
                 on_result(result)
+
+        steps = plan.steps
+        position = 0
+        while position < len(steps):
+            step = steps[position]
+            segment = self._removal_segment(steps, position)
+            if lost is None and not self._interrupted and segment:
+                if measure and before is None and _removes(segment):
+                    before = _measured(measure)
+                    if before is None:
+                        measure = None  # no figure before, none after: the removals still run
+                self._run_segment(segment, failed_refs, record)
+                position += len(segment)
+                continue
+            position += 1
+            done_before = pulled.get(step) or stale.get(step)
+            if lost is not None:
+                result = StepResult(step, Outcome.SKIPPED, DAEMON_LOST, daemon_lost=True)
+            elif self._interrupted and not done_before:
+                result = StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
+            else:
+                if measure and before is None and step.action is Action.REMOVE and not step.blocked:
+                    before = _measured(measure)
+                    if before is None:
+                        measure = None  # no figure before, none after: the removals still run
+                result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
+            record(result)
         freed = None if lost else _measured_freed(results, before, measure)
         return Report(
             results=tuple(results),
@@ -161,6 +199,67 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             measured_freed=freed,
             interrupted=self.interrupt.signal if self.interrupt and self.interrupt.fired else None,
         )
+
+    def _removal_segment(self, steps: tuple[Step, ...], start: int) -> tuple[Step, ...]:
+        """The untags and removes from ``start`` on, when they are to run several at a time."""
+        if self.removal_workers < 2 or self.refuse_stale:
+            return ()
+        end = start
+        while end < len(steps) and steps[end].action in (Action.UNTAG, Action.REMOVE):
+            end += 1
+        return steps[start:end] if end - start > 1 else ()
+
+    def _run_segment(
+        self,
+        segment: tuple[Step, ...],
+        failed_refs: Mapping[str, bool],
+        record: Callable[[StepResult], None],
+    ) -> None:
+        """Untags and removes a few at a time, each worker on its own session (see removal_pool).
+
+        The image list read first serves the first batch's checks and says which images are
+        built on which; when it cannot be read, the steps run one by one and say why themselves.
+        """
+        try:
+            parents = {
+                image.id: image.parent_id for image in self._read_snapshot() if image.parent_id
+            }
+        except (DaemonRefused, DaemonUnavailable):
+            parents = None
+        chains = image_chains(segment, parents or {})
+        if parents is None or len(chains) < 2:
+            gone = False
+            for step in segment:
+                result = (
+                    StepResult(step, Outcome.SKIPPED, DAEMON_LOST, daemon_lost=True)
+                    if gone
+                    else self._sequential(step, failed_refs)
+                )
+                gone = gone or result.daemon_lost
+                record(result)
+            return
+        hosts: list[DockerHost] = [self._host]
+        for _ in range(min(self.removal_workers, len(chains)) - 1):
+            try:
+                hosts.append(self._host.session())
+            except DaemonUnavailable:
+                break  # fewer workers; a daemon that went away shows in the steps' results
+
+        def run(step: Step, host: DockerHost) -> StepResult:
+            self._local.host = host
+            return self._run(step, failed_refs)
+
+        try:
+            RemovalPool(segment, chains, run, lambda: self._interrupted).run(hosts, record)
+        finally:
+            for session in hosts[1:]:
+                session.close()
+
+    def _sequential(self, step: Step, failed_refs: Mapping[str, bool]) -> StepResult:
+        """One step of a segment run one by one: not started once the daemon is lost or interrupted."""
+        if self._interrupted:
+            return StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
+        return self._run(step, failed_refs)
 
     @property
     def _interrupted(self) -> str | None:
@@ -287,6 +386,10 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             f"pruned; the daemon reclaimed {format_size(pruned.reclaimed)}",
             bytes=pruned.reclaimed,
         )
+
+
+def _removes(segment: tuple[Step, ...]) -> bool:
+    return any(step.action is Action.REMOVE and not step.blocked for step in segment)
 
 
 def _signal_name(number: int | None) -> str:

@@ -25,7 +25,10 @@ from reconciler.model.report import Outcome, StepResult
 class PullSteps:
     """The executor's pulls; ``host``, ``parallelism``, ``interrupt`` and ``puller`` are the executor's."""
 
-    host: DockerHost
+    @property
+    def host(self) -> DockerHost:
+        raise NotImplementedError
+
     parallelism: int
     interrupt: Interrupt | None
     puller: Puller

@@ -23,7 +23,10 @@ CONTAINERS_FRESH_FOR = 1.0  # seconds a container list serves removal checks bef
 class RemovalGates:
     """State: the executor's ``host``, ``held``, ``refuse_stale`` and the per-image answers below."""
 
-    host: DockerHost
+    @property
+    def host(self) -> DockerHost:
+        raise NotImplementedError
+
     held: Callable[[str], str | None] | None
     refuse_stale: bool
     _hold_gates: dict[str, str | None]  # image id -> why it is held (None: it is not)

@@ -7,6 +7,7 @@ plan is skipped and said so; a last delete the daemon refuses puts the tags take
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 
@@ -15,7 +16,7 @@ from reconciler.execution.image_rules import image_tags, layer_chain_ids, surviv
 from reconciler.execution.image_snapshot import ImageSnapshot
 from reconciler.execution.removal_gates import CONTAINERS_FRESH_FOR
 from reconciler.execution.step_errors import StepFailed, StepSkipped
-from reconciler.model.inventory import ContainerRecord, short_id
+from reconciler.model.inventory import ContainerRecord, ImageRecord, short_id
 from reconciler.model.plan import Step
 from reconciler.model.reference import parse_reference, reference_key
 from reconciler.model.report import Outcome, StepResult
@@ -24,9 +25,13 @@ from reconciler.model.report import Outcome, StepResult
 class RemovalSteps:
     """State: the executor's ``host`` and what the run knows of the images it drops."""
 
-    host: DockerHost
+    @property
+    def host(self) -> DockerHost:
+        raise NotImplementedError
+
     refuse_stale: bool
     _snapshot: ImageSnapshot | None  # the image list this batch of destructive steps checks against
+    _snapshot_lock: threading.RLock
     _containers: tuple[float, tuple[ContainerRecord, ...]] | None
     _failed_refs: Mapping[str, bool]  # refs whose pull or tag failed -> only rate-limited
     _dropping: dict[str, set[str]]  # image id -> references the plan untags or removes
@@ -49,8 +54,7 @@ class RemovalSteps:
                 f"{step.ref} is now the image's last tag: untagging it would remove the image; plan again"
             )
         deleted = self.host.delete(step.ref)
-        if self._snapshot is not None:
-            self._snapshot.deleted(step.ref, deleted)
+        self._deleted(step.ref, deleted)
         if image.id in self._removed:
             self._untagged.setdefault(image.id, []).append(step.ref)
         return StepResult(step, Outcome.DONE, "untagged; the image keeps its other tags")
@@ -88,7 +92,8 @@ class RemovalSteps:
             deleted += self._delete_leftover_digests(step)
         # The daemon lists the layers it deleted beside the images: the report counts images.
         layers = layer_chain_ids(image.layers)
-        known = self._snapshot.image_ids if self._snapshot is not None and not layers else None
+        snapshot = self._snapshot
+        known = snapshot.image_ids if snapshot is not None and not layers else None
         deleted = tuple(
             d
             for d in deleted
@@ -176,8 +181,7 @@ class RemovalSteps:
         except ImageConflict as exc:
             self._snapshot = None  # the daemon knows something the list did not: read it again
             raise StepSkipped(f"the daemon refused: {exc.explanation}") from exc
-        if self._snapshot is not None:
-            self._snapshot.deleted(ref, deleted)
+        self._deleted(ref, deleted)
         return deleted
 
     def _delete_leftover_digests(self, step: Step) -> tuple[str, ...]:
@@ -213,9 +217,26 @@ class RemovalSteps:
             return self._inspect(
                 name
             )  # a saved plan's steps are each checked against the daemon itself
-        now = time.monotonic()
-        if self._snapshot is None or not self._snapshot.serves(now):
-            self._snapshot = ImageSnapshot(self.host.list_images(), now)
+        with self._snapshot_lock:  # one worker reads the next batch's list, the others wait for it
+            snapshot = self._snapshot
+            if snapshot is None or not snapshot.serves(time.monotonic()):
+                self._read_snapshot()
+                snapshot = self._snapshot
+            assert snapshot is not None
+            return snapshot.find(name)
+
+    def _read_snapshot(self) -> tuple[ImageRecord, ...]:
+        """Read the image list a batch of steps checks against (and the containers, when not fresh)."""
+        with self._snapshot_lock:
+            now = time.monotonic()
+            images = self.host.list_images()
+            self._snapshot = ImageSnapshot(images, now)
             if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
                 self._containers = (now, self.host.list_containers())
-        return self._snapshot.find(name)
+            return images
+
+    def _deleted(self, ref: str, deleted: tuple[str, ...]) -> None:
+        """Keep the batch's image list up to date with a delete of this run."""
+        with self._snapshot_lock:
+            if self._snapshot is not None:
+                self._snapshot.deleted(ref, deleted)

@@ -290,7 +290,7 @@ def test_a_daemon_lost_mid_run_fails_the_step_as_daemon_lost() -> None:
         host.lost = True
 
     host.before_delete = lose
-    report = Executor(host).apply(plan_for(host, ABSENT_OLD))
+    report = Executor(host, removal_workers=1).apply(plan_for(host, ABSENT_OLD))
     first = report.results[0]
     assert (first.outcome, first.daemon_lost) == (Outcome.FAILED, True)
     assert first.detail.startswith("lost the connection to the daemon: Cannot reach the Docker daemon")
@@ -436,7 +436,7 @@ def test_an_interrupt_stops_every_step_after_it_and_the_report_says_which_signal
         interrupt.fire(signal.SIGINT)  # while the first removal runs
 
     host.before_delete = ctrl_c
-    report = Executor(host, interrupt=interrupt).apply(plan_for(host, ABSENT_OLD))
+    report = Executor(host, interrupt=interrupt, removal_workers=1).apply(plan_for(host, ABSENT_OLD))
     first, second = report.results
     assert first.outcome is Outcome.DONE
     assert (second.outcome, second.detail) == (Outcome.SKIPPED, "not done: the run was interrupted (SIGINT)")
