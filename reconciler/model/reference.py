@@ -111,12 +111,14 @@ class Reference:
                 "with parse_reference()."
             )
 
-    @property
+    # The derived forms are kept once made (the instance is immutable): a large host's plan asks
+    # for them several times per reference.
+    @functools.cached_property
     def name(self) -> str:
         """The full repository name, such as ``docker.io/library/nginx``."""
         return f"{self.domain}/{self.path}" if self.domain else self.path
 
-    @property
+    @functools.cached_property
     def familiar_name(self) -> str:
         """The name as ``docker image ls`` shows it, such as ``nginx``.
 
@@ -130,10 +132,18 @@ class Reference:
 
     def canonical(self) -> str:
         """``name@digest`` when a digest is set, else ``name:tag`` (``latest`` by default)."""
-        return _compose_pinned(self.name, self.tag, self.digest)
+        return self._canonical
 
     def familiar(self) -> str:
         """Like :meth:`canonical`, with the familiar name: ``nginx:latest``."""
+        return self._familiar
+
+    @functools.cached_property
+    def _canonical(self) -> str:
+        return _compose_pinned(self.name, self.tag, self.digest)
+
+    @functools.cached_property
+    def _familiar(self) -> str:
         return _compose_pinned(self.familiar_name, self.tag, self.digest)
 
     def with_tag(self, tag: str) -> Reference:
@@ -411,6 +421,14 @@ def reference_key(text: str) -> str:
     """The one key of a reference however it is written (step, daemon, manifest): its canonical
     form, so ``nginx`` and ``docker.io/library/nginx:latest`` meet; an image id stays as it is."""
     return text if text.startswith("sha256:") else parse_reference(text).canonical()
+
+
+def familiar_key(ref: Reference) -> str:
+    """``reference_key(ref.familiar())`` without parsing it again where it reads back as ``ref``:
+    everywhere but a Docker Hub path whose first component looks like a registry (``a.b/c``)."""
+    if ref.domain != DEFAULT_DOMAIN or not _looks_like_domain(ref.familiar_name.partition("/")[0]):
+        return ref.canonical()
+    return reference_key(ref.familiar())
 
 
 def tag_key(text: str) -> str | None:

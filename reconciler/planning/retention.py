@@ -364,6 +364,13 @@ class _RuleRound:
     def _first(self, selects: Iterable[bool]) -> int | None:
         return next((index for index, selected in enumerate(selects) if selected), None)
 
+    def _tag_rule(self, ref: Reference, image: ImageRecord | None) -> int | None:
+        """The first rule that selects ``ref`` of ``image``."""
+        for index, rule in enumerate(self.context.rules):
+            if rule.selects_tag(ref, image):
+                return index
+        return None
+
     def _assign(self) -> None:
         rules = self.context.rules
         for image in self.images:
@@ -372,15 +379,14 @@ class _RuleRound:
                     r.selects_untagged(image) for r in rules
                 )
             for ref in image.tags:
-                self.tag_owner[(image.id, ref)] = self._first(r.selects_tag(ref, image) for r in rules)
+                self.tag_owner[(image.id, ref)] = self._tag_rule(ref, image)
 
     def _rank(self) -> dict[tuple[int, str], dict[str, int]]:
         """(rule, repository) -> image id -> 1-based rank, newest first, for rules with keep_last."""
         groups: dict[tuple[int, str], dict[str, _Key]] = {}
         by_id = {image.id: image for image in (*self.images, *self.kept_anyway)}
-        rules = self.context.rules
         kept_tags = {
-            (image.id, ref): self._first(r.selects_tag(ref, image) for r in rules)
+            (image.id, ref): self._tag_rule(ref, image)
             for image in self.kept_anyway
             for ref in image.tags
         }
@@ -419,7 +425,7 @@ class _RuleRound:
             owner = (
                 None
                 if ref is None
-                else self._first(r.selects_tag(ref, now_at.get(tag_text)) for r in self.context.rules)
+                else self._tag_rule(ref, now_at.get(tag_text))
             )
             count = None if owner is None else self.context.rules[owner].rule.keep_previous
             if owner is None or not count or ref is None:
@@ -445,16 +451,12 @@ class _RuleRound:
         return {image.id: self._verdict(image) for image in self.images}
 
     def _verdict(self, image: ImageRecord) -> Verdict:
-        if image.tags:
-            units = [
-                self._decide(image, ref, self.tag_owner[(image.id, ref)])
-                for ref in sorted(image.tags)
-            ]
+        tags = sorted(image.tags) if len(image.tags) > 1 else image.tags
+        if tags:
+            units = [self._decide(image, ref, self.tag_owner[(image.id, ref)]) for ref in tags]
         else:
             units = [self._decide(image, None, self.untagged_owner[image.id])]
-        dropped = tuple(
-            ref for ref, d in zip(sorted(image.tags), units, strict=False) if not d.kept
-        )
+        dropped = tuple(ref for ref, d in zip(tags, units, strict=False) if not d.kept)
         held = self.previous.get(image.id)
         if held is not None:
             held = dataclasses.replace(held, age=self.context.now - image.created)
@@ -485,7 +487,9 @@ class _RuleRound:
     def _rank_of(self, owner: int, image: ImageRecord, ref: Reference | None) -> int | None:
         if self.context.rules[owner].rule.keep_last is None:
             return None
-        names = [ref.name] if ref is not None else sorted({d.name for d in image.digests}) or [""]
+        if ref is not None:
+            return self.ranks.get((owner, ref.name), {}).get(image.id)
+        names = sorted({d.name for d in image.digests}) or [""]
         found = [r for name in names if (r := self.ranks.get((owner, name), {}).get(image.id))]
         return min(found, default=None)
 

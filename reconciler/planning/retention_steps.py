@@ -14,7 +14,7 @@ import dataclasses
 from reconciler.model.inventory import ImageRecord, Inventory
 from reconciler.model.manifest import RetentionSpec, Rule
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.reference import reference_key
+from reconciler.model.reference import familiar_key, reference_key
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.images import run_order
 from reconciler.planning.retention import Decision, Fate, RetentionResult, Rung, Verdict
@@ -34,7 +34,7 @@ def plan_retention(
         image = inventory.image_by_id.get(verdict.image_id)
         if image is None:
             continue
-        gone = {reference_key(t.familiar()) for t in image.tags if (reference_key(t.familiar()), image.id) in handled}
+        gone = {key for t in image.tags if (key := familiar_key(t), image.id) in handled} if handled else set()
         if verdict.removes:
             added += _removal(image, verdict, gone, rules, now)
         else:
@@ -50,7 +50,7 @@ def _removal(
 ) -> list[Step]:
     """Untag every tag but the last, then remove the last reference (the image goes with it)."""
     why = _reason(_deciding(verdict), rules, now)
-    refs = sorted(t.familiar() for t in image.tags if reference_key(t.familiar()) not in gone)
+    refs = sorted(t.familiar() for t in image.tags if familiar_key(t) not in gone)
     if not image.tags:
         refs = [min((d.familiar() for d in image.digests), default=image.id)]
     if not refs:
@@ -64,12 +64,12 @@ def _untags(
     image: ImageRecord, verdict: Verdict, gone: set[str], rules: dict[str, Rule], now: float
 ) -> list[Step]:
     by_subject = {d.subject: d for d in verdict.decisions}
-    left = {reference_key(t.familiar()) for t in image.tags} - gone
+    left = {familiar_key(t) for t in image.tags} - gone
     steps = []
     for ref in verdict.untag:
-        if reference_key(ref.familiar()) not in left or len(left) == 1:
+        if familiar_key(ref) not in left or len(left) == 1:
             continue  # already dropped, or the image's last tag: untagging it would remove it
-        left.discard(reference_key(ref.familiar()))
+        left.discard(familiar_key(ref))
         decision = by_subject.get(ref.familiar()) or _deciding(verdict)
         steps.append(_step(Action.UNTAG, image, ref.familiar(), _reason(decision, rules, now), 0))
     return steps
