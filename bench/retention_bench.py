@@ -16,13 +16,15 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Selector, TagFilter
 from reconciler.model.plan import Action, Plan
 from reconciler.model.reference import parse_reference
 from reconciler.planning.removal_guard import removal_guard
-from reconciler.planning.retention import DiskUsage, RetentionResult, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
 from reconciler.planning.retention_steps import plan_retention
+from reconciler.planning.retention_verdicts import RetentionResult
 
 NOW = 2_000_000_000.0
 DAY = 86_400

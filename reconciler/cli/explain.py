@@ -9,7 +9,7 @@ from reconciler.cli.markup import escape
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.units import format_age, format_size
-from reconciler.planning.retention import Decision, Fate, RetentionResult, Verdict
+from reconciler.planning.retention_verdicts import Decision, Fate, RetentionResult, Verdict
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -12,7 +12,7 @@ from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Plan
 from reconciler.model.report import Outcome, Report
-from reconciler.planning.retention import RetentionResult
+from reconciler.planning.retention_verdicts import RetentionResult
 from reconciler.planning.stale_containers import StaleContainer
 
 

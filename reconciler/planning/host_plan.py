@@ -18,8 +18,9 @@ from reconciler.planning.build_cache import plan_build_cache
 from reconciler.planning.holds import block_held_steps, held_images, hold_reason
 from reconciler.planning.images import plan_changes
 from reconciler.planning.removal_guard import removal_refusal
-from reconciler.planning.retention import RetentionResult, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
 from reconciler.planning.retention_steps import plan_retention
+from reconciler.planning.retention_verdicts import RetentionResult
 
 
 @dataclass(frozen=True)

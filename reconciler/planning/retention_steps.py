@@ -17,7 +17,7 @@ from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import familiar_key, reference_key
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.images import run_order
-from reconciler.planning.retention import Decision, Fate, RetentionResult, Rung, Verdict
+from reconciler.planning.retention_verdicts import Decision, Fate, RetentionResult, Rung, Verdict
 
 
 def plan_retention(

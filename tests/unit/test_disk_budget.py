@@ -6,7 +6,8 @@ from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ImageRecord
 from reconciler.model.manifest import DiskBudget, RetentionSpec
 from reconciler.planning.disk_budget import BudgetCheck
-from reconciler.planning.retention import Fate, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
+from reconciler.planning.retention_verdicts import Fate
 
 MB = 1_000_000
 NOW = 1_000_000_000.0

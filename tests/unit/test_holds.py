@@ -19,7 +19,7 @@ from reconciler.model.report import Outcome
 from reconciler.planning.holds import block_held_steps, held_images
 from reconciler.planning.host_plan import decide
 from reconciler.planning.images import plan_changes
-from reconciler.planning.retention import Fate, Rung
+from reconciler.planning.retention_verdicts import Fate, Rung
 from reconciler.state.holds_store import add_hold, holds_path, read_holds, release_holds
 
 from ..fake_daemon import FakeDockerHost

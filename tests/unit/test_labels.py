@@ -18,7 +18,8 @@ from reconciler.model.manifest import (
 )
 from reconciler.model.reference import parse_reference
 from reconciler.planning.labels import labels_match
-from reconciler.planning.retention import Fate, Rung, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
+from reconciler.planning.retention_verdicts import Fate, Rung
 
 NOW = 2_000_000_000.0
 DAY = 86_400

@@ -12,10 +12,12 @@ from reconciler.errors import ReconcilerError
 from reconciler.model.reference import (
     InvalidReference,
     Reference,
+    familiar_key,
     is_valid_digest,
     is_valid_tag,
     parse_reference,
     parse_repository,
+    reference_key,
 )
 
 HEX64 = "dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9c"
@@ -587,3 +589,10 @@ def test_is_valid_tag_matches_its_definition(text: str) -> None:
     word = set(string.ascii_letters + string.digits + "_")
     expected = 1 <= len(text) <= 128 and text[0] in word and set(text) <= word | {".", "-"}
     assert is_valid_tag(text) is expected
+
+
+# A Docker Hub path whose first component reads as a registry: its familiar form names another repository.
+@pytest.mark.parametrize("text", [*VALID, "docker.io/a.b/c:1", "docker.io/localhost/x:1"], ids=lambda v: str(v)[:60])
+def test_the_familiar_key_is_the_key_of_the_familiar_form(text: str) -> None:
+    ref = parse_reference(text)
+    assert familiar_key(ref) == reference_key(ref.familiar())

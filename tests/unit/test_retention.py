@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import (
     DiskBudget,
@@ -19,16 +20,10 @@ from reconciler.model.manifest import (
     Unmatched,
 )
 from reconciler.model.reference import parse_reference
-from reconciler.planning.retention import (
-    DiskUsage,
-    Fate,
-    RetentionResult,
-    Rung,
-    Verdict,
-    evaluate_retention,
-    glob_regex,
-    semver_key,
-)
+from reconciler.planning.globs import glob_regex
+from reconciler.planning.retention import evaluate_retention
+from reconciler.planning.retention_verdicts import Fate, RetentionResult, Rung, Verdict
+from reconciler.planning.semver import semver_key
 
 NOW = 2_000_000_000.0
 HOUR, DAY = 3600, 86_400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from reconciler.model.host_facts import HostFacts
+from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import (
     DiskBudget,
@@ -21,7 +21,7 @@ from reconciler.model.usage import UsageState
 from reconciler.planning.host_plan import decide
 from reconciler.planning.images import plan_changes
 from reconciler.planning.removal_guard import removal_guard
-from reconciler.planning.retention import DiskUsage, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
 from reconciler.planning.retention_steps import plan_retention
 from reconciler.planning.sizing import sized_plan
 from tests.unit.planning_data import image, spec

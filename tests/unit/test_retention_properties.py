@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import (
     DiskBudget,
@@ -19,7 +20,8 @@ from reconciler.model.manifest import (
     Unmatched,
 )
 from reconciler.model.reference import Reference, parse_reference
-from reconciler.planning.retention import DiskUsage, Fate, RetentionResult, evaluate_retention
+from reconciler.planning.retention import evaluate_retention
+from reconciler.planning.retention_verdicts import Fate, RetentionResult
 
 NOW = 2_000_000_000.0
 DAY = 86_400

@@ -1,0 +1,213 @@
+"""Retention's precedence rungs around the rules: 1-4 keep an image whole, 6 evicts for the disk budget.
+
+:class:`RetentionContext` is the compiled spec with the lookups every rung needs; its
+:meth:`~RetentionContext.protection` is rungs 1-4 (in use, held, declared, protected, min_age),
+:func:`evict` rung 6. Rung 5, the rules, is :mod:`reconciler.planning.retention_rules`; the
+order and meaning of all of them are told in :mod:`reconciler.planning.retention`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence, Set
+
+from reconciler.model.host_facts import DiskUsage
+from reconciler.model.inventory import ContainerRecord, ImageRecord
+from reconciler.model.manifest import DiskBudget, RetentionSpec, Rule
+from reconciler.model.reference import Reference
+from reconciler.model.units import format_age, format_duration
+from reconciler.planning.disk_budget import BudgetCheck, counted_bytes, eviction_reason
+from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
+from reconciler.planning.labels import describe_selector, labels_match
+from reconciler.planning.retention_verdicts import Decision, Fate, Rung, Verdict
+
+# --- rungs 1-4 -------------------------------------------------------------------
+
+
+class RetentionContext:
+    """The compiled spec and the lookups every rung needs."""
+
+    def __init__(
+        self,
+        spec: RetentionSpec,
+        now: float,
+        declared: Set[str],
+        last_used: Mapping[str, float],
+        previous: Mapping[str, tuple[str, ...]],
+        containers: Iterable[ContainerRecord],
+        arrived: Mapping[str, float] | None = None,
+        held: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.held = held or {}
+        self.arrived = arrived
+        self.now = now
+        self.declared = declared
+        self.last_used = last_used
+        self.previous = previous
+        self.users: dict[str, list[str]] = {}
+        for container in containers:
+            self.users.setdefault(container.image_id, []).append(container.name)
+        self.protect = tuple(ReferencePattern.parse(text) for text in spec.protect)
+        self.rules = tuple(CompiledRule(rule) for rule in spec.rules)
+
+    def age(self, image: ImageRecord) -> float:
+        """Since creation: what older_than, keep_within and keep_last go by."""
+        return self.now - image.created
+
+    def arrival(self, image: ImageRecord) -> float | None:
+        """When ``image`` arrived on the host (min_age's time); None when arrivals are not kept."""
+        if self.arrived is None:
+            return None
+        return self.arrived.get(image.id, self.now)
+
+    def protection(self, image: ImageRecord) -> Decision | None:
+        """The first of rungs 1-4 that keeps ``image`` whole, or None."""
+        subject, age = image.short_id, self.age(image)
+        users = tuple(sorted(self.users.get(image.id, ())))
+        if users:
+            reason = (
+                f"used by container {', '.join(users)}; an image a container uses is never removed"
+            )
+            return Decision(subject, True, Rung.IN_USE, reason, age=age, containers=users)
+        if image.id in self.held:
+            return Decision(subject, True, Rung.HELD, self.held[image.id], age=age)
+        claim = self._declared_reference(image)
+        if claim is not None:
+            reason = f"{claim} is declared under images:"
+            return Decision(subject, True, Rung.DECLARED, reason, age=age, pattern=claim)
+        for pattern in self.protect:
+            for ref in (*image.tags, *image.digests):
+                if pattern.matches(ref):
+                    reason = f"{ref.familiar()} matches the protect pattern {pattern.text!r}"
+                    return Decision(
+                        subject, True, Rung.PROTECTED, reason, age=age, pattern=pattern.text
+                    )
+        if self.spec.protect_labels:
+            labels = image.label_map
+            for selector in self.spec.protect_labels:
+                if labels_match(selector, labels):
+                    described = describe_selector(selector)
+                    reason = f"its {described} matches protect labels"
+                    return Decision(
+                        subject, True, Rung.PROTECTED, reason, age=age, pattern=described
+                    )
+        arrival = self.arrival(image)
+        limit = format_duration(self.spec.min_age)
+        if arrival is None:
+            if age < self.spec.min_age:
+                reason = f"created {format_age(age)} ago, within min_age {limit}"
+                return Decision(subject, True, Rung.MIN_AGE, reason, age=age)
+        elif self.now - arrival < self.spec.min_age:
+            here = self.now - arrival
+            reason = f"arrived on the host {format_age(here)} ago, within min_age {limit} (created {format_age(age)} ago)"
+            return Decision(subject, True, Rung.MIN_AGE, reason, age=age, arrived=arrival)
+        return None
+
+    def _declared_reference(self, image: ImageRecord) -> str | None:
+        for ref in (*image.tags, *image.digests):
+            if ref.canonical() in self.declared:
+                return ref.familiar()
+        return image.short_id if image.id in self.declared else None
+
+
+# --- compiled rules ------------------------------------------------------------
+
+
+class CompiledRule:
+    """A rule with its regexes compiled and its repository matches remembered by name."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.repositories = tuple(glob_regex(glob) for glob in rule.select.repositories)
+        self.include = _regex(rule.select.tags.include)
+        self.exclude = _regex(rule.select.tags.exclude)
+        self.keep_tags = _regex(rule.keep_tags)
+        self._by_name: dict[str, bool] = {}
+
+    def _repository_selected(self, ref: Reference) -> bool:
+        if not self.repositories:
+            return True
+        known = self._by_name.get(ref.name)
+        if known is None:
+            known = any(name_matches(regex, ref) for regex in self.repositories)
+            self._by_name[ref.name] = known
+        return known
+
+    def selects_tag(self, ref: Reference, image: ImageRecord | None) -> bool:
+        """Whether the rule selects ``ref`` of ``image`` (None: the tag's image is not on the
+        host, so a rule with ``labels`` cannot select it)."""
+        if self.rule.select.untagged or ref.tag is None or not self._repository_selected(ref):
+            return False
+        if self.include is not None and not self.include.fullmatch(ref.tag):
+            return False
+        if self.exclude is not None and self.exclude.fullmatch(ref.tag):
+            return False
+        return self._labels_selected(image)
+
+    def selects_untagged(self, image: ImageRecord) -> bool:
+        if not self.rule.select.untagged or not self._labels_selected(image):
+            return False
+        return not self.repositories or any(self._repository_selected(d) for d in image.digests)
+
+    def _labels_selected(self, image: ImageRecord | None) -> bool:
+        selector = self.rule.select.labels
+        if selector is None:
+            return True
+        return image is not None and labels_match(selector, image.label_map)
+
+    @property
+    def label_text(self) -> str | None:
+        """The rule's label selector in words, for the decisions it makes."""
+        selector = self.rule.select.labels
+        return describe_selector(selector) if selector is not None else None
+
+
+def _regex(text: str | None) -> re.Pattern[str] | None:
+    return None if text is None else re.compile(text)
+
+
+# --- rung 6: disk budget -----------------------------------------------------------
+
+
+def evict(
+    context: RetentionContext,
+    budget: DiskBudget,
+    disk: DiskUsage,
+    candidates: Sequence[ImageRecord],
+    verdicts: Mapping[str, Verdict],
+) -> tuple[dict[str, Verdict], BudgetCheck]:
+    """Evict least recently used removable images while the budget is exceeded; numbered in
+    the order they go, with the budget's figures."""
+    freed = sum(counted_bytes(image) for image in candidates if verdicts[image.id].removes)
+    images_size, used = disk.images_size - freed, disk.filesystem_used - freed
+
+    def over(target_percent: float | None) -> bool:
+        too_big = budget.max_total is not None and images_size > budget.max_total
+        too_full = target_percent is not None and used * 100 > target_percent * disk.filesystem_size
+        return too_big or too_full
+
+    evicted: dict[str, Verdict] = {}
+    remaining = [image for image in candidates if not verdicts[image.id].removes]
+    remaining.sort(
+        key=lambda image: (context.last_used.get(image.id, float(image.created)), image.id)
+    )
+    for image in remaining if over(budget.high) else ():
+        if not over(budget.low):
+            break
+        used_at = context.last_used.get(image.id)
+        reason = eviction_reason(budget, disk, images_size, used)
+        decision = Decision(
+            image.short_id, False, Rung.DISK, reason, age=context.age(image), last_used=used_at
+        )
+        evicted[image.id] = Verdict(
+            image.id,
+            Fate.EVICT,
+            (*verdicts[image.id].decisions, decision),
+            freed_bytes=image.unique_size,
+            eviction=len(evicted) + 1,
+        )
+        images_size -= counted_bytes(image)
+        used -= counted_bytes(image)
+    going = sum(counted_bytes(image) for image in remaining if image.id in evicted)
+    return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))

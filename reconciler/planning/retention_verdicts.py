@@ -1,0 +1,73 @@
+"""What retention decides: a verdict per image, each decision naming its rung or rule and inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.model.reference import Reference
+from reconciler.planning.disk_budget import BudgetCheck
+
+
+class Fate(StrEnum):
+    KEEP = "keep"
+    UNTAG = "untag"  # some tags go, the image stays
+    REMOVE = "remove"  # the image goes, with every tag (rung 5)
+    EVICT = "evict"  # the image goes to meet the disk budget (rung 6)
+
+
+class Rung(StrEnum):
+    IN_USE = "in-use"
+    HELD = "held"
+    DECLARED = "declared"
+    PROTECTED = "protected"
+    MIN_AGE = "min-age"
+    RULE = "rule"
+    UNMATCHED = "unmatched"
+    DISK = "disk"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a tag (or a whole image) is kept or dropped, with the inputs that decided."""
+
+    subject: str  # a familiar tag reference, or the short id for a whole image
+    kept: bool
+    rung: Rung
+    reason: str  # a sentence for people
+    rule: str | None = None
+    condition: str | None = (
+        None  # keep_last, keep_within, keep_tags, keep_previous, older_than, select
+    )
+    age: float = 0.0
+    last_used: float | None = None
+    containers: tuple[str, ...] = ()
+    pattern: str | None = None  # the protect pattern or declared reference that matched
+    rank: int | None = None  # 1-based rank within keep_last's repository
+    arrived: float | None = None  # when the image arrived on the host (min_age's time)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    image_id: str
+    outcome: Fate
+    decisions: tuple[Decision, ...]
+    untag: tuple[Reference, ...] = ()  # tags dropped while the image stays (UNTAG)
+    freed_bytes: int | None = None  # unique bytes, for REMOVE and EVICT; None when unknown
+    eviction: int | None = None  # EVICT: its place in the eviction order, from 1
+
+    @property
+    def removes(self) -> bool:
+        return self.outcome in (Fate.REMOVE, Fate.EVICT)
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    verdicts: tuple[Verdict, ...]  # one per image, sorted by image id
+    freed_bytes: int  # sum of the known unique bytes of removed and evicted images
+    unknown_sizes: int  # removed or evicted images whose unique size is unknown
+    budget: BudgetCheck | None = None  # with a disk budget and the host's disk figures
+
+    @property
+    def removals(self) -> tuple[Verdict, ...]:
+        return tuple(v for v in self.verdicts if v.removes)
