@@ -83,6 +83,7 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         self.maker = ImageMaker(host, build_timeout, on_output)
         self.held = held
         self._hold_gates: dict[str, str | None] = {}  # image id -> why it is held (None: it is not)
+        self._holds_lock = threading.Lock()
         self.interrupt = interrupt
         self.pull_timeout = pull_timeout
         self.puller = puller or Puller(deadline=pull_timeout)
@@ -238,12 +239,15 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
                 gone = gone or result.daemon_lost
                 record(result)
             return
-        hosts: list[DockerHost] = [self._host]
-        for _ in range(min(self.removal_workers, len(chains)) - 1):
+        # Every worker on a session of its own: the run's first connection stays with the holds check.
+        hosts: list[DockerHost] = []
+        for _ in range(min(self.removal_workers, len(chains))):
             try:
                 hosts.append(self._host.session())
             except DaemonUnavailable:
                 break  # fewer workers; a daemon that went away shows in the steps' results
+        if not hosts:
+            hosts = [self._host]
 
         def run(step: Step, host: DockerHost) -> StepResult:
             self._local.host = host
@@ -252,8 +256,9 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         try:
             RemovalPool(segment, chains, run, lambda: self._interrupted).run(hosts, record)
         finally:
-            for session in hosts[1:]:
-                session.close()
+            for session in hosts:
+                if session is not self._host:
+                    session.close()
 
     def _sequential(self, step: Step, failed_refs: Mapping[str, bool]) -> StepResult:
         """One step of a segment run one by one: not started once the daemon is lost or interrupted."""

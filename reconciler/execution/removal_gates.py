@@ -6,6 +6,7 @@ is asked once per image, and its answer serves every step of that image.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ class RemovalGates:
     held: Callable[[str], str | None] | None
     refuse_stale: bool
     _hold_gates: dict[str, str | None]  # image id -> why it is held (None: it is not)
+    _holds_lock: threading.Lock
     _failed_repos: dict[str, bool]  # repositories whose pull or tag failed -> only rate-limited
     _not_made: dict[str, str]  # refs whose build or load failed -> "built" or "loaded"
     _removed: set[str]  # images a runnable removal of the plan deletes
@@ -43,7 +45,9 @@ class RemovalGates:
             return None
         if step.image_id not in self._hold_gates:
             try:
-                self._hold_gates[step.image_id] = self.held(step.image_id)
+                # The holds are read on the run's first connection: one worker at a time asks.
+                with self._holds_lock:
+                    self._hold_gates[step.image_id] = self.held(step.image_id)
             except DaemonUnavailable as exc:
                 return daemon_lost(step, exc)
             except DaemonRefused as exc:

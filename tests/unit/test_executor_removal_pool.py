@@ -156,3 +156,26 @@ def test_chains_group_an_images_steps_and_order_images_built_on_one_another() ->
         (other, [1, 3], set()),
         (parent, [4], {0}),
     ]
+
+
+def test_the_holds_are_asked_one_image_at_a_time_on_the_runs_own_connection() -> None:
+    # LiveHolds reads its file and the daemon on the run's first connection: not from two workers at once.
+    host, ids, plan = host_with(8)
+    host.before_delete = Deletes(pause=0.005)
+    asked: list[str] = []
+    at_once = {"now": 0, "most": 0}
+
+    def held(image_id: str) -> str | None:
+        at_once["now"] += 1
+        at_once["most"] = max(at_once["most"], at_once["now"])
+        time.sleep(0.01)
+        asked.append(image_id)
+        at_once["now"] -= 1
+        return "held by a job" if image_id == ids[3] else None
+
+    report = Executor(host, removal_workers=4, held=held).apply(plan)
+    assert at_once["most"] == 1
+    assert sorted(asked) == sorted(ids)  # once per image
+    kept = [r for r in report.results if r.step.image_id == ids[3]]
+    assert kept and all(r.outcome is Outcome.SKIPPED and r.detail == "held by a job" for r in kept)
+    assert host.inspect_image(ids[3]) is not None
