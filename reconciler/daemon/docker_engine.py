@@ -48,6 +48,7 @@ from reconciler.daemon.host import (
     PullStreamFailed,
 )
 from reconciler.daemon.local_builds import cli_build, interrupt_builds, legacy_build, load_archive
+from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
 from reconciler.daemon.registry_api import manifest_digest
 from reconciler.errors import DaemonError, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
@@ -95,6 +96,7 @@ class DockerEngine:
         self._deadline = deadline
         self._identity: DaemonIdentity | None = None
         self._engine: EngineKind | None = None
+        self._podman_disk = PodmanDiskUsage()  # Podman's layers by image id, shared with sessions
         self._streams: set[Any] = set()  # running pulls (requests responses), for interrupt()
         self._streams_lock = threading.Lock()
 
@@ -150,6 +152,7 @@ class DockerEngine:
             engine = DockerEngine(self._address, client, self._options, self._timeout, self._deadline)
         engine._identity = self._identity
         engine._engine = self._engine
+        engine._podman_disk = self._podman_disk
         return engine
 
     def close(self) -> None:
@@ -245,7 +248,11 @@ class DockerEngine:
         return tuple(HistoryEntry(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in raw or ())
 
     def disk_usage(self) -> DiskUsageReport:
-        """``GET /system/df``; while another disk usage request runs, asked again until the deadline."""
+        """``GET /system/df``; while another disk usage request runs, asked again until the deadline.
+
+        Podman's gives no layer total and no true shared sizes: there, they are sized from the layers."""
+        if self.engine().is_podman:
+            return self._podman_disk.read(self)
         usage = self._disk_usage_when_free()
         shared = {str(raw["Id"]): int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
         return DiskUsageReport(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)

@@ -406,8 +406,8 @@ def _signal_name(number: int | None) -> str:
 
 def _measured(measure: Callable[[], int]) -> int | None:
     """The bytes of all image layers before the removals; None when the daemon would not say (gone,
-    or a ``/system/df`` busy for the whole deadline), or says 0 with images to remove (Podman reports
-    no layer sizes: "freed 0 B" would be wrong)."""
+    or a ``/system/df`` busy for the whole deadline), or says 0 with images to remove (a daemon that
+    cannot size its layers: "freed 0 B" would be wrong)."""
     try:
         found = measure()
     except (DaemonRefused, DaemonUnavailable):

@@ -195,20 +195,20 @@ def read_disk_usage(host: DockerHost, budget: DiskBudget, inventory: Inventory) 
 
 
 def _check_layers_measured(address: str, layers_size: int, inventory: Inventory) -> None:
-    """A ``max_total`` budget is weighed against ``/system/df``'s LayersSize. A daemon that reports
-    0 while its images take bytes (Podman's Docker API does) cannot be measured: planning on as if
-    under budget would skip the budget without a word."""
+    """A ``max_total`` budget is weighed against the layers' total. A daemon that gives 0 while its
+    images take bytes cannot be measured (on Podman: an image whose history does not match its
+    layers cannot be sized): planning on as if under budget would skip the budget without a word."""
     if layers_size > 0:
         return
     images_bytes = sum(image.size for image in inventory.images)
     if images_bytes <= 0:
         return  # nothing on the host takes room: 0 is the truth
     raise DiskUsageError(
-        f"The Docker daemon at {address} does not report how much room its images take"
-        f" (GET /system/df gives LayersSize 0 while its {len(inventory.images)} images list"
-        f" {format_size(images_bytes)}; Podman's Docker API does this), so retention.disk.max_total cannot be"
-        " checked and nothing was planned. For this daemon, drop max_total from the manifest,"
-        " or use retention.disk.high/low (the filesystem of its data) when it runs on this machine."
+        f"The Docker daemon at {address} does not say how much room its images take"
+        f" (its disk usage gives 0 bytes of layers while its {len(inventory.images)} images list"
+        f" {format_size(images_bytes)}), so retention.disk.max_total cannot be checked and nothing was"
+        " planned. For this daemon, drop max_total from the manifest, or use retention.disk.high/low"
+        " (the filesystem of its data) when it runs on this machine."
     )
 
 

@@ -79,7 +79,10 @@ def read_freed_bytes(
             return None  # gone since the listing (the plan's removal will say so), or its history does not match
         layers[image_id] = ImageLayers(image_id, tuple(zip(chain_ids(found.diff_ids), found.sizes, strict=True)))
     kept = {chain for image_id in sharing if image_id in known for chain in chain_ids(known[image_id].diff_ids)}
-    return unique | freed_by_image(sharing_removed, layers, kept)
+    freed = freed_by_image(sharing_removed, layers, kept)
+    # Bytes an image has beyond its layers go with it (none on Docker; Podman counts its manifest and config).
+    own = {i: max(by_id[i].size - sum(size for _, size in layers[i].layers), 0) for i in sharing_removed}
+    return unique | {i: freed[i] + own[i] for i in sharing_removed}
 
 
 def _read_layers(host: DockerHost, image_ids: Sequence[str], sized: dict[str, bool]) -> dict[str, KnownLayers | None]:

@@ -9,6 +9,7 @@ dockerds that share one key file (``scripts/sandbox extra``) and stops them afte
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -183,14 +184,16 @@ def api(sandbox: Sandbox) -> Iterator[APIClient]:
 
 
 @pytest.fixture
-def run_cli(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+def run_cli(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> CliRun:
     """``run_cli(*args, env=None, cwd=None, input=None, timeout=300)`` runs the CLI
-    (``python -m reconciler``) as a user would, against the sandbox daemon.
+    (``python -m reconciler``) as a user would, against the sandbox daemon (in a test that
+    takes the ``engine`` fixture, against that engine).
 
     ``REGISTRY`` is set to the sandbox registry and ``RECONCILE_STATE_DIR`` to a directory of
     this test's own (history, lock), unless ``env`` says otherwise.
     """
     state_dir = tmp_path_factory.mktemp("state")
+    engine_host = _engine_host(request)
 
     def run(
         *args: str | os.PathLike[str],
@@ -200,6 +203,7 @@ def run_cli(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> CliRu
         timeout: float = 300,
     ) -> CliResult:
         child_env = _child_env(sandbox, {"REGISTRY": sandbox.registry, "RECONCILE_STATE_DIR": str(state_dir)})
+        child_env.update(engine_host)
         # The checkout under test, wherever the test runs.
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -232,7 +236,7 @@ StartCli = Callable[..., "subprocess.Popen[str]"]
 
 
 @pytest.fixture
-def start_cli(sandbox: Sandbox) -> Iterator[StartCli]:
+def start_cli(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[StartCli]:
     """``start_cli(*args, env=None)`` starts the CLI in the background (text pipes for stdout and
     stderr), for tests that act while it runs; whatever is still running at the end is killed."""
     started: list[subprocess.Popen[str]] = []
@@ -240,7 +244,7 @@ def start_cli(sandbox: Sandbox) -> Iterator[StartCli]:
     def start(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", *(os.fspath(arg) for arg in args)],
-            env=cli_env(sandbox, env),
+            env=cli_env(sandbox, {**_engine_host(request), **(env or {})}),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -368,6 +372,10 @@ class ImageFactory:
             self._docker("image", "rm", ref)
         return ref
 
+    @property
+    def registry(self) -> str:
+        return self._sandbox.registry
+
     def qualify(self, repo_tag: str) -> str:
         if repo_tag.startswith(f"{self._sandbox.registry}/"):
             return repo_tag
@@ -464,3 +472,77 @@ def twin_daemons(
     finally:
         for name in started:
             extra_daemon_down(name)
+
+
+# --- one test on both engines ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """The engine a test runs on: ``docker`` (the sandbox dockerd) or ``podman`` (its Podman service).
+
+    ``run_cli`` and ``start_cli`` of a test that takes ``engine`` talk to it (DOCKER_HOST);
+    ``docker(...)`` is the docker CLI on it (it speaks to Podman's Docker API too) and ``api`` a
+    docker-py client on it.
+    """
+
+    name: str
+    address: str
+    api: APIClient
+    docker: DockerRun
+
+    @property
+    def is_podman(self) -> bool:
+        return self.name == "podman"
+
+    def local(self, image_factory: ImageFactory, repo_tag: str, **options: Any) -> str:
+        """An image of ``image_factory`` on this engine only (not in the registry's tag), as
+        ``keep_local=True, push=False`` gives on Docker: Podman gets it through the registry."""
+        if not self.is_podman:
+            return image_factory(repo_tag, keep_local=True, push=False, **options)
+        ref = image_factory(repo_tag, keep_local=True, **options)  # on dockerd too: a base to build on
+        self.docker("pull", ref)
+        _delete_from_registry(image_factory.registry, ref)
+        return ref
+
+
+def _engine_host(request: pytest.FixtureRequest) -> dict[str, str]:
+    """DOCKER_HOST of the test's ``engine``, when it takes one."""
+    if "engine" not in request.fixturenames:
+        return {}
+    engine: Engine = request.getfixturevalue("engine")
+    return {"DOCKER_HOST": engine.address}
+
+
+def podman_address(environ: Mapping[str, str]) -> str:
+    """The sandbox's Podman service; skips (fails under RECONCILE_REQUIRE_SANDBOX=1) without it."""
+    address = environ.get("RECONCILE_SANDBOX_PODMAN_HOST", "")
+    if not address:
+        message = "RECONCILE_SANDBOX_PODMAN_HOST is not set: run `scripts/sandbox up` and eval `scripts/sandbox env`."
+        if environ.get("RECONCILE_REQUIRE_SANDBOX") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return address
+
+
+@pytest.fixture(params=["docker", "podman"])
+def engine(request: pytest.FixtureRequest, sandbox: Sandbox, docker: DockerRun, api: APIClient, namespace: str) -> Iterator[Engine]:
+    """The test once on the sandbox dockerd, once on its Podman service; on Podman, every image of
+    the test's namespace is removed afterwards (the image factory cleans dockerd only)."""
+    if request.param == "docker":
+        yield Engine("docker", sandbox.docker_host, api, docker)
+        return
+    address = podman_address(os.environ)
+    client = APIClient(base_url=address, version="1.41")
+
+    def on_podman(*args: str | os.PathLike[str], **options: Any) -> subprocess.CompletedProcess[str]:
+        return docker(*args, env={"DOCKER_HOST": address, **(options.pop("env", None) or {})}, **options)
+
+    try:
+        yield Engine("podman", address, client, on_podman)
+    finally:
+        for image in client.images():
+            if any(ref.startswith(f"{namespace}/") for ref in _references(image)):
+                with contextlib.suppress(NotFound):
+                    client.remove_image(image["Id"], force=True)
+        client.close()

@@ -263,7 +263,7 @@ def _basic(user: str, password: str) -> str:
 
 
 def _no_layer_sizes(document: Any) -> Any:
-    """``/system/df`` as Podman answers it: LayersSize 0."""
+    """``/system/df`` with no layer sizes (LayersSize 0), as Podman's Docker API answers it."""
     return {**document, "LayersSize": 0}
 
 
@@ -298,6 +298,6 @@ def test_a_max_total_budget_on_a_daemon_without_layer_sizes_is_refused(
     assert "No changes" not in refused.stdout, text
     assert refused.code == 64, text
     assert proxy.address in refused.stderr, text
-    assert "LayersSize 0" in refused.stderr and "max_total" in refused.stderr, text
+    assert "0 bytes of layers" in refused.stderr and "max_total" in refused.stderr, text
     assert "Traceback" not in text
     assert as_json.code == 64, as_json.stdout + as_json.stderr

@@ -53,6 +53,9 @@ class DfClient:
             raise answer
         return answer
 
+    def version(self) -> Any:
+        return {"Components": [{"Name": "Engine", "Version": "20.10.24"}]}  # Docker's, not Podman's
+
 
 # --- item 7: a second /system/df ------------------------------------------------------------
 
@@ -235,7 +238,7 @@ def test_a_broken_entry_of_another_registry_is_named_with_the_refusing_one(
 
 
 class NoLayerSizes(FakeDockerHost):
-    """``/system/df`` as Podman answers it: LayersSize 0, whatever the images take."""
+    """A daemon whose disk usage gives no layer sizes (LayersSize 0), whatever the images take."""
 
     def disk_usage(self) -> DiskUsageReport:
         usage = super().disk_usage()
@@ -259,7 +262,7 @@ def test_a_max_total_budget_is_refused_when_the_daemon_reports_no_layer_sizes(tm
         read_host_facts(host, manifest, None, tmp_path, now=1e9)
     assert caught.value.exit_code is ExitCode.USAGE
     message = str(caught.value)
-    assert "unix:///podman.sock" in message and "LayersSize 0" in message and "5 kB" in message
+    assert "unix:///podman.sock" in message and "0 bytes of layers" in message and "5 kB" in message
     assert "max_total" in message
 
 
@@ -268,7 +271,7 @@ def test_plan_host_refuses_it_instead_of_no_changes(tmp_path: Path, monkeypatch:
     host.add_image(["reg.local/big:1"], size=5000, created=1)
     monkeypatch.setattr(plan_host_module, "connect", lambda address, **how: host)
     manifest = load_manifest_text(BUDGET, "images.yaml", environ={})
-    with pytest.raises(DiskUsageError, match=r"unix:///podman\.sock does not report"):
+    with pytest.raises(DiskUsageError, match=r"unix:///podman\.sock does not say"):
         plan_host(manifest, "unix:///podman.sock", PlanOptions(state_dir=tmp_path))
     # The same host measured: the budget applies, and the image is evicted.
     measured = FakeDockerHost(address="unix:///docker.sock")
