@@ -54,6 +54,7 @@ class RegistryProxy:
         delay: float = 0.0,
         hold_pings: int = 0,
         hold_seconds: float = 0.0,
+        port: int = 0,
     ) -> None:
         self.upstream = upstream
         self.holds_left = hold_pings  # the first N GET /v2/ wait hold_seconds (or until closed), then are dropped
@@ -69,7 +70,7 @@ class RegistryProxy:
         self.peak_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="registry-proxy", daemon=True)
 

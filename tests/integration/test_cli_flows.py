@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conftest import Engine
 from docker import APIClient
 from docker_state import image_id
 
@@ -37,10 +38,11 @@ def test_tutorial_pull_alias_untag_and_absent(
     image_factory: ImageFactory,
     run_cli: CliRun,
     tmp_manifest: WriteManifest,
-    api: APIClient,
+    engine: Engine,
 ) -> None:
+    api = engine.api
     web = image_factory("web:1.0")
-    tool = image_factory("tool:2.0", keep_local=True, push=False)
+    tool = engine.local(image_factory, "tool:2.0")
     manifest = tmp_manifest(f"""
         version: 1
         images:
