@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from conftest import Engine
 from docker import APIClient
 from docker_state import image_id
 from extra_daemons import ExtraDaemon
@@ -35,15 +36,15 @@ def test_stale_steps_are_refused_and_the_others_applied(
     run_cli: CliRun,
     tmp_manifest: WriteManifest,
     tmp_path: Path,
-    api: APIClient,
-    docker: DockerRun,
+    engine: Engine,
 ) -> None:
+    api, docker = engine.api, engine.docker
     web = image_factory("web:1.0")
-    tool = image_factory("tool:1", push=False, keep_local=True)
-    old = image_factory("old:1", push=False, keep_local=True)
-    gone = image_factory("gone:1", push=False, keep_local=True)
-    other = image_factory("other:1", push=False, keep_local=True)
-    multi = image_factory("multi:a", push=False, keep_local=True)
+    tool = engine.local(image_factory, "tool:1")
+    old = engine.local(image_factory, "old:1")
+    gone = engine.local(image_factory, "gone:1")
+    other = engine.local(image_factory, "other:1")
+    multi = engine.local(image_factory, "multi:a")
     docker("tag", multi, f"{namespace}/multi:b")
     manifest = tmp_manifest(f"""
         version: 1

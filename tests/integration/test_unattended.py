@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Engine
 from docker import APIClient
 from docker_state import image_id
 from extra_daemons import ExtraDaemon
@@ -101,11 +102,13 @@ class LockHolder:
 
 
 @pytest.fixture
-def hold_lock(state_dir: Path) -> Iterator[Callable[[], LockHolder]]:
+def hold_lock(state_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[], LockHolder]]:
+    """``hold()`` takes the lock of the sandbox daemon (of the test's ``engine``, when it takes one)."""
     holders: list[LockHolder] = []
+    engine: Engine | None = request.getfixturevalue("engine") if "engine" in request.fixturenames else None
 
     def hold() -> LockHolder:
-        holders.append(LockHolder(state_dir, os.environ["DOCKER_HOST"]))
+        holders.append(LockHolder(state_dir, engine.address if engine else os.environ["DOCKER_HOST"]))
         return holders[-1]
 
     yield hold
@@ -118,8 +121,10 @@ def hold_lock(state_dir: Path) -> Iterator[Callable[[], LockHolder]]:
 
 def test_apply_fails_with_75_while_another_holds_the_lock_and_plan_does_not_wait(
     namespace: str, web_manifest: Path, run_cli: CliRun, state_dir: Path, hold_lock: Callable[[], LockHolder],
-    api: APIClient,
+    engine: Engine,
 ) -> None:
+    # On Podman the lock is keyed on its libpod store, since its /info ID changes per call.
+    api = engine.api
     holder = hold_lock()
     blocked = run_cli("apply", web_manifest, "--state-dir", state_dir)
     assert blocked.code == 75, blocked.stdout + blocked.stderr
