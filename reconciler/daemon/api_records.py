@@ -18,10 +18,13 @@ _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
 def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
     """One entry of ``GET /images/json`` as an ImageRecord (untagged forms normalised)."""
     shared = raw.get("SharedSize")
+    # Podman 4.3 lists an image pulled by digest with that digest reference in RepoTags too.
+    listed = parse_refs(raw.get("RepoTags"))
+    digests = {ref.canonical(): ref for ref in (*parse_refs(raw.get("RepoDigests")), *(r for r in listed if r.tag is None))}
     return ImageRecord(
         id=str(raw["Id"]),
-        tags=parse_refs(raw.get("RepoTags")),
-        digests=parse_refs(raw.get("RepoDigests")),
+        tags=tuple(ref for ref in listed if ref.tag is not None),
+        digests=tuple(sorted(digests.values(), key=lambda r: r.canonical())),
         created=int(raw.get("Created") or 0),
         size=int(raw.get("Size") or 0),
         shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,

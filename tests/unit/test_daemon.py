@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from reconciler.daemon.address import resolve_host
-from reconciler.daemon.docker_engine import DockerEngine
+from reconciler.daemon.docker_engine import DockerEngine, image_from_api
 from reconciler.errors import DaemonError, DaemonUnavailable, ExitCode, UsageError
 
 SCHEMES = "unix:///PATH/TO/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST (npipe:// works on Windows only)"
@@ -85,3 +85,11 @@ def test_engine_id_failures_are_our_errors() -> None:
     refused = docker.errors.APIError("500 Server Error", explanation="boom")
     with pytest.raises(DaemonError, match=r"did not say which daemon it is \(GET /info failed: boom\)"):
         DockerEngine("unix:///d.sock", Info(refused)).identity()
+
+
+def test_a_digest_reference_podman_lists_among_repo_tags_is_a_digest_not_a_tag() -> None:
+    # Podman 4.3's /images/json for an image pulled by digest only.
+    pinned = "reg.local/pin@sha256:" + "a" * 64
+    record = image_from_api({"Id": "sha256:" + "b" * 64, "RepoTags": [pinned], "RepoDigests": [pinned]})
+    assert record.tags == ()
+    assert [ref.canonical() for ref in record.digests] == [pinned]
