@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conftest import Engine
 from docker import APIClient
 from docker.errors import ImageNotFound
 
@@ -29,13 +30,13 @@ def test_export_then_plan_gives_no_changes(
     image_factory: ImageFactory,
     run_cli: CliRun,
     tmp_path: Path,
-    api: APIClient,
-    docker: DockerRun,
+    engine: Engine,
 ) -> None:
-    lib = image_factory("lib:1.10", push=False, keep_local=True)
+    api, docker = engine.api, engine.docker
+    lib = engine.local(image_factory, "lib:1.10")
     for tag in ("on", "010"):
         docker("tag", lib, f"{namespace}/lib:{tag}")
-    image_factory("untagged:1", push=False, keep_local=True)
+    engine.local(image_factory, "untagged:1")
     docker("image", "rm", f"{namespace}/untagged:1")  # removes it whole: nothing to list
     pin = image_factory("pin:1")
     docker("pull", pin)

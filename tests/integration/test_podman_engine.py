@@ -89,30 +89,6 @@ def test_a_saved_plan_applies_on_the_podman_service_it_was_made_for(
     assert again.code == 0, again.stdout + again.stderr
 
 
-def test_pull_always_converges_on_podman_through_the_registry_api(
-    podman_host: str,
-    podman_api: APIClient,
-    namespace: str,
-    image_factory: ImageFactory,
-    run_cli: CliRun,
-    tmp_manifest: WriteManifest,
-) -> None:
-    # Podman answers GET /distribution/{ref}/json with 404; the tag's digest comes from the registry.
-    image_factory("live:edge")
-    manifest = tmp_manifest(f"""
-        version: 1
-        images:
-          - name: {namespace}/live
-            tags: ["edge"]
-            pull: always
-    """)
-    applied = run_cli("apply", manifest, "-H", podman_host)
-    assert applied.code == 0, applied.stdout + applied.stderr
-    again = run_cli("plan", manifest, "-H", podman_host, "--detailed-exitcode")
-    assert again.code == 0, again.stdout + again.stderr
-    assert "could not be read" not in again.stdout + again.stderr
-
-
 def test_an_alias_on_podman_converges_despite_its_digest_reference(
     podman_host: str,
     podman_api: APIClient,
