@@ -420,7 +420,9 @@ class DockerEngine:
             self._client().get(self._url("/_ping"), timeout=self._deadline.bound(PING_TIMEOUT)).close()
         except requests.exceptions.RequestException:
             return PullStreamFailed(f"{message}, and the daemon no longer answers", lost=True)
-        return PullStreamFailed(message, timed_out=True)
+        # Measured: Podman 4.3 stops a pull (and its own retries) when its stream closes; dockerd
+        # 20.10 went on asking the registry after a pull cut before its answer began.
+        return PullStreamFailed(message, timed_out=True, engine_stops=self.engine().is_podman)
 
     def _check_deadline(self, what: str) -> None:
         if self._deadline.passed:

@@ -86,7 +86,8 @@ class PullStreamFailed(DaemonError):
 
     ``status`` is the HTTP status of a refused request; ``lost`` is True when the daemon
     itself stopped answering (no retry can help), ``timed_out`` when the deadline passed,
-    ``broken`` when the stream broke off midway (worth another try).
+    ``broken`` when the stream broke off midway (worth another try); ``engine_stops`` when the
+    engine is known to stop a pull whose stream we close (Podman; dockerd 20.10 may go on).
     """
 
     def __init__(
@@ -97,8 +98,10 @@ class PullStreamFailed(DaemonError):
         lost: bool = False,
         timed_out: bool = False,
         broken: bool = False,
+        engine_stops: bool = False,
     ) -> None:
         super().__init__(message)
+        self.engine_stops = engine_stops
         self.status = status
         self.lost = lost
         self.timed_out = timed_out

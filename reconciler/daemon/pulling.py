@@ -299,7 +299,12 @@ class Puller:
                 # The daemon, not a registry, failed to answer: retrying a dead socket only waits out the deadline.
                 raise _AttemptFailed(str(exc), FailureKind.DAEMON_LOST) from None
             if exc.timed_out:
-                raise _AttemptFailed(f"did not finish within {self.deadline:g}s", FailureKind.PERMANENT) from None
+                after = (
+                    "its stream was closed, which stops the pull on the engine"
+                    if exc.engine_stops
+                    else "its stream was closed, but the engine may still finish this pull"
+                )
+                raise _AttemptFailed(f"did not finish within {self.deadline:g}s; {after}", FailureKind.PERMANENT) from None
             if exc.broken:  # the stream broke off mid-pull (daemon restart, dropped socket): worth another try
                 raise _AttemptFailed(str(exc), FailureKind.TRANSIENT) from None
             raise _AttemptFailed(str(exc), classify(str(exc))) from None
