@@ -422,7 +422,9 @@ class DockerEngine:
             return PullStreamFailed(f"{message}, and the daemon no longer answers", lost=True)
         # Measured: Podman 4.3 stops a pull (and its own retries) when its stream closes; dockerd
         # 20.10 went on asking the registry after a pull cut before its answer began.
-        return PullStreamFailed(message, timed_out=True, engine_stops=self.engine().is_podman)
+        # Not asked now when not known yet (a late daemon may not answer): then nothing is promised.
+        podman = self._engine is not None and self._engine.is_podman
+        return PullStreamFailed(message, timed_out=True, engine_stops=podman)
 
     def _check_deadline(self, what: str) -> None:
         if self._deadline.passed:

@@ -17,11 +17,13 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
-from reconciler.daemon.host import DiskUsageReport, ImageDetails
-from reconciler.model.inventory import HistoryEntry, ImageRecord
+from reconciler.daemon.host import DiskUsageReport, DockerHost
+from reconciler.daemon.on_sessions import map_on_sessions
+from reconciler.model.inventory import ImageRecord
 from reconciler.planning.freed_space import chain_ids, layer_sizes
+
+READS_AT_ONCE = 4  # images read at once, each reader on its own connection
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,6 @@ class SizedImage:
     def own_bytes(self) -> int:
         """Bytes of the image beyond its layers (0 on Docker; Podman's manifest and config)."""
         return max(self.size - sum(size for _, size in self.layers), 0)
-
-
-class ImageReader(Protocol):
-    """What sizing needs of a daemon (a :class:`~reconciler.daemon.host.DockerHost` has it)."""
-
-    def list_images(self) -> tuple[ImageRecord, ...]: ...
-
-    def inspect_image(self, name: str) -> ImageDetails | None: ...
-
-    def image_history(self, image_id: str) -> tuple[HistoryEntry, ...] | None: ...
 
 
 def usage_from_layers(images: Mapping[str, SizedImage | None]) -> DiskUsageReport:
@@ -70,17 +62,17 @@ class PodmanDiskUsage:
         self._known: dict[str, SizedImage | None] = {}
         self._lock = threading.Lock()
 
-    def read(self, daemon: ImageReader) -> DiskUsageReport:
-        """One image list, and the layers of each image not read before (an inspection and a history)."""
+    def read(self, daemon: DockerHost) -> DiskUsageReport:
+        """One image list, and the layers of each image not read before (an inspection and a history),
+        READS_AT_ONCE images at a time."""
         images = daemon.list_images()
         with self._lock:
             known = dict(self._known)
+        new = [image for image in images if image.id not in known]
+        read = dict(zip((image.id for image in new), map_on_sessions(daemon, new, _sized, READS_AT_ONCE), strict=True))
         found: dict[str, SizedImage | None] = {}
         for image in images:
-            if image.id in known:
-                found[image.id] = known[image.id]
-                continue
-            sized = _sized(daemon, image)
+            sized = known[image.id] if image.id in known else read[image.id]
             if sized is _GONE:
                 continue  # deleted since the listing: it takes no room
             found[image.id] = sized if isinstance(sized, SizedImage) else None
@@ -92,7 +84,7 @@ class PodmanDiskUsage:
 _GONE = object()
 
 
-def _sized(daemon: ImageReader, image: ImageRecord) -> SizedImage | object | None:
+def _sized(daemon: DockerHost, image: ImageRecord) -> SizedImage | object | None:
     """The image's layers with their sizes; None when its history does not match its layers; _GONE."""
     details = daemon.inspect_image(image.id)
     history = daemon.image_history(image.id) if details is not None else None

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.daemon.host import DockerHost
+from reconciler.daemon.on_sessions import map_on_sessions
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
 from reconciler.flows.local_facts import read_local_facts
-from reconciler.flows.on_sessions import map_on_sessions
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.daemon.host import DockerHost
+from reconciler.daemon.on_sessions import map_on_sessions
 from reconciler.flows.host_facts import with_shared_sizes
-from reconciler.flows.on_sessions import map_on_sessions
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Action, Plan
