@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import podman_address
 from docker import APIClient
 from docker.errors import NotFound
 
@@ -28,13 +29,7 @@ WriteManifest = Callable[..., Path]
 @pytest.fixture(scope="module")
 def podman_host() -> str:
     """The Podman service's address from `scripts/sandbox env`."""
-    address = os.environ.get("RECONCILE_SANDBOX_PODMAN_HOST", "")
-    if not address:
-        message = "RECONCILE_SANDBOX_PODMAN_HOST is not set: run `scripts/sandbox up` and eval `scripts/sandbox env`."
-        if os.environ.get("RECONCILE_REQUIRE_SANDBOX") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return address
+    return podman_address(os.environ)
 
 
 @pytest.fixture
