@@ -90,6 +90,12 @@ def unreachable(address: str, exc: BaseException) -> str:
             f"Cannot reach the Docker daemon at {address}: there is no such socket. Is the daemon running? "
             "Pick another with --host, --context or DOCKER_HOST."
         )
+    if isinstance(exc, HttpUnreachable) and exc.timed_out and detail.startswith("no answer"):
+        return (
+            f"The Docker daemon at {address} took the connection but gave {detail.removesuffix(' (read timed out)')}:"
+            " it may be hung or overloaded. Check it (`systemctl status docker`, its log), or pick another with"
+            " --host, --context or DOCKER_HOST."
+        )
     return (
         f"Cannot reach the Docker daemon at {address} ({detail}). "
         "Check that it runs and that you may use its socket, or pick another with --host, --context or DOCKER_HOST."

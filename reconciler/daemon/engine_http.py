@@ -176,8 +176,14 @@ class EngineHttp:
 
     def _exchange(self, target: str, timeout: float, headers: dict[str, str]) -> tuple[int, bytes]:
         connection = self._open(timeout)
-        if connection.sock is not None:
-            connection.sock.settimeout(timeout)
+        if connection.sock is None:
+            try:
+                connection.connect()  # within the connect timeout; the answer gets the call's own
+            except TimeoutError:
+                self.close()
+                raise HttpUnreachable(f"no connection within {connection.timeout:g}s", timed_out=True) from None
+        assert connection.sock is not None
+        connection.sock.settimeout(timeout)
         connection.request("GET", target, headers=headers)
         response = connection.getresponse()
         body = response.read()

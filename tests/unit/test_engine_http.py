@@ -159,3 +159,34 @@ def test_addresses_reach_the_endpoint_docker_py_would() -> None:
     # docker-py's own forms and ssh:// stay with docker-py.
     for address in ("ssh://me@box", "unix://docker.sock", "tcp://box", "tcp://box:2375/path", "npipe:////./pipe/x"):
         assert endpoint_for(address, {}) is None, address
+
+
+def test_a_first_answer_slower_than_the_connect_timeout_is_waited_for_up_to_the_calls_timeout(
+    daemon: Callable[[Answer], str],
+) -> None:
+    """Opening the connection is bounded by the connect timeout; the answer by the call's own timeout
+    (a new connection once read its answer under the connect timeout, and said the call's)."""
+    import time
+
+    from reconciler.daemon.engine_http import EngineHttp
+
+    def slow(handler: BaseHTTPRequestHandler, path: str) -> None:
+        time.sleep(0.5)
+        send(handler, 200, VERSION)
+
+    address = daemon(slow)
+    http = EngineHttp(endpoint_for(address, {}), connect_timeout=0.1)
+    assert json.loads(http.get("/version", timeout=30.0)) == VERSION
+
+
+def test_a_daemon_that_takes_the_connection_and_never_answers_is_called_hung_with_the_calls_timeout(
+    daemon: Callable[[Answer], str],
+) -> None:
+    import time
+
+    address = daemon(lambda handler, path: time.sleep(5))
+    with pytest.raises(DaemonUnavailable) as caught:
+        DockerEngine.connect(address, {"base_url": address}, timeout=0.5)
+    assert caught.value.exit_code is ExitCode.DAEMON_UNAVAILABLE
+    assert f"The Docker daemon at {address} took the connection but gave no answer within 0.5s" in str(caught.value)
+    assert "it may be hung or overloaded" in str(caught.value)
