@@ -3,19 +3,23 @@
 Plain data only, no daemon: N images spread over repositories of 20 images each,
 two tags per image (a build tag and, for one in ten, a version), one in twenty
 untagged, some used by containers or declared. Prints the median wall time of
-``--repeat`` runs and what the verdicts were. Figures only: nothing is asserted.
+``--repeat`` runs, what the verdicts were and a digest of the result and the plan (equal
+digests: equal output). It runs under the collector settings of the ``reconcile`` command,
+``--default-gc`` under Python's. Figures only: nothing is asserted.
 
-    .venv/bin/python bench/retention_bench.py [--images 100000] [--repeat 3]
+    .venv/bin/python bench/retention_bench.py [--images 100000] [--repeat 3] [--default-gc]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import time
 from collections import Counter
 from dataclasses import replace
 
+from reconciler.cli.collector import tune_collector
 from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Order, RetentionSpec, Rule, Selector, TagFilter
@@ -103,7 +107,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default collector thresholds instead of the reconcile command's",
+    )
     options = parser.parse_args()
+    if not options.default_gc:
+        tune_collector()
     images = synthetic_images(options.images)
     timings, step_timings = [], []
     for _ in range(options.repeat):
@@ -112,7 +123,11 @@ def main() -> None:
         step_timings.append(step_seconds)
     outcomes = Counter(v.outcome.value for v in result.verdicts)
     rungs = Counter(v.decisions[-1].rung.value for v in result.verdicts)
-    print(f"evaluate_retention on {options.images:,} images, {len(SPEC.rules)} rules, disk budget:")
+    collector = "default collector" if options.default_gc else "the command's collector settings"
+    print(
+        f"evaluate_retention on {options.images:,} images, {len(SPEC.rules)} rules, disk budget,"
+        f" {collector}:"
+    )
     print(
         f"  median {statistics.median(timings):.3f} s over {options.repeat} runs (min {min(timings):.3f} s)"
     )
@@ -124,6 +139,12 @@ def main() -> None:
     print(f"  outcomes: {dict(sorted(outcomes.items()))}")
     print(f"  deciding rungs: {dict(sorted(rungs.items()))}")
     print(f"  freed {result.freed_bytes:,} bytes; {result.unknown_sizes} of unknown size")
+    print(f"  digest of the result {_digest(result)}, of the plan {_digest(plan)}")
+
+
+def _digest(value: object) -> str:
+    """A short hash of ``repr(value)``: equal digests before and after a change mean equal output."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler import __version__
+from reconciler.cli.collector import tune_collector
 from reconciler.cli.console import echo_json, err, out, warn
 from reconciler.cli.holds_commands import hold, holds, release
 from reconciler.cli.markup import escape
@@ -559,6 +560,7 @@ cli.add_command(holds)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map every outcome to a documented exit code."""
+    tune_collector()
     try:
         cli.main(args=argv, prog_name="reconcile", standalone_mode=False)
     except click.exceptions.Exit as exc:
