@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from reconciler.errors import ExitCode, ReconcilerError
+from reconciler.model.derived import derived
 
 DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
@@ -113,12 +114,12 @@ class Reference:
 
     # The derived forms are kept once made (the instance is immutable): a large host's plan asks
     # for them several times per reference.
-    @functools.cached_property
+    @derived
     def name(self) -> str:
         """The full repository name, such as ``docker.io/library/nginx``."""
         return f"{self.domain}/{self.path}" if self.domain else self.path
 
-    @functools.cached_property
+    @derived
     def familiar_name(self) -> str:
         """The name as ``docker image ls`` shows it, such as ``nginx``.
 
@@ -138,11 +139,11 @@ class Reference:
         """Like :meth:`canonical`, with the familiar name: ``nginx:latest``."""
         return self._familiar
 
-    @functools.cached_property
+    @derived
     def _canonical(self) -> str:
         return _compose_pinned(self.name, self.tag, self.digest)
 
-    @functools.cached_property
+    @derived
     def _familiar(self) -> str:
         return _compose_pinned(self.familiar_name, self.tag, self.digest)
 
