@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from reconciler.model.inventory import ImageRecord
 from reconciler.model.manifest import Order, Unmatched
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
-from reconciler.model.units import format_age, format_duration
+from reconciler.model.units import format_age
 from reconciler.planning.retention_rungs import CompiledRule, RetentionContext
 from reconciler.planning.retention_verdicts import Decision, Fate, Rung, Verdict
 from reconciler.planning.semver import SemverKey, semver_key
@@ -201,14 +201,14 @@ def _apply_rule(
         return (
             True,
             "keep_within",
-            f"{created}, within keep_within {format_duration(spec.keep_within)}",
+            f"{created}, within keep_within {rule.keep_within_text}",
         )
     tag = ref.tag if ref is not None else None
     if rule.keep_tags is not None and tag is not None and rule.keep_tags.fullmatch(tag):
         return True, "keep_tags", f"tag {tag} matches keep_tags {spec.keep_tags!r}"
     if spec.older_than is None:
         return False, "select", f"selected by rule {spec.name} and kept by none of its conditions"
-    limit = format_duration(spec.older_than)
+    limit = rule.older_than_text
     if age <= spec.older_than:
         return True, "older_than", f"{created}, not older than {limit}"
     return (

@@ -45,9 +45,11 @@ class RetentionContext:
         self.declared = declared
         self.last_used = last_used
         self.previous = previous
-        self.users: dict[str, list[str]] = {}
+        users: dict[str, list[str]] = {}
         for container in containers:
-            self.users.setdefault(container.image_id, []).append(container.name)
+            users.setdefault(container.image_id, []).append(container.name)
+        self.users = {image_id: tuple(sorted(names)) for image_id, names in users.items()}
+        self.min_age_text = format_duration(spec.min_age)
         self.protect = tuple(ReferencePattern.parse(text) for text in spec.protect)
         self.rules = tuple(CompiledRule(rule) for rule in spec.rules)
 
@@ -64,7 +66,7 @@ class RetentionContext:
     def protection(self, image: ImageRecord) -> Decision | None:
         """The first of rungs 1-4 that keeps ``image`` whole, or None."""
         subject, age = image.short_id, self.age(image)
-        users = tuple(sorted(self.users.get(image.id, ())))
+        users = self.users.get(image.id)
         if users:
             reason = (
                 f"used by container {', '.join(users)}; an image a container uses is never removed"
@@ -72,12 +74,13 @@ class RetentionContext:
             return Decision(subject, True, Rung.IN_USE, reason, age=age, containers=users)
         if image.id in self.held:
             return Decision(subject, True, Rung.HELD, self.held[image.id], age=age)
-        claim = self._declared_reference(image)
+        refs = (*image.tags, *image.digests)
+        claim = self._declared_reference(image, refs)
         if claim is not None:
             reason = f"{claim} is declared under images:"
             return Decision(subject, True, Rung.DECLARED, reason, age=age, pattern=claim)
         for pattern in self.protect:
-            for ref in (*image.tags, *image.digests):
+            for ref in refs:
                 if pattern.matches(ref):
                     reason = f"{ref.familiar()} matches the protect pattern {pattern.text!r}"
                     return Decision(
@@ -93,7 +96,7 @@ class RetentionContext:
                         subject, True, Rung.PROTECTED, reason, age=age, pattern=described
                     )
         arrival = self.arrival(image)
-        limit = format_duration(self.spec.min_age)
+        limit = self.min_age_text
         if arrival is None:
             if age < self.spec.min_age:
                 reason = f"created {format_age(age)} ago, within min_age {limit}"
@@ -104,8 +107,8 @@ class RetentionContext:
             return Decision(subject, True, Rung.MIN_AGE, reason, age=age, arrived=arrival)
         return None
 
-    def _declared_reference(self, image: ImageRecord) -> str | None:
-        for ref in (*image.tags, *image.digests):
+    def _declared_reference(self, image: ImageRecord, refs: tuple[Reference, ...]) -> str | None:
+        for ref in refs:
             if ref.canonical() in self.declared:
                 return ref.familiar()
         return image.short_id if image.id in self.declared else None
@@ -123,6 +126,11 @@ class CompiledRule:
         self.include = _regex(rule.select.tags.include)
         self.exclude = _regex(rule.select.tags.exclude)
         self.keep_tags = _regex(rule.keep_tags)
+        # Said in every decision the rule makes: worded once.
+        selector = rule.select.labels
+        self.label_text = describe_selector(selector) if selector is not None else None
+        self.keep_within_text = _duration_text(rule.keep_within)
+        self.older_than_text = _duration_text(rule.older_than)
         self._by_name: dict[str, bool] = {}
 
     def _repository_selected(self, ref: Reference) -> bool:
@@ -156,15 +164,13 @@ class CompiledRule:
             return True
         return image is not None and labels_match(selector, image.label_map)
 
-    @property
-    def label_text(self) -> str | None:
-        """The rule's label selector in words, for the decisions it makes."""
-        selector = self.rule.select.labels
-        return describe_selector(selector) if selector is not None else None
-
 
 def _regex(text: str | None) -> re.Pattern[str] | None:
     return None if text is None else re.compile(text)
+
+
+def _duration_text(seconds: float | None) -> str:
+    return "" if seconds is None else format_duration(seconds)
 
 
 # --- rung 6: disk budget -----------------------------------------------------------
