@@ -93,3 +93,12 @@ def test_a_digest_reference_podman_lists_among_repo_tags_is_a_digest_not_a_tag()
     record = image_from_api({"Id": "sha256:" + "b" * 64, "RepoTags": [pinned], "RepoDigests": [pinned]})
     assert record.tags == ()
     assert [ref.canonical() for ref in record.digests] == [pinned]
+
+
+def test_a_unix_socket_client_reads_no_proxy_settings_and_a_tcp_client_still_does() -> None:
+    """requests reads proxy, netrc and CA variables again on every call unless told not to; for a
+    unix socket none applies, while a tcp:// daemon may sit behind the proxy the environment names."""
+    from reconciler.daemon.docker_py_client import api_client
+
+    assert api_client({"base_url": "unix:///run/none.sock"}, version="1.41").trust_env is False
+    assert api_client({"base_url": "tcp://127.0.0.1:2375"}, version="1.41").trust_env is True
