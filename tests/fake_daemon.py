@@ -38,6 +38,7 @@ from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.inventory import (
     ContainerRecord,
     DaemonEvent,
+    EventWindow,
     HistoryEntry,
     ImageRecord,
     short_id,
@@ -259,9 +260,9 @@ class FakeDockerHost:
         del self.cache_records[record_id]
         return BuildCachePruned((record_id,), found.size)
 
-    def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
+    def events(self, since: float, until: float) -> EventWindow:
         self._enter("events")
-        return tuple(e for e in self.recorded_events if since < e.time <= until)
+        return EventWindow(tuple(e for e in self.recorded_events if since < e.time <= until))
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
         self._enter("registry_digest")

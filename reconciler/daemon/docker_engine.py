@@ -49,11 +49,12 @@ from reconciler.daemon.host import (
 )
 from reconciler.daemon.local_builds import cli_build, interrupt_builds, legacy_build, load_archive
 from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
+from reconciler.daemon.podman_events import podman_event_params, within
 from reconciler.daemon.registry_api import manifest_digest
 from reconciler.errors import DaemonError, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.deadline import NO_DEADLINE, Deadline
-from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
+from reconciler.model.inventory import ContainerRecord, EventWindow, HistoryEntry, ImageRecord
 
 __all__ = [
     "DockerEngine", "container_from_api", "details_from_api", "endpoint_for", "event_from_api",
@@ -285,7 +286,12 @@ class DockerEngine:
     def build_cache(self) -> tuple[BuildCacheRecord, ...]:
         return build_cache_from_df(self._disk_usage_when_free())
 
-    def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
+    def events(self, since: float, until: float) -> EventWindow:
+        if self.engine().is_podman:
+            # Podman drops part of a window asked with `until`: read its log to the end, cut here.
+            with self._call("GET /events"):
+                lines = list(self._reads.get_json_lines("/events", podman_event_params(since)))
+            return EventWindow(within((event_from_api(raw) for raw in lines), since, until), kept=None)
         # With `until` set the daemon ends the stream, so this returns. Fractions of a second
         # matter: a whole-second `until` would leave out the events of the current second.
         # Each read waits at most the call's timeout: a hung daemon cannot hang us.
@@ -294,7 +300,7 @@ class DockerEngine:
         params = {"since": f"{since:.9f}", "until": f"{until:.9f}"}
         with self._call("GET /events"):
             lines = list(self._reads.get_json_lines("/events", params))
-        return tuple(event_from_api(raw) for raw in lines)
+        return EventWindow(tuple(event_from_api(raw) for raw in lines))
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
         if self.engine().is_podman:

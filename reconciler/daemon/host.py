@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from reconciler.errors import DaemonError, ExitCode
 from reconciler.model.build_cache import BuildCacheRecord
-from reconciler.model.inventory import ContainerRecord, DaemonEvent, HistoryEntry, ImageRecord
+from reconciler.model.inventory import ContainerRecord, EventWindow, HistoryEntry, ImageRecord
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class DockerHost(Protocol):
         """``POST /build/prune`` of exactly that record; BuildKit leaves a record in use alone."""
         ...
 
-    def events(self, since: float, until: float) -> tuple[DaemonEvent, ...]:
+    def events(self, since: float, until: float) -> EventWindow:
         """Every event the daemon still holds from ``since`` to ``until``, oldest first, of any kind."""
         ...
 

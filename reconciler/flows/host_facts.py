@@ -111,15 +111,15 @@ def learn_usage(
         since = stored.events_until
     else:
         since = now - FIRST_LOOKBACK_SECONDS
-    events = host.events(since, now)
+    window = host.events(since, now)
     counted = stored.events_until
-    fresh = [e for e in events if counted is None or e.time > counted]
+    fresh = [e for e in window.events if counted is None or e.time > counted]
     facts = (
         facts_from_events(fresh, inventory),
         sighting_facts(inventory, stored.arrived, now),
         snapshot_facts(inventory, declared_tags, now),
     )
-    return Learning(facts, event_gap(stored, events, since), newest_mark(stored, events))
+    return Learning(facts, event_gap(stored, window, since), newest_mark(stored, window.events))
 
 
 def read_inventory(host: DockerHost, manifest: Manifest | None = None, auth: RegistryAuth | None = None) -> Inventory:

@@ -88,6 +88,18 @@ class DaemonEvent:
     source: str = ""  # ``from``: the image a container event names
 
 
+DOCKER_EVENTS_KEPT = 256  # moby keeps this many events in memory (its eventsLimit), none across a restart
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """The daemon's events from one time to another, oldest first, and how the daemon keeps them:
+    ``kept`` is how many it holds (Docker's last 256, in memory); None for a log on disk (Podman's)."""
+
+    events: tuple[DaemonEvent, ...] = ()
+    kept: int | None = DOCKER_EVENTS_KEPT
+
+
 @dataclass(frozen=True)
 class Inventory:
     images: tuple[ImageRecord, ...] = ()

@@ -18,11 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.model.inventory import DaemonEvent, ImageRecord, Inventory
+from reconciler.model.inventory import (
+    DOCKER_EVENTS_KEPT,
+    DaemonEvent,
+    EventWindow,
+    ImageRecord,
+    Inventory,
+)
 from reconciler.model.reference import InvalidReference, parse_reference, tag_key
 
 HISTORY_PER_TAG = 20  # keep_previous rarely asks for more than a few
-EVENTS_LIMIT = 256  # moby keeps this many events in memory (its eventsLimit), none across a restart
+EVENTS_LIMIT = DOCKER_EVENTS_KEPT
 # The events usage learns from; the daemon's other events only count towards its buffer.
 USAGE_EVENTS = frozenset(
     {
@@ -205,17 +211,20 @@ def merged_arrivals(arrived: Mapping[str, float], *facts: UsageFacts) -> dict[st
     return merged
 
 
-def event_gap(state: UsageState, events: Iterable[DaemonEvent], since: float) -> str | None:
+def event_gap(state: UsageState, window: EventWindow, since: float) -> str | None:
     """Why the daemon's events since the last recorded run may be incomplete, or None.
 
-    ``events`` is everything the daemon returned from ``since``. The daemon keeps only its
-    last :data:`EVENTS_LIMIT` events, and none across a restart: the event the last run saw
-    newest (the anchor) is then gone, or the buffer came back full and starting after ``since``.
+    ``window`` is everything the daemon returned from ``since``. Docker keeps only its last
+    :data:`EVENTS_LIMIT` events, and none across a restart: the event the last run saw newest
+    (the anchor) is then gone, or the buffer came back full and starting after ``since``.
+    Podman keeps a log on disk, which it may rotate: there, only a lost anchor tells a gap.
     """
     if state.events_until is None:
         return None  # the first run: nothing recorded to have a gap after
-    returned = tuple(events)
-    full = len(returned) >= EVENTS_LIMIT and min(e.time for e in returned) > since
+    returned = window.events
+    if window.kept is None:
+        return _log_gap(state, returned)
+    full = len(returned) >= window.kept and min(e.time for e in returned) > since
     if state.anchor is not None and not state.anchor.found_in(returned):
         cause = "more than 256 events happened" if full else "the daemon restarted, or more than 256 events happened"
     elif full:
@@ -226,6 +235,17 @@ def event_gap(state: UsageState, events: Iterable[DaemonEvent], since: float) ->
         f"The daemon's events since the last run may be incomplete: {cause} since then, and the daemon"
         " keeps only its last 256 events and none across a restart. Uses and tag moves in that gap are"
         " not known; images in use by containers, and each image's arrival as this run sees it, still are."
+    )
+
+
+def _log_gap(state: UsageState, returned: tuple[DaemonEvent, ...]) -> str | None:
+    if state.anchor is None or state.anchor.found_in(returned):
+        return None
+    return (
+        "The engine's events since the last run may be incomplete: its event log no longer holds the"
+        " newest event the last run saw (the log was rotated or removed, or the engine logs no events:"
+        " Podman's events_logger = \"none\"). Uses and tag moves in that gap are not known; images in"
+        " use by containers, and each image's arrival as this run sees it, still are."
     )
 
 

@@ -18,6 +18,8 @@ from tests.integration.conftest import (
     MANIFEST_V2,
     CliRun,
     DockerRun,
+    Engine,
+    ImageFactory,
     Sandbox,
     StartCli,
     _delete_from_registry,
@@ -250,6 +252,32 @@ def test_a_container_event_is_not_credited_to_an_image_its_tag_moved_to_later(
     assert entries[moved]["last_used"] is None, (
         "the container ran before this image was on the host"
     )
+
+
+def test_a_container_created_since_the_last_run_is_its_images_last_use(
+    engine: Engine,
+    image_factory: ImageFactory,
+    run_cli: CliRun,
+    namespace: str,
+    tmp_manifest: Callable[..., Path],
+) -> None:
+    """The use is known from the engine's events alone (the container is gone by the next run).
+    Podman 4.3 answers `GET /events` with an `until` with part of its log, or nothing."""
+    ref = engine.local(image_factory, "ran:1")
+    image_id = engine.api.inspect_image(ref)["Id"]
+    path = tmp_manifest(manifest_text(namespace, KEEP_ALL))
+    first = run_cli("apply", path)
+    assert first.code == 0, first.stdout + first.stderr
+    name = f"used-{namespace.rsplit('/', 1)[1]}"
+    used_at = time.time()
+    engine.docker("create", "--name", name, ref, "/none")  # never started: an image of data only
+    engine.docker("rm", name)
+    planned = run_cli("plan", path, "--explain", "-o", "json")
+    assert planned.code == 0, planned.stderr
+    assert "may be incomplete" not in planned.stderr, planned.stderr
+    entries = {e["image_id"]: e for e in json.loads(planned.stdout)["images"]}
+    last_used = entries[image_id]["last_used"]
+    assert isinstance(last_used, float) and used_at - 1 <= last_used <= time.time(), last_used
 
 
 def test_a_gap_in_the_daemons_events_is_warned_about_and_explained(

@@ -219,7 +219,7 @@ def test_pull_lands_the_tag_and_a_digest_reference_and_moves_the_tag() -> None:
     assert refs(host, served.id)[1] == f"reg.local/app@{served.digest}"
     assert refs(host, old) == ()  # the tag moved; the old image stays, dangling
     assert any(c.get("status") == "Pull complete" for c in chunks)
-    assert host.events(0, 100)[-1].action == "pull"
+    assert host.events(0, 100).events[-1].action == "pull"
     assert host.registry_digest("reg.local/app:1", None) == served.digest
     host.pull("reg.local/app", served.digest, None, None, 60.0, chunks.append)
     assert refs(host, served.id) == ("reg.local/app:1", f"reg.local/app@{served.digest}")  # by digest: no tag

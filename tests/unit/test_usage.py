@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.daemon.docker_engine import event_from_api
-from reconciler.model.inventory import ContainerRecord, DaemonEvent, Inventory
+from reconciler.model.inventory import ContainerRecord, DaemonEvent, EventWindow, Inventory
 from reconciler.model.usage import (
     EventMark,
     UsageFacts,
@@ -188,8 +188,8 @@ def test_arrivals_and_the_event_anchor_are_stored(tmp_path: Path) -> None:
     assert state.arrived == {a: 9.0} and state.anchor == mark
 
 
-def _events(count: int, start: float) -> list[DaemonEvent]:
-    return [event("container", "exec_start", "c" * 64, start + n) for n in range(count)]
+def _events(count: int, start: float, kept: int | None = 256) -> EventWindow:
+    return EventWindow(tuple(event("container", "exec_start", "c" * 64, start + n) for n in range(count)), kept)
 
 
 def test_a_gap_in_the_events_is_told_when_the_anchor_is_gone_or_the_buffer_came_back_full() -> None:
@@ -204,3 +204,12 @@ def test_a_gap_in_the_events_is_told_when_the_anchor_is_gone_or_the_buffer_came_
     assert event_gap(no_anchor, _events(256, 130.0), 120.0) is not None
     assert event_gap(no_anchor, _events(255, 130.0), 120.0) is None
     assert event_gap(UsageState(), _events(256, 130.0), 0.0) is None  # a first run has no gap to tell
+
+
+def test_on_an_event_log_only_a_lost_anchor_tells_a_gap_however_many_events_came() -> None:
+    anchor = EventMark(100.0, "container", "exec_start", "c" * 64)
+    kept = UsageState(events_until=120.0, anchor=anchor)
+    assert event_gap(kept, _events(1000, 100.0, kept=None), 99.999) is None
+    assert event_gap(UsageState(events_until=120.0), _events(1000, 130.0, kept=None), 120.0) is None
+    rotated = event_gap(kept, _events(3, 500.0, kept=None), 99.999)
+    assert rotated is not None and "event log no longer holds" in rotated and "256" not in rotated
