@@ -29,6 +29,7 @@ from reconciler.daemon.host import (
     ImageConflict,
     ImageDetails,
     ImageMissing,
+    KnownLayersSource,
     OutputLine,
     ProgressChunk,
     PullStreamFailed,
@@ -237,7 +238,7 @@ class FakeDockerHost:
         made = [HistoryEntry(size, f"/bin/sh -c #layer {d[7:19]}") for d, size in self.images[found].content.layers]
         return (HistoryEntry(0, '/bin/sh -c #(nop)  CMD ["sh"]'), *reversed(made))
 
-    def disk_usage(self) -> DiskUsageReport:
+    def disk_usage(self, known: KnownLayersSource | None = None) -> DiskUsageReport:
         """``GET /system/df``: distinct layers (by chain id) once; per image, its layers others use too."""
         self._enter("disk_usage")
         with self._lock:

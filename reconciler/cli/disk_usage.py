@@ -22,13 +22,13 @@ def show_disk_usage(
     host: str | None, context: str | None, manifest_file: Path | None, output: str, state_dir: Path
 ) -> None:
     from reconciler.daemon.address import connect
-    from reconciler.flows.host_facts import read_inventory, with_shared_sizes
+    from reconciler.flows.host_facts import cached_disk_usage, read_inventory
     from reconciler.model.clock import epoch_now
     from reconciler.planning.disk_report import repository_usage
 
     daemon = connect(host, context=context)
-    usage = daemon.disk_usage()
-    inventory = with_shared_sizes(daemon, read_inventory(daemon))
+    usage = cached_disk_usage(daemon, state_dir)
+    inventory = read_inventory(daemon).with_shared_sizes(usage.shared_sizes)
     repositories = repository_usage(inventory)
     policy = _policy(manifest_file, host, context, state_dir) if manifest_file else None
     if output == "json":

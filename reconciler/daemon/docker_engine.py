@@ -43,6 +43,7 @@ from reconciler.daemon.host import (
     DiskUsageReport,
     ImageDetails,
     ImageMissing,
+    KnownLayersSource,
     OutputLine,
     ProgressChunk,
     PullStreamFailed,
@@ -248,12 +249,13 @@ class DockerEngine:
             return None
         return tuple(HistoryEntry(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in raw or ())
 
-    def disk_usage(self) -> DiskUsageReport:
+    def disk_usage(self, known: KnownLayersSource | None = None) -> DiskUsageReport:
         """``GET /system/df``; while another disk usage request runs, asked again until the deadline.
 
-        Podman's gives no layer total and no true shared sizes: there, they are sized from the layers."""
+        Podman's gives no layer total and no true shared sizes: there, they are sized from the layers
+        (those ``known`` gives are not read again)."""
         if self.engine().is_podman:
-            return self._podman_disk.read(self)
+            return self._podman_disk.read(self, known)
         usage = self._disk_usage_when_free()
         shared = {str(raw["Id"]): int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
         return DiskUsageReport(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)

@@ -15,7 +15,13 @@ from typing import Any, Protocol
 
 from reconciler.errors import DaemonError, ExitCode
 from reconciler.model.build_cache import BuildCacheRecord
-from reconciler.model.inventory import ContainerRecord, EventWindow, HistoryEntry, ImageRecord
+from reconciler.model.inventory import (
+    ContainerRecord,
+    EventWindow,
+    HistoryEntry,
+    ImageRecord,
+    KnownLayers,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class DiskUsageReport:
 
     layers_size: int
     shared_sizes: Mapping[str, int] = field(default_factory=dict)  # image id -> shared bytes; -1 unknown
+    layers_read: Mapping[str, KnownLayers] = field(default_factory=dict)  # read by this call (Podman), to keep
+
+
+KnownLayersSource = Callable[[], Mapping[str, KnownLayers]]  # what earlier runs read, asked only when needed
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,10 @@ class DockerHost(Protocol):
         """Newest first, as the daemon lists it; None when the image is gone."""
         ...
 
-    def disk_usage(self) -> DiskUsageReport: ...
+    def disk_usage(self, known: KnownLayersSource | None = None) -> DiskUsageReport:
+        """The layers' total and each image's shared bytes. Where they are sized from the images' layers
+        (Podman), images ``known`` gives with their sizes are not read again; the rest is in ``layers_read``."""
+        ...
 
     def build_cache(self) -> tuple[BuildCacheRecord, ...]:
         """BuildKit's cache records (``GET /system/df``'s ``BuildCache``), sorted by id."""

@@ -8,19 +8,22 @@ The libpod API has no layer total in 4.3 either. So the figures are made from wh
 engine answers: each image's layers (``RootFS.Layers`` of its inspection, identified by chain
 id) and their sizes (its history). A layer counts once however many images use it; an
 image's bytes beyond its layers (Podman counts its manifest and config in ``Size``) are its
-own. An image id's layers never change, so each image is read once per connection's life.
+own. An image id's layers never change, so each image is read once per connection's life, and
+not at all when the caller knows it already (the state directory's layer cache): what was read
+is handed back in ``layers_read`` for the caller to keep.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from reconciler.daemon.host import DiskUsageReport, DockerHost
+from reconciler.daemon.host import DiskUsageReport, DockerHost, KnownLayersSource
 from reconciler.daemon.on_sessions import map_on_sessions
-from reconciler.model.inventory import ImageRecord
+from reconciler.model.inventory import ImageRecord, KnownLayers
 from reconciler.planning.freed_space import chain_ids, layer_sizes
 
 READS_AT_ONCE = 4  # images read at once, each reader on its own connection
@@ -32,6 +35,7 @@ class SizedImage:
 
     layers: tuple[tuple[str, int], ...]
     size: int
+    known: KnownLayers = field(default_factory=lambda: KnownLayers(()))  # as the layer cache keeps it
 
     @property
     def own_bytes(self) -> int:
@@ -62,12 +66,18 @@ class PodmanDiskUsage:
         self._known: dict[str, SizedImage | None] = {}
         self._lock = threading.Lock()
 
-    def read(self, daemon: DockerHost) -> DiskUsageReport:
-        """One image list, and the layers of each image not read before (an inspection and a history),
-        READS_AT_ONCE images at a time."""
+    def read(self, daemon: DockerHost, cached: KnownLayersSource | None = None) -> DiskUsageReport:
+        """One image list, and the layers of each image neither read before nor in ``cached`` with its
+        sizes (an inspection and a history), READS_AT_ONCE images at a time."""
         images = daemon.list_images()
         with self._lock:
-            known = dict(self._known)
+            known: dict[str, SizedImage | object | None] = dict(self._known)
+        if cached is not None and any(image.id not in known for image in images):
+            earlier = cached()
+            for image in images:
+                layers = earlier.get(image.id)
+                if image.id not in known and layers is not None and layers.sizes is not None:
+                    known[image.id] = _from_known(layers, image.size)
         new = [image for image in images if image.id not in known]
         read = dict(zip((image.id for image in new), map_on_sessions(daemon, new, _sized, READS_AT_ONCE), strict=True))
         found: dict[str, SizedImage | None] = {}
@@ -78,7 +88,8 @@ class PodmanDiskUsage:
             found[image.id] = sized if isinstance(sized, SizedImage) else None
         with self._lock:
             self._known.update(found)
-        return usage_from_layers(found)
+        learnt = {i: s.known for i, s in read.items() if isinstance(s, SizedImage)}
+        return dataclasses.replace(usage_from_layers(found), layers_read=learnt)
 
 
 _GONE = object()
@@ -93,4 +104,9 @@ def _sized(daemon: DockerHost, image: ImageRecord) -> SizedImage | object | None
     sizes = layer_sizes(details.layers, history[::-1])
     if sizes is None:
         return None
-    return SizedImage(tuple(zip(chain_ids(details.layers), sizes, strict=True)), image.size)
+    return _from_known(KnownLayers(details.layers, tuple(sizes)), image.size)
+
+
+def _from_known(layers: KnownLayers, size: int) -> SizedImage:
+    assert layers.sizes is not None
+    return SizedImage(tuple(zip(chain_ids(layers.diff_ids), layers.sizes, strict=True)), size, layers)

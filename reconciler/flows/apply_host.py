@@ -35,7 +35,7 @@ from reconciler.execution.defaults import (
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
 from reconciler.flows.holds import LiveHolds
-from reconciler.flows.host_facts import creation_names, read_host_facts
+from reconciler.flows.host_facts import cached_disk_usage, creation_names, read_host_facts
 from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now
@@ -203,7 +203,7 @@ def _apply_locked(
         on_output=listener.build_output,
     )
     try:
-        report = executor.apply(plan, on_result=result, measure=lambda: host.disk_usage().layers_size)
+        report = executor.apply(plan, on_result=result, measure=lambda: cached_disk_usage(host, options.state_dir).layers_size)
     finally:
         listener.finished()
     if facts is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.daemon.host import DockerHost
+from reconciler.daemon.host import DiskUsageReport, DockerHost
 from reconciler.daemon.on_sessions import map_on_sessions
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
@@ -37,6 +37,7 @@ from reconciler.model.usage import (
     snapshot_facts,
 )
 from reconciler.state.holds_store import read_holds
+from reconciler.state.layer_cache import read_layer_cache, write_layer_cache
 from reconciler.state.lock import daemon_identity, lock_directory
 from reconciler.state.usage_store import read_usage
 
@@ -77,7 +78,7 @@ def read_host_facts(
     disk = None
     sizes_read = False
     if manifest.retention is not None and manifest.retention.disk is not None:
-        disk, inventory = read_disk_usage(host, manifest.retention.disk, inventory)
+        disk, inventory = read_disk_usage(host, manifest.retention.disk, inventory, state_dir)
         sizes_read = True
     return HostFacts(
         inventory,
@@ -167,12 +168,25 @@ def read_remote_digests(
     return {ref.canonical(): digest for ref, digest in zip(refs, found, strict=True) if digest}
 
 
-def with_shared_sizes(host: DockerHost, inventory: Inventory) -> Inventory:
+def with_shared_sizes(host: DockerHost, inventory: Inventory, state_dir: Path | None = None) -> Inventory:
     """``inventory`` with each image's shared bytes from one ``/system/df``, so unique sizes are known."""
-    return inventory.with_shared_sizes(host.disk_usage().shared_sizes)
+    return inventory.with_shared_sizes(cached_disk_usage(host, state_dir).shared_sizes)
 
 
-def read_disk_usage(host: DockerHost, budget: DiskBudget, inventory: Inventory) -> tuple[DiskUsage, Inventory]:
+def cached_disk_usage(host: DockerHost, state_dir: Path | None) -> DiskUsageReport:
+    """``host.disk_usage()``; where it is sized from the images' layers (Podman), the images the state
+    directory's layer cache knows are not read again, and what was read is kept there."""
+    if state_dir is None:
+        return host.disk_usage()
+    usage = host.disk_usage(lambda: read_layer_cache(state_dir))
+    if usage.layers_read:
+        write_layer_cache(state_dir, usage.layers_read, usage.shared_sizes)
+    return usage
+
+
+def read_disk_usage(
+    host: DockerHost, budget: DiskBudget, inventory: Inventory, state_dir: Path | None = None
+) -> tuple[DiskUsage, Inventory]:
     """The disk usage a budget needs, and the inventory with shared sizes from the same call.
 
     ``max_total`` needs the layers' total (``/system/df``); ``high``/``low`` need the
@@ -187,7 +201,7 @@ def read_disk_usage(host: DockerHost, budget: DiskBudget, inventory: Inventory) 
                 " Use retention.disk.max_total (bytes the images may take) for a remote daemon."
             )
         filesystem_size, filesystem_used = _filesystem(host.identity().root_dir)
-    usage = host.disk_usage()
+    usage = cached_disk_usage(host, state_dir)
     if budget.max_total is not None:
         _check_layers_measured(host.address, usage.layers_size, inventory)
     disk = DiskUsage(filesystem_size, filesystem_used, usage.layers_size)

@@ -41,7 +41,7 @@ def size_plan(host: DockerHost, facts: HostFacts, plan: Plan, state_dir: Path | 
     if not any(step.action is Action.REMOVE for step in plan.steps):
         return plan, inventory
     if not facts.sizes_read:
-        inventory = with_shared_sizes(host, inventory)
+        inventory = with_shared_sizes(host, inventory, state_dir)
     removed = removed_images(plan)
     freed = read_freed_bytes(host, inventory, removed, state_dir) if removed else None
     return sized_plan(plan, inventory, freed), inventory

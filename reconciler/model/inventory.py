@@ -88,6 +88,15 @@ class DaemonEvent:
     source: str = ""  # ``from``: the image a container event names
 
 
+@dataclass(frozen=True)
+class KnownLayers:
+    """An image's layer diff ids, base first, and each layer's own size (None: not read yet).
+    An image id's layers never change, so what was read of an id holds for ever."""
+
+    diff_ids: tuple[str, ...]
+    sizes: tuple[int, ...] | None = None
+
+
 DOCKER_EVENTS_KEPT = 256  # moby keeps this many events in memory (its eventsLimit), none across a restart
 
 

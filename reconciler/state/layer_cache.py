@@ -13,22 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.model.inventory import KnownLayers
 from reconciler.state.atomic_file import write_atomically
+
+__all__ = ["KnownLayers", "cache_path", "read_layer_cache", "write_layer_cache"]
 
 CACHE_FILE = "layers.json"
 FORMAT = 1
 MAX_IMAGES = 50_000  # beyond this, images not on the host being sized are forgotten first
-
-
-@dataclass(frozen=True)
-class KnownLayers:
-    """An image's layer diff ids, base first, and each layer's own size (None: not read yet)."""
-
-    diff_ids: tuple[str, ...]
-    sizes: tuple[int, ...] | None = None
 
 
 def cache_path(state_dir: Path) -> Path:

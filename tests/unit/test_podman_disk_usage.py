@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from reconciler.daemon.host import DiskUsageReport, KnownLayersSource
 from reconciler.daemon.podman_disk_usage import PodmanDiskUsage, SizedImage, usage_from_layers
+from reconciler.flows.host_facts import cached_disk_usage
+from reconciler.state.layer_cache import read_layer_cache
 from tests.fake_daemon import FakeDockerHost
+
+
+class PodmanHost(FakeDockerHost):
+    """The fake, its disk usage sized from its layers as DockerEngine does on Podman, by one connection's reader."""
+
+    def __init__(self, host: FakeDockerHost) -> None:
+        self.__dict__.update(host.__dict__)
+        self._reader = PodmanDiskUsage()
+
+    def disk_usage(self, known: KnownLayersSource | None = None) -> DiskUsageReport:
+        return self._reader.read(self, known)
 
 
 def siblings_without_their_base() -> tuple[FakeDockerHost, str, str]:
@@ -51,3 +67,17 @@ def test_an_image_whose_layers_cannot_be_sized_leaves_the_total_unknown() -> Non
     found = usage_from_layers({"a": SizedImage((("x", 10),), 10), "b": None})
     assert found.layers_size == 0
     assert found.shared_sizes == {"a": 0, "b": -1}
+
+
+def test_a_warm_run_reads_no_image_the_layer_cache_knows(tmp_path: Path) -> None:
+    # Each run has its own connection (a new PodmanDiskUsage); the state directory outlives it.
+    host, one, two = siblings_without_their_base()
+    cold = cached_disk_usage(PodmanHost(host), tmp_path)
+    assert host.calls["inspect_image"] == 2 and host.calls["image_history"] == 2
+    assert set(read_layer_cache(tmp_path)) == {one, two}
+    three = host.add_image(["three:1"], layers={"three": 50})
+    warm = cached_disk_usage(PodmanHost(host), tmp_path)
+    assert host.calls["inspect_image"] == 3 and host.calls["image_history"] == 3  # the new image only
+    assert warm.layers_size == cold.layers_size + 50
+    assert warm.shared_sizes == {one: 1000, two: 1000, three: 0}
+    assert set(warm.layers_read) == {three}

@@ -240,7 +240,7 @@ def test_a_broken_entry_of_another_registry_is_named_with_the_refusing_one(
 class NoLayerSizes(FakeDockerHost):
     """A daemon whose disk usage gives no layer sizes (LayersSize 0), whatever the images take."""
 
-    def disk_usage(self) -> DiskUsageReport:
+    def disk_usage(self, known: object = None) -> DiskUsageReport:
         usage = super().disk_usage()
         return DiskUsageReport(layers_size=0, shared_sizes=usage.shared_sizes)
 
