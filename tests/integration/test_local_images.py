@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliRun, DockerRun, ImageFactory, _docker_cli
+from conftest import CliRun, DockerRun, Engine, ImageFactory, _docker_cli
 from docker import APIClient
 from docker.errors import NotFound
 
@@ -25,9 +25,12 @@ CLI_FIRST = {"PATH": f"{os.path.dirname(_docker_cli())}{os.pathsep}{os.environ.g
 
 
 @pytest.fixture
-def made(api: APIClient) -> Iterator[list[str]]:
-    """Ids of the images a test built or loaded: a rebuilt tag leaves its old image untagged, which
-    the namespace's clean-up cannot find by name; they go at teardown, newest first."""
+def made(api: APIClient, request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Ids of the images a test built or loaded (on its ``engine``, when it takes one): a rebuilt tag
+    leaves its old image untagged, which the namespace's clean-up cannot find by name; they go at
+    teardown, newest first."""
+    if "engine" in request.fixturenames:
+        api = request.getfixturevalue("engine").api
     ids: list[str] = []
     yield ids
     for image in reversed(ids):
@@ -57,11 +60,15 @@ def _app(root: Path, dockerfile: str = "FROM scratch\nARG VERSION\nCOPY app/ /ap
     return root / "ctx"
 
 
-@pytest.mark.parametrize("builder", ["legacy", "buildkit"])
+# Podman's compat POST /build (buildah) takes the legacy builder's request as dockerd does.
+@pytest.mark.parametrize(
+    ("engine", "builder"), [("docker", "legacy"), ("docker", "buildkit"), ("podman", "legacy")], indirect=["engine"]
+)
 def test_apply_builds_and_tags_and_builds_again_only_when_a_file_or_an_arg_changed(
-    builder: str, run_cli: CliRun, api: APIClient, image_factory: ImageFactory, tmp_path: Path,
+    engine: Engine, builder: str, run_cli: CliRun, image_factory: ImageFactory, tmp_path: Path,
     tmp_manifest: Callable[..., Path], made: list[str],
 ) -> None:
+    api = engine.api
     ref = image_factory.qualify("built:1")
     alias = image_factory.qualify("built:latest")
     context = _app(tmp_path)
