@@ -3,8 +3,8 @@
 Always the image and container lists (two calls, whatever the number of images). Only
 what the manifest asks for costs more: a registry digest per ``pull: always`` tag; with
 ``retention:``, ``--explain`` or for an apply (which records usage whatever its manifest)
-the usage state and the daemon's events since the last run (one call, at most the
-daemon's last 256 events); with a disk budget one ``/system/df`` (its shared sizes then
+the usage state and the daemon's events since the last run (one call: at most dockerd's
+last 256 events; on Podman, what its event log holds since then); with a disk budget one ``/system/df`` (its shared sizes then
 serve the sizing too; a ``max_total`` it cannot measure is refused, never skipped) and,
 for ``high``/``low``, the filesystem holding Docker's data.
 """
