@@ -138,13 +138,19 @@ def plan(
     Several --host options, or --inventory, plan --forks daemons at once.
     """
     from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
-    from reconciler.cli.show import show_plan
-    from reconciler.flows.plan_host import PlanOptions, plan_host
+    from reconciler.flows.prefetch import start_prefetch
 
     check_daemon_choice(host, docker_context)
     targets = choose_targets(manifest_file, host, inventory, limit)
     if out_file is not None and len(targets) > 1:
         raise click.UsageError("--out saves the plan of one daemon; give a single --host.")
+    # One daemon: its lists are read while the manifest loads (and the planner is imported).
+    prefetch = (
+        start_prefetch(targets[0].address, host_timeout, targets[0].tls, docker_context) if len(targets) == 1 else None
+    )
+    from reconciler.cli.show import show_plan
+    from reconciler.flows.plan_host import PlanOptions, plan_host
+
     manifests = load_manifests(targets)
     options = PlanOptions(
         state_dir=state_dir or default_state_dir(),
@@ -156,6 +162,7 @@ def plan(
         identify=len(targets) > 1,
         warn=warn,
         context=docker_context,
+        prefetch=prefetch,
     )
     run = FleetRun(targets, output, forks, host_timeout)
     outcomes = run.each(

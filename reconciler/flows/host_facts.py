@@ -22,6 +22,7 @@ from reconciler.daemon.on_sessions import map_on_sessions
 from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
 from reconciler.flows.local_facts import read_local_facts
+from reconciler.flows.prefetch import Prefetch
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
@@ -56,6 +57,7 @@ def read_host_facts(
     explain: bool = False,
     learn: bool = False,
     warn: Callable[[str], None] | None = None,
+    prefetched: Prefetch | None = None,
 ) -> HostFacts:
     """The facts of ``host`` that planning ``manifest`` at ``now`` needs (``None``: the lists only).
 
@@ -63,9 +65,10 @@ def read_host_facts(
     with or without retention) also the usage state with what this run learns folded in:
     the events since the last run, the images and containers it sees, where the declared
     tags point. With a manifest, the daemon's holds too (keyed on its identity: one ``GET /info``).
-    Reads the state files, never writes them.
+    Reads the state files, never writes them. The lists ``prefetched`` read already (or their
+    errors) are taken from it, in the order the reads are made here.
     """
-    inventory = read_inventory(host, manifest, auth)
+    inventory = read_inventory(host, manifest, auth, prefetched)
     if manifest is None:
         return HostFacts(inventory)
     holds = read_holds(lock_directory(state_dir, create=False), daemon_identity(host), warn)
@@ -123,17 +126,22 @@ def learn_usage(
     return Learning(facts, event_gap(stored, window, since), newest_mark(stored, window.events))
 
 
-def read_inventory(host: DockerHost, manifest: Manifest | None = None, auth: RegistryAuth | None = None) -> Inventory:
+def read_inventory(
+    host: DockerHost,
+    manifest: Manifest | None = None,
+    auth: RegistryAuth | None = None,
+    prefetched: Prefetch | None = None,
+) -> Inventory:
     """List images and containers; ask the registry about ``pull: always`` tags of ``manifest``.
 
     With a manifest, a container whose image name the list gives as an id (the name it was created
     from points elsewhere now) is asked what that name was: the stale-container report needs it.
     """
-    containers = host.list_containers()
+    containers = prefetched.list_containers(host) if prefetched is not None else host.list_containers()
     if manifest is not None:
         containers = creation_names(host, containers)
     return Inventory(
-        images=host.list_images(),
+        images=prefetched.list_images(host) if prefetched is not None else host.list_images(),
         containers=containers,
         remote_digests=read_remote_digests(host, manifest, auth) if manifest else {},
         host=host.address,

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.daemon.address import connect
+from reconciler.daemon.docker_engine import DockerEngine
 from reconciler.daemon.registry_auth import load_registry_auth
 from reconciler.errors import ExitCode, LargeRemovalRefused
 from reconciler.flows.host_facts import read_host_facts
 from reconciler.flows.outcomes import PlanOutcome, Verdicts
+from reconciler.flows.prefetch import Prefetch
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now, utc_now
 from reconciler.model.deadline import NO_DEADLINE, Deadline
@@ -36,15 +38,20 @@ class PlanOptions:
     deadline: Deadline = NO_DEADLINE  # no call to the daemon waits past it (--host-timeout)
     tls: TlsSettings | None = None  # an inventory's TLS settings for this host
     context: str | None = None  # --context: the Docker context to use when no --host is given
+    prefetch: Prefetch | None = None  # this host's lists, read while the manifest loaded
 
 
 def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
     """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state
     (the layer cache aside: it only learns what never changes)."""
-    host = connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
+    def connected() -> DockerEngine:
+        return connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
+
+    host = options.prefetch.host(connected) if options.prefetch is not None else connected()
     now = epoch_now()
     facts = read_host_facts(
-        host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain, warn=options.warn
+        host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain,
+        warn=options.warn, prefetched=options.prefetch,
     )
     decided = decide(manifest, facts, now, max_removals=options.max_removals, explain=options.explain)
     plan, sized_inventory = size_plan(host, facts, decided.plan, options.state_dir)
