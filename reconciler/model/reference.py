@@ -67,6 +67,7 @@ _PATH_COMPONENT_RE = re.compile(_PATH_COMPONENT, re.ASCII)
 _TAG_RE = re.compile(_TAG, re.ASCII)
 _DIGEST_RE = re.compile(_DIGEST, re.ASCII)
 _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}", re.ASCII)
+_TAGGED_REMAINDER_RE = re.compile(rf"({_REMOTE_NAME}):({_TAG})", re.ASCII)
 
 # The algorithms Docker registers with go-digest, and their hex lengths.
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -192,7 +193,31 @@ def parse_reference(text: str) -> Reference:
 
 @functools.lru_cache(maxsize=65_536)
 def _parse_text(text: str) -> Reference:
-    return _checked(*_parse_fields(text))
+    return _checked(*(_tagged_name_fields(text) or _parse_fields(text)))
+
+
+def _tagged_name_fields(text: str) -> tuple[str, str, str, None] | None:
+    """The fields of text in the shape a daemon lists its tags in (``registry/path:tag``, or
+    ``path:tag`` on Docker Hub), read with two matches; None for any other shape, left to
+    :func:`_parse_fields`, which gives the same fields for every text this accepts."""
+    first, slash, rest = text.partition("/")
+    if slash and _looks_like_domain(first):
+        if first in (DEFAULT_DOMAIN, _LEGACY_DOMAIN) or _DOMAIN_RE.fullmatch(first) is None:
+            return None
+        domain, remainder = first, rest
+    elif not slash and _DIGEST_RE.fullmatch(text) is not None:
+        return None  # a digest alone: refused by the full parser
+    else:
+        domain, remainder = DEFAULT_DOMAIN, text
+    match = _TAGGED_REMAINDER_RE.fullmatch(remainder)
+    if match is None:
+        return None
+    path, tag = match.group(1, 2)
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = _OFFICIAL_PREFIX + path
+    if len(domain) + 1 + len(path) > NAME_MAX_LENGTH:
+        return None
+    return domain, path, tag, None
 
 
 def _checked(domain: str, path: str, tag: str | None, digest: str | None) -> Reference:

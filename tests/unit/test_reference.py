@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from reconciler.errors import ReconcilerError
@@ -596,3 +596,59 @@ def test_is_valid_tag_matches_its_definition(text: str) -> None:
 def test_the_familiar_key_is_the_key_of_the_familiar_form(text: str) -> None:
     ref = parse_reference(text)
     assert familiar_key(ref) == reference_key(ref.familiar())
+
+
+# The pieces of the shapes a daemon lists, and of their near misses.
+_FIRSTS = st.sampled_from([
+    "registry.example", "localhost", "localhost:5000", "docker.io", "index.docker.io", "Foo", "foo_bar.com",
+    "[::1]:5000", "reg-1.example:443", "sha256", "app", "a--b", "-bad.example", "x.",
+])
+_VALID_COMPONENTS = st.from_regex(r"[a-z0-9]{1,4}(?:(?:[._]|__|-+)[a-z0-9]{1,3}){0,2}", fullmatch=True)
+_COMPONENTS = st.one_of(_VALID_COMPONENTS, _VALID_COMPONENTS, _VALID_COMPONENTS, st.from_regex(r"[A-Za-z0-9._-]{1,6}", fullmatch=True))
+_TAGS = st.one_of(st.from_regex(r"\w[\w.-]{0,10}", fullmatch=True), st.sampled_from(["", ".x", "-x", "a" * 129, HEX64]))
+
+
+@st.composite
+def _daemon_like(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(_COMPONENTS, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        parts.insert(0, draw(_FIRSTS))
+    text = "/".join(parts)
+    if draw(st.integers(0, 9)):
+        text += ":" + draw(_TAGS)
+    if not draw(st.integers(0, 9)):
+        text += "@" + SHA256
+    if not draw(st.integers(0, 19)):
+        text = draw(st.sampled_from([" ", "\n", "/"])) + text
+    return text
+
+
+def _full_parse(text: str) -> tuple[str, str, str | None, str | None] | None:
+    from reconciler.model.reference import _parse_fields
+
+    try:
+        return _parse_fields(text)
+    except InvalidReference:
+        return None
+
+
+@settings(max_examples=500)
+@given(st.one_of(_daemon_like(), _daemon_like(), st.text(alphabet="abcAB09.:/_-@ ", max_size=40)))
+def test_the_tagged_name_shortcut_gives_the_full_parsers_fields_or_leaves_the_text_to_it(text: str) -> None:
+    from reconciler.model.reference import _tagged_name_fields
+
+    fast = _tagged_name_fields(text)
+    if fast is not None:
+        assert fast == _full_parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["nginx:1.25", "reconciler-scale/app-001:n000001", "localhost:5000/team/app:v1", "registry.example/a/b/c:latest",
+     "Foo/app:1", "[::1]:5000/app:t"],
+)
+def test_the_shapes_a_daemon_lists_take_the_shortcut(text: str) -> None:
+    from reconciler.model.reference import _tagged_name_fields
+
+    assert _tagged_name_fields(text) is not None
+    assert _tagged_name_fields(text) == _full_parse(text)
