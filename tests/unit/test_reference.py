@@ -632,7 +632,7 @@ def _full_parse(text: str) -> tuple[str, str, str | None, str | None] | None:
         return None
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.one_of(_daemon_like(), _daemon_like(), st.text(alphabet="abcAB09.:/_-@ ", max_size=40)))
 def test_the_tagged_name_shortcut_gives_the_full_parsers_fields_or_leaves_the_text_to_it(text: str) -> None:
     from reconciler.model.reference import _tagged_name_fields

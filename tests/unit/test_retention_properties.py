@@ -158,7 +158,7 @@ def disk_of(host: Host, used: int) -> DiskUsage:
     return DiskUsage(filesystem_size=100_000, filesystem_used=used, images_size=total)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(hosts(), specs, budgets, st.integers(0, 100_000))
 def test_never_touches_an_in_use_declared_or_protected_image(
     host: Host, spec: RetentionSpec, budget: DiskBudget | None, used: int
@@ -173,7 +173,7 @@ def test_never_touches_an_in_use_declared_or_protected_image(
             assert verdict.outcome is Fate.KEEP, (image, verdict)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(hosts(), specs, budgets, st.integers(0, 100_000), st.randoms(use_true_random=False))
 def test_the_result_does_not_depend_on_the_order_of_images_or_containers(
     host: Host, spec: RetentionSpec, budget: DiskBudget | None, used: int, shuffler: random.Random
@@ -201,7 +201,7 @@ def applied(host: Host, result: RetentionResult) -> Host:
     return replace(host, images=tuple(images))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(hosts(), specs)
 def test_a_second_evaluation_after_applying_the_first_changes_nothing(
     host: Host, spec: RetentionSpec
@@ -211,7 +211,7 @@ def test_a_second_evaluation_after_applying_the_first_changes_nothing(
     assert [v for v in second.verdicts if v.outcome is not Fate.KEEP] == []
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(hosts(), specs, budgets, st.integers(0, 100_000))
 def test_predicted_bytes_are_the_unique_bytes_of_the_removed_images(
     host: Host, spec: RetentionSpec, budget: DiskBudget | None, used: int
