@@ -84,6 +84,7 @@ def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) ->
     diagnostics = list(document.diagnostics)
     data, found = substitute_all(document, environ)
     diagnostics += found
+    _type_numbers(document, data)
     diagnostics += schema_diagnostics(document, data)
     flawed = {index for d in diagnostics if (index := _entry_index(d.path)) is not None}
     images, found = Semantics(document).check(data.get("images"), flawed)
@@ -107,6 +108,22 @@ def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) ->
         path=document.filename,
         digest=digest,
     )
+
+
+# Where the schema asks for a number (tests/unit/test_loader.py holds this to the schema).
+NUMBER_FIELDS: tuple[tuple[str, ...], ...] = (("retention", "max_removal_percent"),)
+
+
+def _type_numbers(document: SourceDocument, data: dict[str, Plain]) -> None:
+    """An unquoted decimal (``2.5``, ``1e1``) where a number is asked for becomes that number:
+    the reader keeps every decimal as written, since a tag ``1.10`` must not read as 1.1."""
+    for path in NUMBER_FIELDS:
+        parent: Plain = data
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        value = parent.get(path[-1]) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and isinstance(value, str) and path in document.plain_decimals:
+            parent[path[-1]] = float(value)
 
 
 def _in_line_order(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

@@ -31,7 +31,7 @@ MAX_DEPTH = 50
 
 YamlPath: TypeAlias = tuple[str | int, ...]
 Position: TypeAlias = tuple[int, int]  # 1-based line and column
-Plain: TypeAlias = dict[str, "Plain"] | list["Plain"] | str | int | bool | None
+Plain: TypeAlias = dict[str, "Plain"] | list["Plain"] | str | int | float | bool | None
 
 # Given by our resolver to every plain (unquoted, untagged) scalar, so that
 # ``_plain_scalar`` decides its type instead of PyYAML's YAML 1.1 rules.
@@ -44,6 +44,7 @@ _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 _NULL = frozenset({"", "~", "null", "Null", "NULL"})
 _INTEGER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)", re.ASCII)
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class SourceDocument:
     ``marks`` maps a path such as ``("images", 2, "tags", 0)`` to the position
     of that value; ``key_marks`` maps the path of a mapping value to the
     position of its key. ``scalar_texts`` keeps the text of plain scalars that
-    became a number, boolean or null, to quote them back in messages.
+    became a number, boolean or null, to quote them back in messages. Decimals stay
+    text (a tag ``1.10`` must not become 1.1); ``plain_decimals`` says which were unquoted.
     ``diagnostics`` holds problems that did not stop the reading.
     """
 
@@ -63,6 +65,7 @@ class SourceDocument:
     key_marks: Mapping[YamlPath, Position] = field(default_factory=dict)
     scalar_texts: Mapping[YamlPath, str] = field(default_factory=dict)
     diagnostics: tuple[Diagnostic, ...] = ()
+    plain_decimals: frozenset[YamlPath] = frozenset()  # unquoted `2.5`, `1e1`: kept as text
 
     def position(self, path: YamlPath, *, at_key: bool = False) -> Position:
         """Where ``path`` was written, or its nearest written ancestor.
@@ -322,6 +325,7 @@ class _Converter:
         self.marks: dict[YamlPath, Position] = {}
         self.key_marks: dict[YamlPath, Position] = {}
         self.scalar_texts: dict[YamlPath, str] = {}
+        self.plain_decimals: set[YamlPath] = set()
         self.diagnostics: list[Diagnostic] = []
 
     def document(self, root: Node) -> SourceDocument:
@@ -333,6 +337,7 @@ class _Converter:
             marks=self.marks,
             key_marks=self.key_marks,
             scalar_texts=self.scalar_texts,
+            plain_decimals=frozenset(self.plain_decimals),
             diagnostics=tuple(self.diagnostics),
         )
 
@@ -369,6 +374,8 @@ class _Converter:
             value = _plain_scalar(text)
             if not isinstance(value, str):
                 self.scalar_texts[path] = text
+            elif _DECIMAL.fullmatch(text):
+                self.plain_decimals.add(path)
             return value
         self._check_tag(node, _STR_TAG, path)
         return text

@@ -274,3 +274,31 @@ def test_a_loaded_manifest_drives_the_evaluation_end_to_end() -> None:
     retention = replace(manifest.retention, max_removal_percent=100)
     result = evaluate_retention(retention, images, (), declared, now)
     assert [v.outcome.value for v in result.verdicts] == ["keep", "keep", "remove", "keep"]
+
+
+@pytest.mark.parametrize(("written", "percent"), [("2.5", 2.5), ("40.0", 40.0), (".5", 0.5), ("1e1", 10.0), ("7", 7.0)])
+def test_max_removal_percent_takes_a_decimal_as_yaml_writes_it(written: str, percent: float) -> None:
+    manifest = load(f"version: 1\nimages: []\nretention:\n  max_removal_percent: {written}\n  rules: []\n")
+    assert manifest.retention is not None and manifest.retention.max_removal_percent == percent
+
+
+def test_a_quoted_percentage_is_text_and_refused_at_its_line() -> None:
+    with pytest.raises(ManifestError) as caught:
+        load('version: 1\nimages: []\nretention:\n  max_removal_percent: "40.0"\n  rules: []\n')
+    assert "retention.max_removal_percent" in str(caught.value) and ":4:" in str(caught.value)
+
+
+def test_every_number_field_of_the_schema_is_typed_from_its_decimal() -> None:
+    import json
+    from importlib.resources import files
+
+    from reconciler.loading.loader import NUMBER_FIELDS
+
+    schema = json.loads(files("reconciler.schemas").joinpath("manifest.schema.json").read_text())
+
+    def numbers(node: object) -> int:
+        if isinstance(node, dict):
+            return (node.get("type") == "number") + sum(numbers(value) for value in node.values())
+        return sum(numbers(value) for value in node) if isinstance(node, list) else 0
+
+    assert numbers(schema) == len(NUMBER_FIELDS)
