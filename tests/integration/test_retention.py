@@ -104,7 +104,7 @@ def load(
             api.remove_image(image_id)
 
 
-def manifest_text(namespace: str, body: str, percent: int = 100) -> str:
+def manifest_text(namespace: str, body: str, percent: float = 100) -> str:
     """A retention manifest; without a min_age of its own, ``min_age: 0s``: the images these tests
     load arrive on the host just then, and min_age counts from arrival."""
     min_age = "" if "min_age:" in body else "  min_age: 0s\n"
@@ -343,7 +343,7 @@ def test_max_removal_percent_counts_the_hosts_images(
   rules:
     - name: many
       select: {repositories: ["NS/many"]}
-""", percent=max(1, 100 * 2 // total)))
+""", percent=round(100 * 2 / total, 4)))  # two of the host's images, however many it holds
     refused = run_cli("apply", path)
     assert refused.code == 3
     assert "max_removal_percent" in refused.stderr
