@@ -162,8 +162,11 @@ def _pulled_text(report: Report) -> str:
     pulled = report.pulled
     if not pulled:
         return ""
-    images = f"{len(pulled)} image{'s' if len(pulled) != 1 else ''}"
-    total = sum(r.bytes or 0 for r in pulled)
+    distinct = report.pulled_images
+    images = f"{len(distinct)} image{'s' if len(distinct) != 1 else ''}"
+    if len(distinct) != len(pulled):
+        images += f" for {len(pulled)} tags"
+    total = sum(r.bytes or 0 for r in distinct)
     size = f" ({human_bytes(total)})" if total else ""
     downloaded = report.bytes_downloaded
     if all(r.all_layers_present for r in pulled):
@@ -246,7 +249,8 @@ def report_summary(report: Report) -> dict[str, Any]:
         "complete": report.complete,
         **{o.value: len(report.with_outcome(o)) for o in Outcome},
         "images_deleted": len(report.images_deleted),
-        "images_pulled": len(report.pulled),
+        "images_pulled": len(report.pulled_images),
+        "tags_pulled": len(report.pulled),
         "bytes_downloaded": report.bytes_downloaded,
         "bytes_freed": report.bytes_freed,
         "bytes_freed_measured": report.measured_freed,

@@ -62,9 +62,22 @@ class Report:
         return tuple(r for r in self.with_outcome(Outcome.DONE) if r.step.action is Action.PULL)
 
     @property
+    def pulled_images(self) -> tuple[StepResult, ...]:
+        """One pull per image: tags of one image pulled at once (``web:1.1``, ``web:latest``) are one
+        image, whose layers the daemon fetched once while every stream reported them."""
+        seen: dict[str, StepResult] = {}
+        alone: list[StepResult] = []
+        for result in self.pulled:
+            if result.image_id is None:
+                alone.append(result)
+            elif result.image_id not in seen or (result.downloaded_bytes or 0) > (seen[result.image_id].downloaded_bytes or 0):
+                seen[result.image_id] = result
+        return (*seen.values(), *alone)
+
+    @property
     def bytes_downloaded(self) -> int | None:
-        """Bytes the pulls fetched; None when a pull's stream gave no sizes."""
-        counts = [r.downloaded_bytes for r in self.pulled]
+        """Bytes the pulls fetched, each image once; None when a pull's stream gave no sizes."""
+        counts = [r.downloaded_bytes for r in self.pulled_images]
         return None if None in counts else sum(c or 0 for c in counts)
 
     @property

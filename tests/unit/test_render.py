@@ -90,3 +90,21 @@ def test_human_bytes_uses_decimal_units_like_docker() -> None:
         "5 TB",
     ]
     assert render.human_bytes(None) == "unknown"
+
+
+def test_two_tags_of_one_image_pulled_at_once_count_as_one_image_and_one_download() -> None:
+    """`web:1.1` and `web:latest` are one image: dockerd fetches its layers once while both pull
+    streams report them, so the summary counts the image and its download once."""
+    one = Step(action=Action.PULL, ref="web:1.1", reason="the tag is not on the host")
+    other = Step(action=Action.PULL, ref="web:latest", reason="the tag is not on the host")
+    report = Report(
+        results=(
+            StepResult(one, Outcome.DONE, "pulled", image_id="sha256:aa", bytes=369_000, downloaded_bytes=369_500),
+            StepResult(other, Outcome.DONE, "pulled", image_id="sha256:aa", bytes=369_000, downloaded_bytes=369_400),
+        )
+    )
+    assert render.report_summary_text(report) == (
+        "Apply complete: 2 done, 0 skipped, 0 failed. Pulled 1 image for 2 tags (369 kB): downloaded 370 kB."
+    )
+    summary = json.loads(render.report_json(report))["summary"]
+    assert (summary["images_pulled"], summary["bytes_downloaded"]) == (1, 369_500)
