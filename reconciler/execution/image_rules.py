@@ -42,6 +42,11 @@ ARCH_ALIASES = {
 }
 
 
+def familiar_names(keys: set[str]) -> str:
+    """Reference keys as people write them, sorted and comma-separated: ``web:1.1, web:latest``."""
+    return ", ".join(sorted(parse_reference(key).familiar() for key in keys))
+
+
 def is_platform(image: ImageDetails, platform: str) -> bool:
     """Whether the image's os/architecture[/variant] is the declared ``os/arch[/variant]``.
 

@@ -12,7 +12,12 @@ import time
 from collections.abc import Mapping
 
 from reconciler.daemon.host import DockerHost, ImageConflict, ImageDetails
-from reconciler.execution.image_rules import image_tags, layer_chain_ids, survives_untag
+from reconciler.execution.image_rules import (
+    familiar_names,
+    image_tags,
+    layer_chain_ids,
+    survives_untag,
+)
 from reconciler.execution.image_snapshot import ImageSnapshot
 from reconciler.execution.removal_gates import CONTAINERS_FRESH_FOR
 from reconciler.execution.step_errors import StepFailed, StepSkipped
@@ -75,7 +80,7 @@ class RemovalSteps:
             # A dangling image's removal (by digest reference or id), and the image now carries a
             # tag the plan keeps (a pull of this very run may have landed on it): it is no
             # dangling image any more, so it is left alone, as `docker image prune` would.
-            names = ", ".join(sorted(parse_reference(k).familiar() for k in gained))
+            names = familiar_names(gained)
             return StepResult(
                 step,
                 Outcome.DONE,
@@ -87,7 +92,7 @@ class RemovalSteps:
             deleted = self._delete(step.ref)
         except StepSkipped as exc:
             # A container came in the last instant: the daemon kept the image; its tags come back too.
-            raise StepSkipped(f"{exc}{self._restoreimage_tags(step.image_id)}") from None
+            raise StepSkipped(f"{exc}{self._restore_tags(step.image_id)}") from None
         if step.image_id not in deleted:
             deleted += self._delete_leftover_digests(step)
         # The daemon lists the layers it deleted beside the images: the report counts images.
@@ -136,7 +141,7 @@ class RemovalSteps:
         if not kept_by or key not in held:
             return None
         self._delete(step.ref)
-        names = ", ".join(sorted(parse_reference(k).familiar() for k in kept_by))
+        names = familiar_names(kept_by)
         return StepResult(
             step,
             Outcome.DONE,
@@ -148,7 +153,7 @@ class RemovalSteps:
         """Refuse a removal when the image changed since the plan: new tags or new containers."""
         extra = image_tags(image) - {reference_key(step.ref)}
         if extra:
-            names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
+            names = familiar_names(extra)
             # A tag this plan meant to move away stays when its pull or tag failed: the removal
             # waited on that step, and was stopped by the same rate limit if that was all.
             waited_on = [self._failed_refs.get(k) for k in extra]
@@ -162,7 +167,7 @@ class RemovalSteps:
                 f"in use by container {', '.join(users)}; an image a container uses is never removed"
             )
 
-    def _restoreimage_tags(self, image_id: str) -> str:
+    def _restore_tags(self, image_id: str) -> str:
         """Put back the tags this image's removal took before the daemon refused the last one."""
         restored = []
         for ref in self._untagged.pop(image_id, []):

@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 
 from reconciler.daemon.host import DaemonRefused, ImageDetails
 from reconciler.errors import DaemonUnavailable
-from reconciler.execution.image_rules import image_tags, survives_untag
+from reconciler.execution.image_rules import familiar_names, image_tags, survives_untag
 from reconciler.execution.step_errors import AGAIN, StepStale
 from reconciler.model.inventory import short_id
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.reference import parse_reference, reference_key
+from reconciler.model.reference import reference_key
 from reconciler.model.report import Outcome, StepResult
 
 
@@ -81,7 +81,7 @@ class StaleChecks:
                 self._expect_points_at(step.ref, step.image_id, current)
         extra = image_tags(image) - {reference_key(step.ref)}
         if extra:
-            names = ", ".join(sorted(parse_reference(k).familiar() for k in extra))
+            names = familiar_names(extra)
             if extra <= set(self._failed_refs):  # tags the plan was to move away, and could not
                 raise StepStale(
                     f"the image still carries {names}: the step that was to move it did not run{AGAIN}"
