@@ -51,7 +51,7 @@ from reconciler.daemon.host import (
 from reconciler.daemon.local_builds import cli_build, interrupt_builds, legacy_build, load_archive
 from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
 from reconciler.daemon.podman_events import podman_event_params, within
-from reconciler.daemon.registry_api import manifest_digest
+from reconciler.daemon.registry_api import RegistryLookups, is_loopback
 from reconciler.errors import DaemonError, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.deadline import NO_DEADLINE, Deadline
@@ -99,6 +99,8 @@ class DockerEngine:
         self._identity: DaemonIdentity | None = None
         self._engine: EngineKind | None = None
         self._podman_disk = PodmanDiskUsage()  # Podman's layers by image id, shared with sessions
+        self._registry = RegistryLookups()  # registry connections and what they learnt, shared with sessions
+        self._owns_registry = True
         self._streams: set[Any] = set()  # running pulls (requests responses), for interrupt()
         self._streams_lock = threading.Lock()
 
@@ -155,10 +157,13 @@ class DockerEngine:
         engine._identity = self._identity
         engine._engine = self._engine
         engine._podman_disk = self._podman_disk
+        engine._registry, engine._owns_registry = self._registry, False
         return engine
 
     def close(self) -> None:
         self._reads.close()
+        if self._owns_registry:
+            self._registry.close()
         if self._api is not None:
             self._api.close()
 
@@ -305,9 +310,16 @@ class DockerEngine:
         return EventWindow(tuple(event_from_api(raw) for raw in lines))
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
+        timeout = self._deadline.bound(self._timeout)
         if self.engine().is_podman:
             # Podman answers /distribution with 404: ask the registry's v2 API, with the pull's credentials.
-            return manifest_digest(reference, auth_header, self._timeout)
+            return self._registry.digest(reference, auth_header, timeout)
+        if self._shares_our_network():
+            # One HEAD on a kept connection, where the daemon's /distribution costs it a ping, a HEAD and
+            # a GET on new connections; whatever the registry will not say here, the daemon is asked.
+            found = self._registry.digest(reference, auth_header, timeout)
+            if found is not None:
+                return found
         headers = {"X-Registry-Auth": auth_header} if auth_header else {}
         try:
             with self._call(f"GET /distribution/{reference}/json"):
@@ -316,6 +328,16 @@ class DockerEngine:
             return None  # the registry cannot be asked: the planner then pulls, as pull: always promises
         digest = (answer.get("Descriptor") or {}).get("digest") if isinstance(answer, dict) else None
         return str(digest) if digest else None
+
+    def _shares_our_network(self) -> bool:
+        """Whether the daemon runs on this machine, so a registry (a loopback one above all) is the same
+        registry from here: reached on a local socket or loopback, and naming our host name. A
+        forwarded socket of another machine, or this process in a container, names another host."""
+        address = self._address
+        local = address.startswith(("unix://", "http+unix://")) or (
+            address.startswith("tcp://") and is_loopback(address.removeprefix("tcp://").split("/")[0])
+        )
+        return local and self.identity().name == socket.gethostname()
 
     # --- changing -------------------------------------------------------------
 

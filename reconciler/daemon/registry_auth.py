@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,6 +161,8 @@ def load_registry_auth(environ: Mapping[str, str]) -> RegistryAuth:
 
 def _read_docker_config() -> tuple[Any, BrokenConfig | None]:
     """The Docker config as docker-py parses it, or None and why it could not be used."""
+    if not any(os.path.exists(path) for path in _config_paths()):
+        return None, None  # no config: no credentials, without loading docker-py (a tenth of a second)
     import docker
 
     try:
@@ -172,6 +175,17 @@ def _read_docker_config() -> tuple[Any, BrokenConfig | None]:
         # repeated: both may carry part of the secret.
         path = docker.utils.config.find_config_file()
         return None, BrokenConfig(path, _bad_auth_registries(path) if path else ())
+
+
+def _config_paths() -> tuple[str, ...]:
+    """Where docker-py (``docker.utils.config.find_config_file``) and the docker CLI look for the config."""
+    home = os.path.expanduser("~")
+    configured = os.environ.get("DOCKER_CONFIG")
+    return (
+        *((os.path.join(configured, "config.json"),) if configured else ()),
+        os.path.join(home, ".docker", "config.json"),
+        os.path.join(home, ".dockercfg"),
+    )
 
 
 def _bad_auth_registries(path: str) -> tuple[str, ...]:

@@ -229,6 +229,37 @@ def test_several_pulls_run_in_parallel_and_all_succeed(
 
 
 
+def test_pull_always_asks_the_registry_itself_for_this_machines_daemon_and_sees_a_moved_tag(
+    run_cli: CliRun,
+    docker: DockerRun,
+    image_factory: ImageFactory,
+    tmp_manifest: ManifestWriter,
+    sandbox: Sandbox,
+) -> None:
+    refs = [image_factory(f"live{i}:1.0", size_kb=16, keep_local=True) for i in range(3)]
+    entries = "".join(f'  - name: {ref.rsplit(":", 1)[0]}\n    tags: ["1.0"]\n    pull: always\n' for ref in refs)
+    manifest = tmp_manifest(f"version: 1\nimages:\n{entries}")
+    logged = sandbox.dockerd_log.stat().st_size
+
+    unchanged = run_cli("plan", manifest, "--detailed-exitcode")
+    assert unchanged.code == 0, unchanged.stdout + unchanged.stderr
+    calls = sandbox.dockerd_log.read_bytes()[logged:].decode(errors="replace")
+    # The daemon shares this machine's network: its /distribution (a ping, a HEAD and a GET of the
+    # registry for each tag) is not asked; one HEAD of ours on a kept connection is.
+    assert "/distribution/" not in calls
+
+    # The registry's tag moves while the host keeps the old image under it.
+    old_id = docker("image", "inspect", "-f", "{{.Id}}", refs[0]).stdout.strip()
+    newer = image_factory("newer:1.0", size_kb=16, push=False, keep_local=True)
+    docker("tag", newer, refs[0])
+    docker("push", refs[0])
+    docker("tag", old_id, refs[0])
+    moved = run_cli("plan", manifest, "--detailed-exitcode")
+    assert moved.code == 2, moved.stdout + moved.stderr
+    assert "pull: always, and the registry moved the tag to" in moved.stdout, moved.stdout
+    assert refs[0] in moved.stdout and refs[1] not in moved.stdout, moved.stdout
+
+
 RATE_LIMIT_TIMEOUT = 8.0  # seconds of --pull-timeout: room for a few retries, and a short test
 
 

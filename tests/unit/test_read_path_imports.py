@@ -104,3 +104,16 @@ def test_commands_without_a_daemon_load_no_daemon_client(args: tuple[str, ...], 
     (tmp_path / "images.yaml").write_text(MANIFEST)
     result = _run(tmp_path, *args)
     assert result == {"code": 0, "loaded": [], "daemon_seam": False}
+
+
+def test_a_pull_always_plan_without_a_docker_config_loads_no_docker_py_or_requests(
+    daemon: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    address, asked = daemon
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text(MANIFEST + "    pull: always\n")
+    result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
+    # No Docker config under HOME: no credentials to resolve, so docker-py is not loaded to look.
+    assert result == {"code": 0, "loaded": [], "daemon_seam": True}
+    # The daemon names another host ("box"): it is asked for the digest itself.
+    assert "/v1.41/distribution/example.test/app:1/json" in asked
