@@ -51,7 +51,7 @@ from reconciler.daemon.host import (
 from reconciler.daemon.local_builds import cli_build, interrupt_builds, legacy_build, load_archive
 from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
 from reconciler.daemon.podman_events import podman_event_params, within
-from reconciler.daemon.registry_api import RegistryLookups, is_loopback
+from reconciler.daemon.registry_api import RegistryLookups, on_this_machine
 from reconciler.errors import DaemonError, HostTimedOut
 from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.deadline import NO_DEADLINE, Deadline
@@ -314,7 +314,7 @@ class DockerEngine:
         if self.engine().is_podman:
             # Podman answers /distribution with 404: ask the registry's v2 API, with the pull's credentials.
             return self._registry.digest(reference, auth_header, timeout)
-        if self._shares_our_network():
+        if on_this_machine(self._address, self.identity().name):
             # One HEAD on a kept connection, where the daemon's /distribution costs it a ping, a HEAD and
             # a GET on new connections; whatever the registry will not say here, the daemon is asked.
             found = self._registry.digest(reference, auth_header, timeout)
@@ -328,16 +328,6 @@ class DockerEngine:
             return None  # the registry cannot be asked: the planner then pulls, as pull: always promises
         digest = (answer.get("Descriptor") or {}).get("digest") if isinstance(answer, dict) else None
         return str(digest) if digest else None
-
-    def _shares_our_network(self) -> bool:
-        """Whether the daemon runs on this machine, so a registry (a loopback one above all) is the same
-        registry from here: reached on a local socket or loopback, and naming our host name. A
-        forwarded socket of another machine, or this process in a container, names another host."""
-        address = self._address
-        local = address.startswith(("unix://", "http+unix://")) or (
-            address.startswith("tcp://") and is_loopback(address.removeprefix("tcp://").split("/")[0])
-        )
-        return local and self.identity().name == socket.gethostname()
 
     # --- changing -------------------------------------------------------------
 

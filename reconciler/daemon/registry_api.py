@@ -19,6 +19,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import threading
 import urllib.parse
 from typing import Any
@@ -45,6 +46,17 @@ def registry_host(domain: str) -> str:
 
 def is_loopback(host: str) -> bool:
     return host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host.startswith("[::1]")
+
+
+def on_this_machine(address: str, daemon_name: str) -> bool:
+    """Whether the daemon at ``address`` runs here, so a registry (a loopback one above all) is the same
+    registry from here: reached on a local socket or loopback, and naming our host name. A forwarded
+    socket of another machine, or this process in a container, names another host."""
+    if address.startswith(("unix://", "http+unix://")):
+        local = True
+    else:
+        local = address.startswith("tcp://") and is_loopback(address.removeprefix("tcp://").split("/")[0])
+    return local and daemon_name == socket.gethostname()
 
 
 def credentials(auth_header: str | None) -> tuple[str, str] | None:

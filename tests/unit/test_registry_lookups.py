@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from reconciler.daemon.docker_engine import DockerEngine
-from reconciler.daemon.registry_api import RegistryLookups
+from reconciler.daemon.registry_api import RegistryLookups, on_this_machine
 
 DIGEST = "sha256:" + "d" * 64
 OTHER = "sha256:" + "e" * 64
@@ -243,3 +243,20 @@ def test_a_daemon_elsewhere_is_asked_itself(serve: Any, address: str, same_name:
         engine.close()
     assert registry.requests == []
     assert reads.asked == [f"/distribution/{registry.host}/team/app:1/json"]
+
+
+@pytest.mark.parametrize(
+    ("address", "ours", "expected"),
+    [
+        ("unix:///var/run/docker.sock", True, True),
+        ("tcp://127.0.0.1:2375", True, True),
+        ("tcp://localhost:2376", True, True),
+        ("tcp://[::1]:2375", True, True),
+        ("unix:///var/run/docker.sock", False, False),  # a forwarded socket, or we run in a container
+        ("tcp://10.1.2.3:2376", True, False),
+        ("tcp://localhost.example.com:2376", True, False),
+        ("ssh://root@box", True, False),
+    ],
+)
+def test_which_daemons_run_on_this_machine(address: str, ours: bool, expected: bool) -> None:
+    assert on_this_machine(address, socket.gethostname() if ours else "another-host") is expected
