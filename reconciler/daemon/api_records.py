@@ -20,17 +20,25 @@ def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
     shared = raw.get("SharedSize")
     # Podman 4.3 lists an image pulled by digest with that digest reference in RepoTags too.
     listed = parse_refs(raw.get("RepoTags"))
-    digests = {ref.canonical(): ref for ref in (*parse_refs(raw.get("RepoDigests")), *(r for r in listed if r.tag is None))}
     return ImageRecord(
         id=str(raw["Id"]),
         tags=tuple(ref for ref in listed if ref.tag is not None),
-        digests=tuple(sorted(digests.values(), key=lambda r: r.canonical())),
+        digests=_digests(parse_refs(raw.get("RepoDigests")), listed),
         created=int(raw.get("Created") or 0),
         size=int(raw.get("Size") or 0),
         shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
         parent_id=str(raw.get("ParentId") or ""),
         labels=_labels(raw.get("Labels")),
     )
+
+
+def _digests(repo_digests: tuple[Reference, ...], listed: tuple[Reference, ...]) -> tuple[Reference, ...]:
+    """RepoDigests, with the digest references Podman lists among RepoTags; one per canonical form, sorted."""
+    pinned = [ref for ref in listed if ref.tag is None]
+    if not pinned and len(repo_digests) <= 1:
+        return repo_digests  # the common case, already sorted: nothing to merge
+    merged = {ref.canonical(): ref for ref in (*repo_digests, *pinned)}
+    return tuple(sorted(merged.values(), key=lambda r: r.canonical()))
 
 
 def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
@@ -96,7 +104,9 @@ def parse_refs(values: Iterable[str] | None) -> tuple[Reference, ...]:
             refs.append(parse_reference(text))
         except InvalidReference:
             continue  # the daemon never hands out invalid references; ignore rather than crash
-    return tuple(sorted(refs, key=lambda r: r.canonical()))
+    if len(refs) > 1:
+        refs.sort(key=lambda r: r.canonical())
+    return tuple(refs)
 
 
 def text(value: Any) -> str:

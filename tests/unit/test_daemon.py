@@ -95,6 +95,20 @@ def test_a_digest_reference_podman_lists_among_repo_tags_is_a_digest_not_a_tag()
     assert [ref.canonical() for ref in record.digests] == [pinned]
 
 
+def test_listed_references_come_sorted_with_one_digest_per_canonical_form() -> None:
+    digest = "@sha256:" + "c" * 64
+    record = image_from_api({
+        "Id": "sha256:" + "d" * 64,
+        "RepoTags": ["reg.local/b:2", "reg.local/a:1", "<none>:<none>"],
+        "RepoDigests": ["reg.local/b" + digest, "busybox" + digest, "docker.io/library/busybox" + digest],
+    })
+    assert [ref.canonical() for ref in record.tags] == ["reg.local/a:1", "reg.local/b:2"]
+    assert [ref.canonical() for ref in record.digests] == ["docker.io/library/busybox" + digest, "reg.local/b" + digest]
+    one = image_from_api({"Id": "sha256:" + "e" * 64, "RepoTags": ["app:1"], "RepoDigests": ["app" + digest]})
+    assert [ref.canonical() for ref in one.digests] == ["docker.io/library/app" + digest]
+    assert image_from_api({"Id": "sha256:" + "f" * 64, "RepoTags": None, "RepoDigests": None}).digests == ()
+
+
 def test_a_unix_socket_client_reads_no_proxy_settings_and_a_tcp_client_still_does() -> None:
     """requests reads proxy, netrc and CA variables again on every call unless told not to; for a
     unix socket none applies, while a tcp:// daemon may sit behind the proxy the environment names."""
