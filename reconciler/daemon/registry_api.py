@@ -24,7 +24,7 @@ import threading
 import urllib.parse
 from typing import Any
 
-from reconciler.daemon.registry_connections import RegistryConnections
+from reconciler.daemon.registry_connections import Answer, RegistryConnections
 from reconciler.model.reference import InvalidReference, parse_reference
 
 MANIFEST_TYPES = ", ".join(
@@ -150,24 +150,34 @@ class RegistryLookups:
                     self._basic.add(host)
                 answer = self._connections.request("HEAD", url, {**headers, "Authorization": _basic(creds)}, timeout)
             elif (params := bearer_challenge(challenge)) is not None:
-                token = self._token(params, creds, timeout)
-                if token is None:
-                    return None
-                answer = self._connections.request("HEAD", url, {**headers, "Authorization": f"Bearer {token}"}, timeout)
+                answer = self._with_token(url, headers, params, creds, timeout)
         if answer.status != 200:
             return None
         digest = answer.headers.get("Docker-Content-Digest", "")
         return digest if digest.startswith("sha256:") else None
 
-    def _token(self, challenge: dict[str, str], creds: tuple[str, str] | None, timeout: float) -> str | None:
-        service, scope = challenge.get("service", ""), challenge.get("scope", "")
-        key = (challenge["realm"], service, scope, creds[0] if creds else "")
+    def _with_token(
+        self, url: str, headers: dict[str, str], challenge: dict[str, str], creds: tuple[str, str] | None, timeout: float
+    ) -> Answer:
+        """The HEAD again with a bearer token for the challenge: a known one, or (refused: it expired) a new one."""
+        key = (challenge["realm"], challenge.get("service", ""), challenge.get("scope", ""), creds[0] if creds else "")
         with self._lock:
             known = self._tokens.get(key)
-        if known is not None:
-            return known
+        for cached in (known, None) if known is not None else (None,):
+            token = cached or self._token(key, creds, timeout)
+            if token is None:
+                break
+            answer = self._connections.request("HEAD", url, {**headers, "Authorization": f"Bearer {token}"}, timeout)
+            if answer.status != 401:
+                return answer
+            with self._lock:
+                self._tokens.pop(key, None)
+        return Answer(401, http.client.HTTPMessage(), b"")
+
+    def _token(self, key: tuple[str, str, str, str], creds: tuple[str, str] | None, timeout: float) -> str | None:
+        realm, service, scope, _ = key
         query = urllib.parse.urlencode({k: v for k, v in (("service", service), ("scope", scope)) if v})
-        url = challenge["realm"] + (("&" if "?" in challenge["realm"] else "?") + query if query else "")
+        url = realm + (("&" if "?" in realm else "?") + query if query else "")
         headers = {"Authorization": _basic(creds)} if creds is not None else {}
         answer = self._connections.request("GET", url, headers, timeout)
         if answer.status != 200:

@@ -31,6 +31,8 @@ class Registry(ThreadingHTTPServer):
         self.close_after_each = close_after_each
         self.tags = {"team/app:1": DIGEST, "team/app:2": OTHER}
         self.connections = 0
+        self.tokens_given = 0
+        self.valid_tokens: set[str] = set()  # bearer tokens the registry takes (emptied: they expired)
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization)
         self.lock = threading.Lock()
 
@@ -60,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, tag = self.path.removeprefix("/v2/").partition("/manifests/")
         if registry.auth == "basic" and given != _basic("user", "secret"):
             return self._answer(401, {"WWW-Authenticate": 'Basic realm="registry"'})
-        if registry.auth == "bearer" and given != f"Bearer {self.TOKEN}repository:{path}:pull":
+        if registry.auth == "bearer" and given.removeprefix("Bearer ") not in registry.valid_tokens:
             challenge = (
                 f'Bearer realm="http://{registry.host}/token",service="registry.test",'
                 f'scope="repository:{path}:pull"'
@@ -79,7 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
         scope = self.path.partition("scope=")[2].replace("%3A", ":").replace("%2F", "/")
         if not self.path.startswith("/token") or given != _basic("user", "secret"):
             return self._answer(401, {}, b"{}")
-        self._answer(200, {"Content-Type": "application/json"}, json.dumps({"token": self.TOKEN + scope}).encode())
+        with registry.lock:
+            registry.tokens_given += 1
+            token = f"{self.TOKEN}{scope}-{registry.tokens_given}"
+            registry.valid_tokens.add(token)
+        self._answer(200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode())
 
     def _answer(self, status: int, headers: Mapping[str, str], body: bytes = b"") -> None:
         self.send_response(status)
@@ -156,6 +162,19 @@ def test_a_bearer_token_is_asked_once_per_repository_with_the_pulls_credentials(
     assert anonymous is None  # the token endpoint refuses anonymous asks: the caller asks the daemon
     token_asks = [r for r in registry.requests if r[0] == "GET" and r[2] == _basic("user", "secret")]
     assert len(token_asks) == 1, registry.requests
+
+
+def test_a_bearer_token_that_expired_is_asked_again(serve: Any) -> None:
+    registry = serve(auth="bearer")
+    lookups = RegistryLookups()
+    header = _auth_header("user", "secret")
+    try:
+        assert lookups.digest(f"{registry.host}/team/app:1", header, 5) == DIGEST
+        registry.valid_tokens.clear()  # tokens last minutes: a long run outlives them
+        assert lookups.digest(f"{registry.host}/team/app:2", header, 5) == OTHER
+    finally:
+        lookups.close()
+    assert registry.tokens_given == 2
 
 
 def test_a_registry_asking_for_basic_credentials_gets_them_from_the_first_ask_on(serve: Any) -> None:
