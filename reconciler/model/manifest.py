@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
+from reconciler.model.derived import derived
 from reconciler.model.reference import Reference
 
 
@@ -88,6 +89,11 @@ class ImageSpec:
 
     def tag_references(self) -> tuple[Reference, ...]:
         """The references ``repository:tag`` for every declared tag, in order."""
+        return self._tag_references
+
+    @derived
+    def _tag_references(self) -> tuple[Reference, ...]:
+        # Made once: loading, the declared set, the planner and the digest lookups each ask.
         return tuple(self.repository.with_tag(tag) for tag in self.tags)
 
 
