@@ -10,7 +10,7 @@ Whether their paths exist is :mod:`reconciler.loading.local_sources`' business.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from reconciler.errors import Diagnostic
 from reconciler.loading.plain_values import as_text, as_texts
@@ -48,6 +48,9 @@ _ABSENT_ONLY_KEYS = (
     "archive",
 )
 _PULL_ONLY_KEYS = ("digest", "pull", "platform")
+# The source each local key belongs to, and the key each local source needs.
+_OWNERS = {**{key: ImageSource.BUILD for key in _BUILD_KEYS}, "archive": ImageSource.LOAD}
+_NEEDS = {ImageSource.BUILD: "context", ImageSource.LOAD: "archive"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class _Declared:
     """Where a repository, tag or alias was declared, to name it in a message."""
 
     index: int
-    path: YamlPath
     line: int
 
     def __str__(self) -> str:
@@ -90,20 +92,19 @@ class Semantics:
     def _entry(self, index: int, raw: dict[str, Plain]) -> ImageSpec | None:
         path: YamlPath = ("images", index)
         before = len(self.diagnostics)
+        line, column = self.document.position(path)
+        source = Source(self.document.filename, format_path(path), line, column)
         state = ImageState(as_text(raw.get("state")) or ImageState.PRESENT.value)
         repository = self._repository(path, as_text(raw.get("name")) or "")
         if state is ImageState.ABSENT:
             self._check_absent_keys(path, raw)
-            spec = None if repository is None else ImageSpec(repository, state=state)
+            spec = None if repository is None else ImageSpec(repository, state=state, source=source)
         else:
-            spec = self._present(path, raw, repository)
-        if spec is None or len(self.diagnostics) > before:
-            return None
-        line, column = self.document.position(path)
-        return replace(spec, source=Source(self.document.filename, format_path(path), line, column))
+            spec = self._present(path, raw, repository, source)
+        return None if len(self.diagnostics) > before else spec
 
     def _present(
-        self, path: YamlPath, raw: dict[str, Plain], repository: Reference | None
+        self, path: YamlPath, raw: dict[str, Plain], repository: Reference | None, source: Source
     ) -> ImageSpec | None:
         tags = self._tags(path, as_texts(raw.get("tags")))
         aliases = self._aliases(path, as_texts(raw.get("aliases")))
@@ -118,6 +119,7 @@ class Semantics:
             digest=digest,
             platform=as_text(raw.get("platform")),
             pull=PullPolicy(as_text(raw.get("pull")) or PullPolicy.IF_MISSING.value),
+            source=source,
             build=build,
             archive=archive,
         )
@@ -136,11 +138,10 @@ class Semantics:
                         " on this host; remove it (or the source).",
                         at_key=True,
                     )
-        needs = {ImageSource.BUILD: "context", ImageSource.LOAD: "archive"}.get(source)
+        needs = _NEEDS.get(source)
         if needs is not None and needs not in raw:
             self._report((*path, "source"), f"source: {source.value} needs '{needs}'; add it.")
-        owners = {**{key: ImageSource.BUILD for key in _BUILD_KEYS}, "archive": ImageSource.LOAD}
-        for key, owner in owners.items():
+        for key, owner in _OWNERS.items():
             if key in raw and source is not owner:
                 self._report(
                     (*path, key),
@@ -223,10 +224,6 @@ class Semantics:
             self._report((*path, "digest"), message)
         return digest
 
-    def _declared(self, index: int, *relative: str | int) -> _Declared:
-        path: YamlPath = ("images", index, *relative)
-        return _Declared(index, path, self.document.position(path)[0])
-
     def _check_repositories(self, specs: Mapping[int, ImageSpec]) -> None:
         """Each repository is declared once, whether present or absent."""
         first: dict[Reference, int] = {}
@@ -235,7 +232,7 @@ class Semantics:
             if earlier_index == index:
                 continue
             earlier = specs[earlier_index]
-            where = self._declared(earlier_index, "name")
+            where = self._where(("images", earlier_index, "name"))
             name = spec.repository.familiar_name
             if earlier.state is spec.state:
                 message = (
@@ -251,44 +248,53 @@ class Semantics:
     def _check_aliases(self, specs: Mapping[int, ImageSpec]) -> None:
         """An alias names one image: not claimed twice, not a declared tag, not absent."""
         present = {i: spec for i, spec in specs.items() if spec.state is ImageState.PRESENT}
-        tags = {
-            reference: self._declared(i, "tags", position)
+        # Only the tags of a repository some alias is in can be an alias too.
+        aliased = {(alias.domain, alias.path) for spec in present.values() for alias in spec.aliases}
+        tags: dict[Reference, YamlPath] = {
+            reference: ("images", i, "tags", position)
             for i, spec in present.items()
+            if (spec.repository.domain, spec.repository.path) in aliased
             for position, reference in enumerate(spec.tag_references())
         }
-        absent = {
-            spec.repository: self._declared(i, "name")
+        absent: dict[Reference, YamlPath] = {
+            spec.repository: ("images", i, "name")
             for i, spec in specs.items()
             if spec.state is ImageState.ABSENT
         }
-        claimed: dict[Reference, _Declared] = {}
+        claimed: dict[Reference, YamlPath] = {}
         for i, spec in present.items():
             for position, alias in enumerate(spec.aliases):
-                here = self._declared(i, "aliases", position)
-                message = _alias_conflict(alias, claimed, tags, absent)
+                here: YamlPath = ("images", i, "aliases", position)
+                message = self._alias_conflict(alias, claimed, tags, absent)
                 if message:
-                    self._report(here.path, message)
+                    self._report(here, message)
                 else:
                     claimed[alias] = here
 
+    def _alias_conflict(
+        self,
+        alias: Reference,
+        claimed: Mapping[Reference, YamlPath],
+        tags: Mapping[Reference, YamlPath],
+        absent: Mapping[Reference, YamlPath],
+    ) -> str | None:
+        shown = alias.familiar()
+        if alias in claimed:
+            return f"alias {shown} is already claimed by {self._where(claimed[alias])}."
+        if alias in tags:
+            return f"alias {shown} is already declared as a tag by {self._where(tags[alias])}; it cannot be both."
+        if alias.repository() in absent:
+            where = self._where(absent[alias.repository()])
+            return (
+                f"alias {shown} is in repository {alias.familiar_name}, which {where} declares absent."
+            )
+        return None
 
-def _alias_conflict(
-    alias: Reference,
-    claimed: Mapping[Reference, _Declared],
-    tags: Mapping[Reference, _Declared],
-    absent: Mapping[Reference, _Declared],
-) -> str | None:
-    shown = alias.familiar()
-    if alias in claimed:
-        return f"alias {shown} is already claimed by {claimed[alias]}."
-    if alias in tags:
-        return f"alias {shown} is already declared as a tag by {tags[alias]}; it cannot be both."
-    if alias.repository() in absent:
-        where = absent[alias.repository()]
-        return (
-            f"alias {shown} is in repository {alias.familiar_name}, which {where} declares absent."
-        )
-    return None
+    def _where(self, path: YamlPath) -> _Declared:
+        """Where the entry ``images[i]...`` at ``path`` was declared, for a message."""
+        index = path[1]
+        assert isinstance(index, int)
+        return _Declared(index, self.document.position(path)[0])
 
 
 def _name_suffix_message(reference: Reference) -> str:
