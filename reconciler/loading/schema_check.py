@@ -10,6 +10,7 @@ diagnostics. So a False costs one more pass, and a True is never wrong.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -73,7 +74,7 @@ class _Compiler:
             if make is None:
                 return self.unknown()  # a keyword not known here: jsonschema decides
             checks.append(make(self, value, schema))
-        return lambda data: all(check(data) for check in checks)
+        return _every(checks)
 
     def unknown(self) -> Check:
         self.unsure = True
@@ -106,6 +107,16 @@ class _Compiler:
         return lambda data: self.refs[target](data)
 
 
+def _every(checks: list[Check]) -> Check:
+    """One check that holds when all of ``checks`` do, tried in order (a call per check, where
+    ``all()`` over a generator costs twice that)."""
+    return functools.reduce(_both, checks) if checks else _always
+
+
+def _both(first: Check, second: Check) -> Check:
+    return lambda data: first(data) and second(data)
+
+
 def _always(data: Any) -> bool:
     return True
 
@@ -134,7 +145,14 @@ def _is_type(data: Any, name: str) -> bool:
 
 def _type(compiler: _Compiler, value: Any, schema: Any) -> Check:
     names = [value] if isinstance(value, str) else list(value)
+    if len(names) == 1 and names[0] in _PLAIN_TYPES:  # a type no other JSON type is a subclass of
+        kind = _PLAIN_TYPES[names[0]]
+        return lambda data: isinstance(data, kind)
     return lambda data: any(_is_type(data, name) for name in names)
+
+
+# The JSON types that are one Python type each (an integer is an int but not a bool, a number either).
+_PLAIN_TYPES: dict[str, type] = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
 def _properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
@@ -143,7 +161,11 @@ def _properties(compiler: _Compiler, value: Any, schema: Any) -> Check:
     def check(data: Any) -> bool:
         if not isinstance(data, dict):
             return True
-        return all(checks[key](item) for key, item in data.items() if key in checks)
+        for key, item in data.items():
+            each = checks.get(key)
+            if each is not None and not each(item):
+                return False
+        return True
 
     return check
 
@@ -153,6 +175,8 @@ def _additional_properties(compiler: _Compiler, value: Any, schema: Any) -> Chec
         return compiler.unknown()
     known = frozenset(schema.get("properties", {}))
     extra = compiler.compile(value)
+    if extra is _never:  # no other key: the check is the keys alone
+        return lambda data: not isinstance(data, dict) or known.issuperset(data)
 
     def check(data: Any) -> bool:
         if not isinstance(data, dict):
@@ -186,7 +210,7 @@ def _items(compiler: _Compiler, value: Any, schema: Any) -> Check:
     if "prefixItems" in schema:
         return compiler.unknown()
     item = compiler.compile(value)
-    return lambda data: not isinstance(data, list) or all(item(element) for element in data)
+    return lambda data: not isinstance(data, list) or all(map(item, data))
 
 
 def _unique_items(compiler: _Compiler, value: Any, schema: Any) -> Check:
@@ -196,6 +220,8 @@ def _unique_items(compiler: _Compiler, value: Any, schema: Any) -> Check:
     def check(data: Any) -> bool:
         if not isinstance(data, list):
             return True
+        if all(type(element) is str for element in data):
+            return len(set(data)) == len(data)  # strings are equal as their JSON texts are
         # JSON text tells 1 from true and "1"; equal texts are equal values. Unsure: jsonschema decides.
         try:
             texts = [json.dumps(element, sort_keys=True) for element in data]
@@ -208,7 +234,9 @@ def _unique_items(compiler: _Compiler, value: Any, schema: Any) -> Check:
 
 def _enum(compiler: _Compiler, value: Any, schema: Any) -> Check:
     allowed = [json.dumps(choice, sort_keys=True) for choice in value]
-    return lambda data: _json_text(data) in allowed
+    texts = frozenset(choice for choice in value if type(choice) is str)
+    # A string's JSON text equals only the text of the same string.
+    return lambda data: data in texts if type(data) is str else _json_text(data) in allowed
 
 
 def _const(compiler: _Compiler, value: Any, schema: Any) -> Check:
