@@ -24,6 +24,10 @@ def substitute_all(
     document: SourceDocument, environ: Mapping[str, str]
 ) -> tuple[dict[str, Plain], list[Diagnostic]]:
     """Substitute ``${VAR}`` in every string value (keys stay as written)."""
+    try:
+        return {key: _substituted(value, environ) for key, value in document.data.items()}, []
+    except _Unexpanded:
+        pass  # walk again, keeping the paths, to place each problem
     diagnostics: list[Diagnostic] = []
 
     def walk(value: Plain, path: YamlPath) -> Plain:
@@ -38,6 +42,26 @@ def substitute_all(
         return value
 
     return {key: walk(value, (key,)) for key, value in document.data.items()}, diagnostics
+
+
+class _Unexpanded(Exception):
+    """Internal: a variable could not be expanded, and its diagnostic needs the value's path."""
+
+
+def _substituted(value: Plain, environ: Mapping[str, str]) -> Plain:
+    """``value`` with its strings substituted, when every variable in them can be."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        text, problems = expand_variables(value, environ)
+        if problems:
+            raise _Unexpanded
+        return text
+    if isinstance(value, list):
+        return [_substituted(item, environ) for item in value]
+    if isinstance(value, dict):
+        return {key: _substituted(item, environ) for key, item in value.items()}
+    return value
 
 
 def expand_variables(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
