@@ -463,7 +463,9 @@ class _EventReader:
 
     # Events are typed Any: libyaml gives each a start mark, which the stubs allow to be None.
     def _value(self, event: Any, path: YamlPath, depth: int) -> Plain:
-        self._count(event, depth)
+        self.nodes += 1
+        if self._unusual(event, depth):
+            raise _Unusual
         mark = event.start_mark
         self.marks[path] = (mark.line + 1, mark.column + 1)
         kind = type(event)
@@ -489,7 +491,9 @@ class _EventReader:
         while type(key_event := next_event()) is not MappingEndEvent:
             if type(key_event) is not ScalarEvent:
                 raise _Unusual
-            self._count(key_event, depth + 1)
+            self.nodes += 1
+            if self._unusual(key_event, depth + 1):
+                raise _Unusual
             key: str = key_event.value
             if key in result:
                 raise _Unusual  # a duplicate key, for the converter to report
@@ -499,12 +503,15 @@ class _EventReader:
             result[key] = self._value(next_event(), key_path, depth + 1)
         return result
 
-    def _count(self, event: Any, depth: int) -> None:
-        self.nodes += 1
-        if depth > MAX_DEPTH or self.nodes > MAX_NODES:
-            raise _Unusual  # composing refuses it, in its words
-        if event.anchor is not None or event.tag is not None:
-            raise _Unusual  # an alias (whose anchor it names), an anchor or a tag
+    def _unusual(self, event: Any, depth: int) -> bool:
+        """Past a bound (composing refuses it, in its words), or an alias (whose anchor it
+        names), an anchor or a tag."""
+        return (
+            depth > MAX_DEPTH
+            or self.nodes > MAX_NODES
+            or event.anchor is not None
+            or event.tag is not None
+        )
 
 
 def _plain_scalar(text: str) -> str | int | bool | None:
