@@ -256,8 +256,8 @@ class Semantics:
             if (spec.repository.domain, spec.repository.path) in aliased
             for position, reference in enumerate(spec.tag_references())
         }
-        absent: dict[Reference, YamlPath] = {
-            spec.repository: ("images", i, "name")
+        absent: dict[tuple[str, str], YamlPath] = {  # by domain and path: no Reference to make per alias
+            (spec.repository.domain, spec.repository.path): ("images", i, "name")
             for i, spec in specs.items()
             if spec.state is ImageState.ABSENT
         }
@@ -276,15 +276,15 @@ class Semantics:
         alias: Reference,
         claimed: Mapping[Reference, YamlPath],
         tags: Mapping[Reference, YamlPath],
-        absent: Mapping[Reference, YamlPath],
+        absent: Mapping[tuple[str, str], YamlPath],
     ) -> str | None:
         shown = alias.familiar()
         if alias in claimed:
             return f"alias {shown} is already claimed by {self._where(claimed[alias])}."
         if alias in tags:
             return f"alias {shown} is already declared as a tag by {self._where(tags[alias])}; it cannot be both."
-        if alias.repository() in absent:
-            where = self._where(absent[alias.repository()])
+        if (alias.domain, alias.path) in absent:
+            where = self._where(absent[alias.domain, alias.path])
             return (
                 f"alias {shown} is in repository {alias.familiar_name}, which {where} declares absent."
             )

@@ -220,7 +220,7 @@ def _unique_items(compiler: _Compiler, value: Any, schema: Any) -> Check:
     def check(data: Any) -> bool:
         if not isinstance(data, list):
             return True
-        if all(type(element) is str for element in data):
+        if set(map(type, data)) <= _STRING:
             return len(set(data)) == len(data)  # strings are equal as their JSON texts are
         # JSON text tells 1 from true and "1"; equal texts are equal values. Unsure: jsonschema decides.
         try:
@@ -230,6 +230,9 @@ def _unique_items(compiler: _Compiler, value: Any, schema: Any) -> Check:
         return len(set(texts)) == len(texts)
 
     return check
+
+
+_STRING = frozenset({str})
 
 
 def _enum(compiler: _Compiler, value: Any, schema: Any) -> Check:
