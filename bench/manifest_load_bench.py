@@ -6,10 +6,11 @@ always``, one in fifty is ``state: absent``; ``prune`` is on, and ``--retention`
 ``retention:`` section with a few rules. Prints the first load in this process (the cold
 path: compiling the quick schema check, first-use caches), then the median and fewest wall
 and CPU seconds of ``--repeat`` further loads, the cost per tag, and a digest of the
-``Manifest``'s repr (equal digests: equal results). Figures only: nothing is asserted.
+``Manifest``'s repr (equal digests: equal results). It runs under the collector settings of the
+``reconcile`` command, ``--default-gc`` under Python's. Figures only: nothing is asserted.
 
     .venv/bin/python bench/manifest_load_bench.py [--images 1000] [--tags-per-image 3] [--repeat 20] \
-        [--retention] [--profile]
+        [--retention] [--default-gc] [--profile]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import statistics
 import tempfile
 import time
 
+from reconciler.cli.collector import tune_collector
 from reconciler.loading.loader import load_manifest
 from reconciler.model.manifest import Manifest
 
@@ -69,7 +71,9 @@ def manifest_text(images: int, tags: int, retention: bool) -> str:
 
 def _tag(number: int, k: int) -> str:
     # Plain scalars as people write them: versions (1.10 must stay text), words, build numbers.
-    return (f"v{number % 7}.{k}.{number % 13}", "latest", f"build-{number}-{k}", f"1.{10 + k}")[k % 4]
+    return (f"v{number % 7}.{k}.{number % 13}", "latest", f"build-{number}-{k}", f"1.{10 + k}")[
+        k % 4
+    ]
 
 
 def timed_load(path: str) -> tuple[float, float, Manifest]:
@@ -84,8 +88,17 @@ def main() -> None:
     parser.add_argument("--tags-per-image", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--retention", action="store_true", help="add a retention: section")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the timed loads")
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of the timed loads"
+    )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default collector thresholds instead of the reconcile command's",
+    )
     options = parser.parse_args()
+    if not options.default_gc:
+        tune_collector()
     text = manifest_text(options.images, options.tags_per_image, options.retention)
     with tempfile.TemporaryDirectory(prefix="manifest-load-bench-") as directory:
         path = os.path.join(directory, "images.yaml")
@@ -106,11 +119,15 @@ def main() -> None:
             if _digest(again, directory) != digest:
                 print("UNEXPECTED: a later load gave another result")
     tags = sum(len(spec.tags) for spec in manifest.images)
+    collector = "default collector" if options.default_gc else "the command's collector settings"
     print(
         f"load_manifest of {options.images:,} entries x {options.tags_per_image} tags"
-        f" ({tags:,} tags, {len(text):,} bytes{', retention section' if options.retention else ''}):"
+        f" ({tags:,} tags, {len(text):,} bytes{', retention section' if options.retention else ''},"
+        f" {collector}):"
     )
-    print(f"  first load in the process: {first_wall * 1e3:.1f} ms wall, {first_cpu * 1e3:.1f} ms CPU")
+    print(
+        f"  first load in the process: {first_wall * 1e3:.1f} ms wall, {first_cpu * 1e3:.1f} ms CPU"
+    )
     print(
         f"  then, over {options.repeat} loads: median {statistics.median(walls) * 1e3:.1f} ms wall"
         f" (min {min(walls) * 1e3:.1f} ms), CPU median {statistics.median(cpus) * 1e3:.1f} ms"
