@@ -7,6 +7,7 @@ keeps the two copies identical.
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from typing import Any
 
@@ -17,10 +18,16 @@ _RESOURCE = "schemas/{name}.schema.json"  # manifest (images.yaml) or inventory 
 @cache
 def schema_text(name: str = "manifest") -> str:
     """The schema file's text, exactly as packaged."""
-    # importlib.resources brings tempfile and shutil: loaded only when a schema is read.
+    resource = _RESOURCE.format(name=name)
+    # A package installed as files is read where it lies: importlib.resources brings tempfile,
+    # shutil and zipfile (several milliseconds of a command's start), only for other installs.
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), resource)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
     from importlib import resources
 
-    return resources.files(_PACKAGE).joinpath(_RESOURCE.format(name=name)).read_text(encoding="utf-8")
+    return resources.files(_PACKAGE).joinpath(resource).read_text(encoding="utf-8")
 
 
 def load_schema(name: str = "manifest") -> dict[str, Any]:
