@@ -129,6 +129,8 @@ class Semantics:
     ) -> tuple[BuildRecipe | None, str | None]:
         """The recipe of ``source: build``, the archive of ``source: load`` (paths as written)."""
         source = ImageSource(as_text(raw.get("source")) or ImageSource.PULL.value)
+        if source is ImageSource.PULL and raw.keys().isdisjoint(_OWNERS):
+            return None, None  # the common entry: nothing below applies to it
         if source is not ImageSource.PULL:
             for key in _PULL_ONLY_KEYS:
                 if key in raw:
