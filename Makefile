@@ -7,7 +7,7 @@
 #   make lint          ruff + mypy
 #   make test          lint, then every test (unit + integration) against the sandbox
 #   make unit          unit tests only, no sandbox needed
-#   make bench         every benchmark in bench/ (plan, apply, pull, retention, peers) against the sandbox
+#   make bench         every benchmark in bench/ (plan, apply, pull, retention, manifest load, peers) against the sandbox
 #   make sandbox-down  stop the sandbox (images and registry content are kept)
 #   make clean         stop and delete the sandbox, remove .venv and caches
 
@@ -70,7 +70,7 @@ unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
 # Every benchmark, one after another, each with its defaults; .venv's python has the package importable.
-BENCHES := plan_bench.py apply_bench.py pull_bench.py retention_bench.py build_inputs_bench.py peer_bench.py
+BENCHES := plan_bench.py apply_bench.py pull_bench.py retention_bench.py build_inputs_bench.py manifest_load_bench.py peer_bench.py
 
 bench: venv sandbox
 	@$(WITH_SANDBOX) for bench in $(BENCHES); do \
