@@ -7,7 +7,6 @@ at before. The rules' meaning is told in :mod:`reconciler.planning.retention`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 
 from reconciler.model.inventory import ImageRecord
@@ -141,8 +140,8 @@ class RuleRound:
         dropped = tuple(ref for ref, d in zip(tags, units, strict=False) if not d.kept)
         held = self.previous.get(image.id)
         if held is not None:
-            held = dataclasses.replace(held, age=self.context.now - image.created)
-        decisions = (*units, held) if held else tuple(units)
+            held = held._replace(age=self.context.now - image.created)
+        decisions = (*units, held) if held is not None else tuple(units)
         if held is None and not any(d.kept for d in units):
             return Verdict(image.id, Fate.REMOVE, decisions, freed_bytes=image.unique_size)
         # An image keep_previous holds cannot lose its last tag: the daemon would delete it with it.
