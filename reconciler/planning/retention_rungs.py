@@ -142,14 +142,16 @@ class CompiledRule:
             self._by_name[ref.name] = known
         return known
 
-    def selects_tag(self, ref: Reference, image: ImageRecord | None) -> bool:
-        """Whether the rule selects ``ref`` of ``image`` (None: the tag's image is not on the
-        host, so a rule with ``labels`` cannot select it)."""
-        if self.rule.select.untagged or ref.tag is None or not self._repository_selected(ref):
+    def selects_tags_of(self, ref: Reference) -> bool:
+        """Whether the rule selects tags of ``ref``'s repository (some of them, by its tag filter)."""
+        return not self.rule.select.untagged and self._repository_selected(ref)
+
+    def selects_tag(self, tag: str, image: ImageRecord | None) -> bool:
+        """Whether the rule selects ``tag`` of a repository it :meth:`selects_tags_of`, on ``image``
+        (None: the tag's image is not on the host, so a rule with ``labels`` cannot select it)."""
+        if self.include is not None and not self.include.fullmatch(tag):
             return False
-        if self.include is not None and not self.include.fullmatch(ref.tag):
-            return False
-        if self.exclude is not None and self.exclude.fullmatch(ref.tag):
+        if self.exclude is not None and self.exclude.fullmatch(tag):
             return False
         return self._labels_selected(image)
 
