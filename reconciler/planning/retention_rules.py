@@ -23,18 +23,25 @@ _NO_VERSION: SemverKey = (0, (), ())  # how an untagged image ranks by version: 
 
 
 class _Ranking:
-    """keep_last's order of one repository's images under one rule: newest first, ties by id."""
+    """keep_last's order of one repository's images under one rule: newest first by creation
+    time, or by version with ``order: semver``; ties by id."""
 
-    __slots__ = ("keys", "ranks")
+    __slots__ = ("by_version", "keys", "ranks")
 
-    def __init__(self) -> None:
+    def __init__(self, by_version: bool) -> None:
+        self.by_version = by_version
         self.keys: dict[str, _Key] = {}  # image id -> what it ranks by
         self.ranks: dict[str, int] = {}  # image id -> 1-based rank, once ranked
 
-    def add(self, image_id: str, key: _Key) -> None:
-        """Give the image its place by ``key``, or keep the higher one it has (another tag's)."""
-        known = self.keys.get(image_id)
-        self.keys[image_id] = key if known is None else max(key, known)
+    def add(self, image: ImageRecord, tag: str | None) -> None:
+        """Place ``image`` by ``tag`` (None: the image is untagged); of its tags, the highest
+        version counts."""
+        if not self.by_version:
+            self.keys[image.id] = image.created
+            return
+        key: _Key = (_NO_VERSION if tag is None else semver_key(tag), image.created)
+        known = self.keys.get(image.id)
+        self.keys[image.id] = key if known is None else max(key, known)
 
     def rank(self) -> None:
         keys = self.keys
@@ -42,6 +49,9 @@ class _Ranking:
         self.ranks = {image_id: rank for rank, image_id in enumerate(ordered, 1)}
 
 
+# A rule that may select tags of a repository: its index, itself, its keep_last ranking there
+# (None: the rule has no keep_last).
+_Candidate = tuple[int, CompiledRule, _Ranking | None]
 # What a decision is about: a tag (None: the untagged image as a whole), the index of the rule
 # it goes to (None: no rule selects it) and the keep_last rankings it has a place in.
 _Unit = tuple[Reference | None, int | None, tuple[_Ranking, ...]]
@@ -63,12 +73,8 @@ class RuleRound:
         self.context = context
         self.images = images
         self.kept_anyway = kept_anyway
-        rules = context.rules
-        self._ranked = [rule.rule.keep_last is not None for rule in rules]
-        self._by_version = [rule.rule.order is Order.SEMVER for rule in rules]
-        # Repository name -> the rules that select some of its tags, with their indexes.
-        self._tag_rules_by_name: dict[str, tuple[tuple[int, CompiledRule], ...]] = {}
         self._rankings: dict[tuple[int, str], _Ranking] = {}  # by rule and repository
+        self._candidates_by_name: dict[str, tuple[_Candidate, ...]] = {}
         self.previous = self._previous_keeps()
         # Image id -> what its decisions are about: its tags, sorted, or the image untagged.
         self.units = {image.id: self._assign(image) for image in images}
@@ -79,23 +85,26 @@ class RuleRound:
         self._unmatched_kept = context.spec.unmatched is Unmatched.KEEP
         self._unmatched_reason = f"no rule selects it; unmatched: {context.spec.unmatched.value}"
 
-    def _tag_rule(self, ref: Reference, image: ImageRecord | None) -> int | None:
+    def _tag_rule(self, ref: Reference, image: ImageRecord | None) -> _Candidate | None:
         """The first rule that selects ``ref`` of ``image``."""
         tag = ref.tag
         if tag is None:
             return None
-        candidates = self._tag_rules_by_name.get(ref.name)
+        candidates = self._candidates_by_name.get(ref.name)
         if candidates is None:
-            candidates = tuple(
-                (index, rule)
-                for index, rule in enumerate(self.context.rules)
-                if rule.selects_tags_of(ref)
-            )
-            self._tag_rules_by_name[ref.name] = candidates
-        for index, rule in candidates:
-            if rule.selects_tag(tag, image):
-                return index
+            candidates = self._candidates_by_name[ref.name] = self._candidates(ref)
+        for candidate in candidates:
+            if candidate[1].selects_tag(tag, image):
+                return candidate
         return None
+
+    def _candidates(self, ref: Reference) -> tuple[_Candidate, ...]:
+        """The rules that select some tags of ``ref``'s repository, in file order."""
+        return tuple(
+            (index, rule, self._ranking(index, ref.name))
+            for index, rule in enumerate(self.context.rules)
+            if rule.selects_tags_of(ref)
+        )
 
     def _untagged_rule(self, image: ImageRecord) -> int | None:
         """The first rule with ``untagged: true`` that selects ``image``."""
@@ -115,28 +124,35 @@ class RuleRound:
         owner = self._untagged_rule(image)
         # An image keep_previous holds may lose its tags; were it to take a slot among
         # the untagged then, the next run would drop an image this run keeps.
-        if owner is None or not self._ranked[owner] or image.id in self.previous:
+        if owner is None or image.id in self.previous:
             return [(None, owner, ())]
-        key = (_NO_VERSION, image.created) if self._by_version[owner] else image.created
-        rankings = tuple(self._ranking(owner, name) for name in _digest_names(image))
+        rankings = tuple(
+            ranking
+            for name in _digest_names(image)
+            if (ranking := self._ranking(owner, name)) is not None
+        )
         for ranking in rankings:
-            ranking.add(image.id, key)
+            ranking.add(image, None)
         return [(None, owner, rankings)]
 
     def _tag_unit(self, image: ImageRecord, ref: Reference) -> _Unit:
-        owner = self._tag_rule(ref, image)
-        if owner is None or not self._ranked[owner]:
+        found = self._tag_rule(ref, image)
+        if found is None:
+            return (ref, None, ())
+        owner, _, ranking = found
+        if ranking is None:
             return (ref, owner, ())
-        ranking = self._ranking(owner, ref.name)
-        # A tag's rule selects only tags: ref.tag is set.
-        by_version = self._by_version[owner]
-        ranking.add(image.id, (semver_key(ref.tag or ""), image.created) if by_version else image.created)
+        ranking.add(image, ref.tag)
         return (ref, owner, (ranking,))
 
-    def _ranking(self, owner: int, name: str) -> _Ranking:
+    def _ranking(self, owner: int, name: str) -> _Ranking | None:
+        """Rule ``owner``'s keep_last ranking of repository ``name`` (None: it has no keep_last)."""
+        rule = self.context.rules[owner].rule
+        if rule.keep_last is None:
+            return None
         ranking = self._rankings.get((owner, name))
         if ranking is None:
-            ranking = self._rankings[(owner, name)] = _Ranking()
+            ranking = self._rankings[(owner, name)] = _Ranking(rule.order is Order.SEMVER)
         return ranking
 
     def _previous_keeps(self) -> dict[str, Decision]:
@@ -152,7 +168,8 @@ class RuleRound:
         }
         for tag_text in sorted(self.context.previous):
             ref = _parse_tag(tag_text)
-            owner = None if ref is None else self._tag_rule(ref, now_at.get(tag_text))
+            found = None if ref is None else self._tag_rule(ref, now_at.get(tag_text))
+            owner = None if found is None else found[0]
             count = None if owner is None else self.context.rules[owner].rule.keep_previous
             if owner is None or not count or ref is None:
                 continue
@@ -251,19 +268,18 @@ def _apply_rule(
             "keep_last",
             f"newest #{rank} of its repository by {by} (keep_last {spec.keep_last})",
         )
-    created = f"created {format_age(age)} ago"
     if spec.keep_within is not None and age <= spec.keep_within:
         return (
             True,
             "keep_within",
-            f"{created}, within keep_within {rule.keep_within_text}",
+            f"created {format_age(age)} ago, within keep_within {rule.keep_within_text}",
         )
     tag = ref.tag if ref is not None else None
     if rule.keep_tags is not None and tag is not None and rule.keep_tags.fullmatch(tag):
         return True, "keep_tags", f"tag {tag} matches keep_tags {spec.keep_tags!r}"
     if spec.older_than is None:
         return False, "select", f"selected by rule {spec.name} and kept by none of its conditions"
-    limit = rule.older_than_text
+    created, limit = f"created {format_age(age)} ago", rule.older_than_text
     if age <= spec.older_than:
         return True, "older_than", f"{created}, not older than {limit}"
     return (

@@ -126,9 +126,9 @@ class CompiledRule:
         self.include = _regex(rule.select.tags.include)
         self.exclude = _regex(rule.select.tags.exclude)
         self.keep_tags = _regex(rule.keep_tags)
+        self.labels = rule.select.labels
         # Said in every decision the rule makes: worded once.
-        selector = rule.select.labels
-        self.label_text = describe_selector(selector) if selector is not None else None
+        self.label_text = describe_selector(self.labels) if self.labels is not None else None
         self.keep_within_text = _duration_text(rule.keep_within)
         self.older_than_text = _duration_text(rule.older_than)
         self._by_name: dict[str, bool] = {}
@@ -153,7 +153,7 @@ class CompiledRule:
             return False
         if self.exclude is not None and self.exclude.fullmatch(tag):
             return False
-        return self._labels_selected(image)
+        return self.labels is None or self._labels_selected(image)
 
     def selects_untagged(self, image: ImageRecord) -> bool:
         if not self.rule.select.untagged or not self._labels_selected(image):
@@ -161,7 +161,7 @@ class CompiledRule:
         return not self.repositories or any(self._repository_selected(d) for d in image.digests)
 
     def _labels_selected(self, image: ImageRecord | None) -> bool:
-        selector = self.rule.select.labels
+        selector = self.labels
         if selector is None:
             return True
         return image is not None and labels_match(selector, image.label_map)
