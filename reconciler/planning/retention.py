@@ -136,7 +136,12 @@ def evaluate_retention(
 
 
 def _result(verdicts: tuple[Verdict, ...], budget: BudgetCheck | None) -> RetentionResult:
-    removed = [v for v in verdicts if v.removes]
-    freed = sum(v.freed_bytes or 0 for v in removed)
-    unknown = sum(1 for v in removed if v.freed_bytes is None)
+    freed = unknown = 0
+    for verdict in verdicts:
+        if not verdict.removes:
+            continue
+        if verdict.freed_bytes is None:
+            unknown += 1
+        else:
+            freed += verdict.freed_bytes
     return RetentionResult(verdicts, freed, unknown, budget)

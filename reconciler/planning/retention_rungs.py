@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
+from operator import attrgetter
 
 from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
@@ -187,7 +188,12 @@ def evict(
 ) -> tuple[dict[str, Verdict], BudgetCheck]:
     """Evict least recently used removable images while the budget is exceeded; numbered in
     the order they go, with the budget's figures."""
-    freed = sum(counted_bytes(image) for image in candidates if verdicts[image.id].removes)
+    freed, remaining = 0, []
+    for image in candidates:
+        if verdicts[image.id].removes:
+            freed += counted_bytes(image)
+        else:
+            remaining.append(image)
     images_size, used = disk.images_size - freed, disk.filesystem_used - freed
 
     def over(target_percent: float | None) -> bool:
@@ -196,10 +202,10 @@ def evict(
         return too_big or too_full
 
     evicted: dict[str, Verdict] = {}
-    remaining = [image for image in candidates if not verdicts[image.id].removes]
-    remaining.sort(
-        key=lambda image: (context.last_used.get(image.id, float(image.created)), image.id)
-    )
+    going = 0
+    # Least recently used first, ties by id: sorted by id, then (stable) by last use.
+    remaining.sort(key=attrgetter("id"))
+    remaining.sort(key=lambda image: context.last_used.get(image.id, float(image.created)))
     for image in remaining if over(budget.high) else ():
         if not over(budget.low):
             break
@@ -215,7 +221,6 @@ def evict(
             freed_bytes=image.unique_size,
             eviction=len(evicted) + 1,
         )
-        images_size -= counted_bytes(image)
-        used -= counted_bytes(image)
-    going = sum(counted_bytes(image) for image in remaining if image.id in evicted)
+        counted = counted_bytes(image)
+        images_size, used, going = images_size - counted, used - counted, going + counted
     return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))

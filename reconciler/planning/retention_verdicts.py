@@ -17,6 +17,11 @@ class Fate(StrEnum):
     EVICT = "evict"  # the image goes to meet the disk budget (rung 6)
 
 
+# The fates that remove the image. Named once: reading an enum member off its class is slow
+# (about 60 ns on Python 3.11), and every verdict is asked whether it removes several times.
+_REMOVING = (Fate.REMOVE, Fate.EVICT)
+
+
 class Rung(StrEnum):
     IN_USE = "in-use"
     HELD = "held"
@@ -59,7 +64,7 @@ class Verdict(NamedTuple):
 
     @property
     def removes(self) -> bool:
-        return self.outcome in (Fate.REMOVE, Fate.EVICT)
+        return self.outcome in _REMOVING
 
 
 @dataclass(frozen=True)
