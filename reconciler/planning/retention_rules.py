@@ -52,9 +52,6 @@ class _Ranking:
 # A rule that may select tags of a repository: its index, itself, its keep_last ranking there
 # (None: the rule has no keep_last).
 _Candidate = tuple[int, CompiledRule, _Ranking | None]
-# What a decision is about: a tag (None: the untagged image as a whole), the index of the rule
-# it goes to (None: no rule selects it) and the keep_last rankings it has a place in.
-_Unit = tuple[Reference | None, int | None, tuple[_Ranking, ...]]
 
 
 class RuleRound:
@@ -76,10 +73,12 @@ class RuleRound:
         self._rankings: dict[tuple[int, str], _Ranking] = {}  # by rule and repository
         self._candidates_by_name: dict[str, tuple[_Candidate, ...]] = {}
         self.previous = self._previous_keeps()
-        # Image id -> what its decisions are about: its tags, sorted, or the image untagged.
-        self.units = {image.id: self._assign(image) for image in images}
+        # The rankings are complete before any decision: each decision names its rank. A tag's
+        # rule is found again then (rather than kept per tag: fewer objects on a large host).
+        for image in images:
+            self._take_places(image)
         for image in kept_anyway:
-            self._assign(image, tags_only=True)
+            self._take_places(image, untagged=False)
         for ranking in self._rankings.values():
             ranking.rank()
         self._unmatched_kept = context.spec.unmatched is Unmatched.KEEP
@@ -113,37 +112,27 @@ class RuleRound:
                 return index
         return None
 
-    def _assign(self, image: ImageRecord, tags_only: bool = False) -> list[_Unit]:
-        """The image's tags (or the image, untagged) with their rules; each takes its place in
-        its rule's keep_last ranking."""
-        if image.tags:
-            tags = sorted(image.tags) if len(image.tags) > 1 else image.tags
-            return [self._tag_unit(image, ref) for ref in tags]
-        if tags_only:
-            return []
+    def _take_places(self, image: ImageRecord, untagged: bool = True) -> None:
+        """Place ``image`` in the keep_last rankings of the rules its tags go to; if it has no
+        tag (and ``untagged``), in those of its untagged rule."""
+        for ref in image.tags:
+            found = self._tag_rule(ref, image)
+            if found is not None and found[2] is not None:
+                found[2].add(image, ref.tag)
+        if untagged and not image.tags:
+            for ranking in self._untagged_rule_and_rankings(image)[1]:
+                ranking.add(image, None)
+
+    def _untagged_rule_and_rankings(self, image: ImageRecord) -> tuple[int | None, list[_Ranking]]:
+        """An untagged image's rule and the keep_last rankings it takes a place in: one per
+        repository of its digest references."""
         owner = self._untagged_rule(image)
         # An image keep_previous holds may lose its tags; were it to take a slot among
         # the untagged then, the next run would drop an image this run keeps.
         if owner is None or image.id in self.previous:
-            return [(None, owner, ())]
-        rankings = tuple(
-            ranking
-            for name in _digest_names(image)
-            if (ranking := self._ranking(owner, name)) is not None
-        )
-        for ranking in rankings:
-            ranking.add(image, None)
-        return [(None, owner, rankings)]
-
-    def _tag_unit(self, image: ImageRecord, ref: Reference) -> _Unit:
-        found = self._tag_rule(ref, image)
-        if found is None:
-            return (ref, None, ())
-        owner, _, ranking = found
-        if ranking is None:
-            return (ref, owner, ())
-        ranking.add(image, ref.tag)
-        return (ref, owner, (ranking,))
+            return owner, []
+        names = _digest_names(image)
+        return owner, [r for name in names if (r := self._ranking(owner, name)) is not None]
 
     def _ranking(self, owner: int, name: str) -> _Ranking | None:
         """Rule ``owner``'s keep_last ranking of repository ``name`` (None: it has no keep_last)."""
@@ -196,13 +185,17 @@ class RuleRound:
     def _verdict(self, image: ImageRecord) -> Verdict:
         age = self.context.now - image.created
         decisions, dropped, kept = [], [], False
-        for ref, owner, rankings in self.units[image.id]:
-            decision = self._decide(image, ref, owner, rankings, age)
-            decisions.append(decision)
-            if decision.kept:
-                kept = True
-            elif ref is not None:
-                dropped.append(ref)
+        if image.tags:
+            for ref in sorted(image.tags) if len(image.tags) > 1 else image.tags:
+                decision = self._tag_decision(image, ref, age)
+                decisions.append(decision)
+                if decision.kept:
+                    kept = True
+                else:
+                    dropped.append(ref)
+        else:
+            decisions.append(self._untagged_decision(image, age))
+            kept = decisions[0].kept
         held = self.previous.get(image.id)
         if held is None and not kept:
             return Verdict(image.id, Fate.REMOVE, tuple(decisions), freed_bytes=image.unique_size)
@@ -213,21 +206,29 @@ class RuleRound:
             return Verdict(image.id, Fate.UNTAG, tuple(decisions), untag=tuple(dropped))
         return Verdict(image.id, Fate.KEEP, tuple(decisions))
 
-    def _decide(
-        self,
-        image: ImageRecord,
-        ref: Reference | None,
-        owner: int | None,
-        rankings: tuple[_Ranking, ...],
-        age: float,
-    ) -> Decision:
-        subject = ref.familiar() if ref is not None else image.short_id
+    def _tag_decision(self, image: ImageRecord, ref: Reference, age: float) -> Decision:
+        found = self._tag_rule(ref, image)
+        if found is None:
+            return self._unmatched(ref.familiar(), age)
+        _, rule, ranking = found
+        rank = None if ranking is None else ranking.ranks[image.id]
+        return self._decision(ref.familiar(), rule, ref, rank, age)
+
+    def _untagged_decision(self, image: ImageRecord, age: float) -> Decision:
+        owner, rankings = self._untagged_rule_and_rankings(image)
         if owner is None:
-            return Decision(
-                subject, self._unmatched_kept, Rung.UNMATCHED, self._unmatched_reason, age=age
-            )
-        rule = self.context.rules[owner]
-        rank = _place(rankings, image.id)
+            return self._unmatched(image.short_id, age)
+        rank = min((ranking.ranks[image.id] for ranking in rankings), default=None)
+        return self._decision(image.short_id, self.context.rules[owner], None, rank, age)
+
+    def _unmatched(self, subject: str, age: float) -> Decision:
+        return Decision(
+            subject, self._unmatched_kept, Rung.UNMATCHED, self._unmatched_reason, age=age
+        )
+
+    def _decision(
+        self, subject: str, rule: CompiledRule, ref: Reference | None, rank: int | None, age: float
+    ) -> Decision:
         kept, condition, reason = _apply_rule(rule, age, ref, rank)
         if rule.label_text is not None:
             reason = f"{reason} (selected by its {rule.label_text})"
@@ -242,13 +243,6 @@ class RuleRound:
             rank=rank,
             pattern=rule.label_text,
         )
-
-
-def _place(rankings: tuple[_Ranking, ...], image_id: str) -> int | None:
-    """The image's best place in ``rankings`` (None: it is in none)."""
-    if len(rankings) == 1:  # a tag's one ranking: the common case
-        return rankings[0].ranks[image_id]
-    return min((ranking.ranks[image_id] for ranking in rankings), default=None)
 
 
 def _digest_names(image: ImageRecord) -> list[str]:
