@@ -66,47 +66,64 @@ class RetentionContext:
 
     def protection(self, image: ImageRecord) -> Decision | None:
         """The first of rungs 1-4 that keeps ``image`` whole, or None."""
-        subject, age = image.short_id, self.age(image)
         users = self.users.get(image.id)
         if users:
             reason = (
                 f"used by container {', '.join(users)}; an image a container uses is never removed"
             )
-            return Decision(subject, True, Rung.IN_USE, reason, age=age, containers=users)
+            return self._keep(image, Rung.IN_USE, reason, containers=users)
         if image.id in self.held:
-            return Decision(subject, True, Rung.HELD, self.held[image.id], age=age)
+            return self._keep(image, Rung.HELD, self.held[image.id])
         refs = (*image.tags, *image.digests)
         claim = self._declared_reference(image, refs)
         if claim is not None:
-            reason = f"{claim} is declared under images:"
-            return Decision(subject, True, Rung.DECLARED, reason, age=age, pattern=claim)
+            return self._keep(image, Rung.DECLARED, f"{claim} is declared under images:", claim)
         for pattern in self.protect:
             for ref in refs:
                 if pattern.matches(ref):
                     reason = f"{ref.familiar()} matches the protect pattern {pattern.text!r}"
-                    return Decision(
-                        subject, True, Rung.PROTECTED, reason, age=age, pattern=pattern.text
-                    )
+                    return self._keep(image, Rung.PROTECTED, reason, pattern.text)
         if self.spec.protect_labels:
             labels = image.label_map
             for selector in self.spec.protect_labels:
                 if labels_match(selector, labels):
                     described = describe_selector(selector)
                     reason = f"its {described} matches protect labels"
-                    return Decision(
-                        subject, True, Rung.PROTECTED, reason, age=age, pattern=described
-                    )
-        arrival = self.arrival(image)
-        limit = self.min_age_text
+                    return self._keep(image, Rung.PROTECTED, reason, described)
+        return self._min_age(image)
+
+    def _min_age(self, image: ImageRecord) -> Decision | None:
+        """Rung 4: kept while younger than min_age (by arrival on the host when arrivals are kept)."""
+        age, arrival, limit = self.now - image.created, self.arrival(image), self.min_age_text
         if arrival is None:
             if age < self.spec.min_age:
                 reason = f"created {format_age(age)} ago, within min_age {limit}"
-                return Decision(subject, True, Rung.MIN_AGE, reason, age=age)
+                return self._keep(image, Rung.MIN_AGE, reason)
         elif self.now - arrival < self.spec.min_age:
             here = self.now - arrival
             reason = f"arrived on the host {format_age(here)} ago, within min_age {limit} (created {format_age(age)} ago)"
-            return Decision(subject, True, Rung.MIN_AGE, reason, age=age, arrived=arrival)
+            return self._keep(image, Rung.MIN_AGE, reason, arrived=arrival)
         return None
+
+    def _keep(
+        self,
+        image: ImageRecord,
+        rung: Rung,
+        reason: str,
+        pattern: str | None = None,
+        containers: tuple[str, ...] = (),
+        arrived: float | None = None,
+    ) -> Decision:
+        return Decision(
+            image.short_id,
+            True,
+            rung,
+            reason,
+            age=self.age(image),
+            containers=containers,
+            pattern=pattern,
+            arrived=arrived,
+        )
 
     def _declared_reference(self, image: ImageRecord, refs: tuple[Reference, ...]) -> str | None:
         for ref in refs:
