@@ -84,6 +84,7 @@ applied to the whole plan, retention's steps included.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
+from operator import attrgetter
 
 from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
@@ -115,20 +116,22 @@ def evaluate_retention(
     no usage state) min_age counts from creation. The same inputs, in any order, give
     the same result.
     """
-    ordered = sorted(images, key=lambda image: image.id)
+    ordered = sorted(images, key=attrgetter("id"))
     context = RetentionContext(
         spec, now, declared, last_used or {}, previous or {}, containers, arrived, held
     )
     protected = {image.id: found for image in ordered if (found := context.protection(image))}
-    open_images = [image for image in ordered if image.id not in protected]
+    open_images: list[ImageRecord] = []
+    kept_anyway: list[ImageRecord] = []
+    for image in ordered:
+        (kept_anyway if image.id in protected else open_images).append(image)
     verdicts = {key: Verdict(key, Fate.KEEP, (found,)) for key, found in protected.items()}
-    kept_anyway = [image for image in ordered if image.id in protected]
     verdicts.update(RuleRound(context, open_images, kept_anyway).verdicts())
     budget = None
     if spec.disk is not None and disk is not None:
         evicted, budget = evict(context, spec.disk, disk, open_images, verdicts)
         verdicts.update(evicted)
-    final = tuple(verdicts[image.id] for image in ordered)
+    final = tuple([verdicts[image.id] for image in ordered])
     return _result(final, budget)
 
 
