@@ -150,8 +150,11 @@ class Inventory:
 
     def depth_of(self, image_id: str) -> int:
         """How many listed images this one is built on: children sort after their parents."""
+        image = self.image_by_id.get(image_id)
+        parent = image.parent_id if image is not None else ""
+        if parent not in self.image_by_id:
+            return 0  # the common case: built on no listed image
         depth, seen = 0, {image_id}
-        parent = self.image_by_id[image_id].parent_id if image_id in self.image_by_id else ""
         while parent in self.image_by_id and parent not in seen:
             depth, seen = depth + 1, seen | {parent}
             parent = self.image_by_id[parent].parent_id

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from reconciler.model.inventory import ImageRecord, Inventory
-from reconciler.model.manifest import RetentionSpec, Rule
+from reconciler.model.manifest import RetentionSpec
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import familiar_key, reference_key
 from reconciler.model.units import format_age, format_duration
@@ -27,6 +27,11 @@ def plan_retention(
     handled = {(reference_key(s.ref), s.image_id) for s in plan.steps if s.is_destructive}
     removed = {s.image_id for s in plan.steps if s.action is Action.REMOVE}
     rules = {rule.name: rule for rule in spec.rules}
+    # Rule name -> its older_than as the reasons word it (None: the rule has none), once per plan.
+    older_than = {
+        name: None if rule.older_than is None else format_duration(rule.older_than)
+        for name, rule in rules.items()
+    }
     added: list[Step] = []
     for verdict in result.verdicts:
         if verdict.outcome is Fate.KEEP or verdict.image_id in removed:
@@ -36,9 +41,9 @@ def plan_retention(
             continue
         gone = {key for t in image.tags if (key := familiar_key(t), image.id) in handled} if handled else set()
         if verdict.removes:
-            added += _removal(image, verdict, gone, rules, now)
+            added += _removal(image, verdict, gone, older_than, now)
         else:
-            added += _untags(image, verdict, gone, rules, now)
+            added += _untags(image, verdict, gone, older_than, now)
     if not added:
         return plan
     steps = sorted({*plan.steps, *added}, key=lambda step: run_order(step, inventory))
@@ -46,11 +51,16 @@ def plan_retention(
 
 
 def _removal(
-    image: ImageRecord, verdict: Verdict, gone: set[str], rules: dict[str, Rule], now: float
+    image: ImageRecord,
+    verdict: Verdict,
+    gone: set[str],
+    older_than: dict[str, str | None],
+    now: float,
 ) -> list[Step]:
     """Untag every tag but the last, then remove the last reference (the image goes with it)."""
-    why = _reason(_deciding(verdict), rules, now)
-    refs = sorted(t.familiar() for t in image.tags if familiar_key(t) not in gone)
+    why = _reason(_deciding(verdict), older_than, now)
+    tags = [t for t in image.tags if familiar_key(t) not in gone] if gone else image.tags
+    refs = sorted([t.familiar() for t in tags])
     if not image.tags:
         refs = [min((d.familiar() for d in image.digests), default=image.id)]
     if not refs:
@@ -61,7 +71,11 @@ def _removal(
 
 
 def _untags(
-    image: ImageRecord, verdict: Verdict, gone: set[str], rules: dict[str, Rule], now: float
+    image: ImageRecord,
+    verdict: Verdict,
+    gone: set[str],
+    older_than: dict[str, str | None],
+    now: float,
 ) -> list[Step]:
     by_subject = {d.subject: d for d in verdict.decisions}
     left = {familiar_key(t) for t in image.tags} - gone
@@ -71,7 +85,7 @@ def _untags(
             continue  # already dropped, or the image's last tag: untagging it would remove it
         left.discard(familiar_key(ref))
         decision = by_subject.get(ref.familiar()) or _deciding(verdict)
-        steps.append(_step(Action.UNTAG, image, ref.familiar(), _reason(decision, rules, now), 0))
+        steps.append(_step(Action.UNTAG, image, ref.familiar(), _reason(decision, older_than, now), 0))
     return steps
 
 
@@ -81,12 +95,17 @@ def _step(action: Action, image: ImageRecord, ref: str, reason: str, size: int |
 
 def _deciding(verdict: Verdict) -> Decision:
     """The decision that drops the image: the disk budget's, else the first that does not keep."""
-    dropping = [d for d in verdict.decisions if not d.kept]
-    disk = [d for d in dropping if d.rung is Rung.DISK]
-    return (disk or dropping or list(verdict.decisions))[0]
+    first_dropping = None
+    for decision in verdict.decisions:
+        if not decision.kept:
+            if decision.rung is Rung.DISK:
+                return decision
+            if first_dropping is None:
+                first_dropping = decision
+    return verdict.decisions[0] if first_dropping is None else first_dropping
 
 
-def _reason(decision: Decision, rules: dict[str, Rule], now: float) -> str:
+def _reason(decision: Decision, older_than: dict[str, str | None], now: float) -> str:
     """A step reason naming the rule or rung that decided, with its inputs."""
     age = format_age(decision.age)
     if decision.rung is Rung.DISK:
@@ -98,8 +117,8 @@ def _reason(decision: Decision, rules: dict[str, Rule], now: float) -> str:
         return f"disk budget: evicted, least recently used ({last}); {decision.reason.split(': ', 1)[-1]}"
     if decision.rung is Rung.UNMATCHED:
         return f"retention: no rule selects it, unmatched: remove (age {age})"
-    rule = rules.get(decision.rule or "")
+    limit = older_than.get(decision.rule or "")
     name = decision.rule or "?"
-    if decision.condition == "older_than" and rule is not None and rule.older_than is not None:
-        return f"retention rule {name}: older_than {format_duration(rule.older_than)} (age {age})"
+    if decision.condition == "older_than" and limit is not None:
+        return f"retention rule {name}: older_than {limit} (age {age})"
     return f"retention rule {name}: selected and kept by none of its conditions (age {age})"
