@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler import __version__
 from reconciler.cli.collector import tune_collector
 from reconciler.cli.console import echo_json, err, out, warn
-from reconciler.cli.holds_commands import hold, holds, release
 from reconciler.cli.markup import escape
 from reconciler.cli.options import (
     COMMAND_HELP,
@@ -36,7 +36,6 @@ from reconciler.cli.options import (
     removal_guard_options,
     state_dir_option,
 )
-from reconciler.cli.report_commands import disk_usage, export, history, schema
 from reconciler.errors import (
     ExitCode,
     ManifestError,
@@ -60,8 +59,47 @@ if TYPE_CHECKING:
 # and metrics when they run: `--version`, `--help`, `schema` and `validate` then start without
 # any of them (and no command loads docker-py or jsonschema before it needs them).
 
+# The commands of other modules, by name: each module is imported only when one of its
+# commands runs, or when the command list is shown (`reconcile --help`, completion).
+LAZY_COMMANDS = {
+    "schema": "reconciler.cli.report_commands:schema",
+    "history": "reconciler.cli.report_commands:history",
+    "export": "reconciler.cli.report_commands:export",
+    "df": "reconciler.cli.report_commands:disk_usage",
+    "hold": "reconciler.cli.holds_commands:hold",
+    "release": "reconciler.cli.holds_commands:release",
+    "holds": "reconciler.cli.holds_commands:holds",
+}
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A click group whose commands named in ``lazy`` (name -> ``module:attribute``) are imported
+    when they are looked up, not when the group is made (click's "Lazily Loading Subcommands")."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = self.lazy[cmd_name].split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command) or command.name != cmd_name:
+            raise TypeError(f"{self.lazy[cmd_name]} is not the click command {cmd_name!r}")
+        self.add_command(command)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="reconcile")
 def cli() -> None:
     """Make a Docker host's images match a desired-state file (images.yaml)."""
@@ -435,15 +473,6 @@ def exit_with(codes: Iterable[ExitCode]) -> None:
     code = worst_exit_code(codes)
     if code is not ExitCode.OK:
         sys.exit(code)
-
-
-cli.add_command(schema)
-cli.add_command(history)
-cli.add_command(export)
-cli.add_command(disk_usage)
-cli.add_command(hold)
-cli.add_command(release)
-cli.add_command(holds)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,6 @@ from reconciler.cli.options import (
     output_option,
     state_dir_option,
 )
-from reconciler.loading.schema import schema_text
-from reconciler.loading.yaml_source import read_yaml
 from reconciler.model.clock import utc_now
 from reconciler.state.state_dir import default_state_dir
 
@@ -35,6 +33,8 @@ from reconciler.state.state_dir import default_state_dir
 )
 def schema(output: str) -> None:
     """Print the JSON Schema of images.yaml, for editors (yaml-language-server) and CI linting."""
+    from reconciler.loading.schema import schema_text  # here: the other commands need no schema
+
     click.echo(schema_text(), nl=False)
 
 
@@ -92,6 +92,7 @@ def export(
     """Write the host's images as an images.yaml that plans to no changes (-o json: the same as JSON)."""
     from reconciler.daemon.address import connect
     from reconciler.flows.host_facts import read_inventory
+    from reconciler.loading.yaml_source import read_yaml  # -o json reads back the YAML it wrote
     from reconciler.planning.export import export_manifest
 
     if len(host) > 1:

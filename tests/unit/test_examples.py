@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -127,7 +128,7 @@ def test_examples_use_only_commands_and_options_the_cli_has(name: str) -> None:
     commands = reconcile_commands((EXAMPLES / name).read_text(encoding="utf-8"), name.endswith(".md"))
     assert commands, f"{name} runs no reconcile command"
     for words in commands:
-        command = cli.commands.get(words[0])
+        command = cli.get_command(click.Context(cli), words[0])
         assert command is not None, f"{name}: no command {words[0]!r}"
         known = {opt for param in command.params for opt in param.opts}
         used = {word.split("=", 1)[0] for word in words[1:] if word.startswith("-")}
