@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from reconciler.cli.fleet import Target
     from reconciler.execution.interrupt import Interrupt
     from reconciler.flows.outcomes import ApplyOutcome
-    from reconciler.flows.several_hosts import Turn
+    from reconciler.flows.turn import Turn
     from reconciler.state.metrics import MetricsRun
 
 # The commands import what talks to a daemon, the manifest loader, run history, saved plans

@@ -16,7 +16,7 @@ from reconciler.cli.console import echo_json, out, warn
 from reconciler.cli.markup import escape
 from reconciler.errors import ExitCode, HostTimedOut, LargeRemovalRefused, LockHeld
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome, worst_exit_code
-from reconciler.flows.several_hosts import HostRun, Turn, for_each_host
+from reconciler.flows.turn import HostRun, Turn, one_host
 from reconciler.model.fleet import TlsSettings
 from reconciler.model.manifest import Manifest
 from reconciler.model.plan import Action
@@ -341,7 +341,13 @@ class FleetRun:
                 self.targets[turn.index], outcome, self.sections.elapsed[turn.index]
             )
 
-        outcomes = for_each_host([t.address for t in self.targets], run_turn, self.how, done, warn)
+        if not self.several:
+            outcomes: list[T | HostFailure] = [one_host(self.targets[0].address, run_turn, self.how, done)]
+        else:
+            # A thread per host, with deadlines to watch: only a run over several hosts needs it.
+            from reconciler.flows.several_hosts import for_each_host
+
+            outcomes = for_each_host([t.address for t in self.targets], run_turn, self.how, done, warn)
         self.outcomes = list(outcomes)
         return outcomes
 

@@ -13,69 +13,23 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from reconciler.errors import HostTimedOut, Interrupted, ReconcilerError
 from reconciler.flows.outcomes import HostFailure
-from reconciler.model.deadline import NO_DEADLINE, Deadline
-
-ABANDON_GRACE = 5.0  # seconds past a host's deadline before its thread is given up
-POLL = 0.1  # seconds between looks at the clock while hosts run
-WRITE_WAIT = 5.0  # seconds an abandonment waits for a state write in progress to end
-
-
-class Identified(Protocol):
-    """An outcome that says which daemon it was (lock.daemon_identity), when known."""
-
-    @property
-    def daemon(self) -> str | None: ...
-
+from reconciler.flows.turn import ONE_AT_A_TIME, HostRun, Identified, Turn, one_host
+from reconciler.model.deadline import Deadline
 
 T = TypeVar("T", bound=Identified)
 
-
-@dataclass
-class Turn:
-    """One host's turn: where it stands in the run, its deadline, and whether it may still write."""
-
-    index: int
-    address: str | None
-    deadline: Deadline = NO_DEADLINE
-    _abandoned: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def live(self) -> bool:
-        return not self._abandoned
-
-    def while_live(self, write: Callable[[], None]) -> None:
-        """Run ``write`` (output, a state file) unless the turn was abandoned; never both at once."""
-        with self._lock:
-            if not self._abandoned:
-                write()
-
-    def abandon(self) -> None:
-        """From now on nothing of this turn is written (a write already running may end first)."""
-        got = self._lock.acquire(timeout=WRITE_WAIT)
-        self._abandoned = True
-        if got:
-            self._lock.release()
-
-
-@dataclass(frozen=True)
-class HostRun:
-    """How several hosts run: ``forks`` at once, each within ``host_timeout`` seconds (None: no limit)."""
-
-    forks: int = 1
-    host_timeout: float | None = None
-    stopped: Callable[[], int | None] = lambda: None  # the signal that interrupted the run, if one did
+ABANDON_GRACE = 5.0  # seconds past a host's deadline before its thread is given up
+POLL = 0.1  # seconds between looks at the clock while hosts run
 
 
 def for_each_host(
     hosts: Sequence[str | None],
     run: Callable[[Turn], T],
-    how: HostRun = HostRun(),
+    how: HostRun = ONE_AT_A_TIME,
     on_outcome: Callable[[Turn, T | HostFailure], None] | None = None,
     on_same_daemon: Callable[[str], None] | None = None,
 ) -> list[T | HostFailure]:
@@ -87,11 +41,7 @@ def for_each_host(
     that reached a daemon an earlier address reached: it had its turn, twice over.
     """
     if len(hosts) <= 1:
-        turn = Turn(0, hosts[0] if hosts else None, Deadline.after(how.host_timeout))
-        outcome: T | HostFailure = run(turn)
-        if on_outcome is not None:
-            on_outcome(turn, outcome)
-        return [outcome]
+        return [one_host(hosts[0] if hosts else None, run, how, on_outcome)]
     outcomes = _run_concurrently(hosts, run, how, on_outcome)
     if on_same_daemon is not None:
         _name_same_daemons(hosts, outcomes, on_same_daemon)

@@ -11,7 +11,8 @@ import pytest
 from reconciler.errors import DaemonUnavailable, ExitCode, HostTimedOut, Interrupted
 from reconciler.flows import several_hosts
 from reconciler.flows.outcomes import HostFailure
-from reconciler.flows.several_hosts import HostRun, Turn, for_each_host
+from reconciler.flows.several_hosts import for_each_host
+from reconciler.flows.turn import HostRun, Turn
 
 
 @dataclass(frozen=True)
