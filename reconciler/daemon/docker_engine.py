@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.daemon.api_records import (
     container_from_api,
@@ -27,7 +28,6 @@ from reconciler.daemon.api_records import (
     parse_refs,
     text,
 )
-from reconciler.daemon.build_cache_records import build_cache_from_df, prune_filter
 from reconciler.daemon.docker_py_client import api_client
 from reconciler.daemon.engine_errors import calling, out_of_time, refused, unreachable
 from reconciler.daemon.engine_http import EngineHttp, HttpRefused, HttpUnreachable, endpoint_for
@@ -48,14 +48,14 @@ from reconciler.daemon.host import (
     ProgressChunk,
     PullStreamFailed,
 )
-from reconciler.daemon.local_builds import cli_build, interrupt_builds, legacy_build, load_archive
-from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
-from reconciler.daemon.podman_events import podman_event_params, within
-from reconciler.daemon.registry_api import RegistryLookups, on_this_machine
 from reconciler.errors import DaemonError, HostTimedOut
-from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.deadline import NO_DEADLINE, Deadline
 from reconciler.model.inventory import ContainerRecord, EventWindow, HistoryEntry, ImageRecord
+
+if TYPE_CHECKING:  # the others are imported where they are used: Podman, builds, build cache, pull: always
+    from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
+    from reconciler.daemon.registry_api import RegistryLookups
+    from reconciler.model.build_cache import BuildCacheRecord
 
 __all__ = [
     "DockerEngine", "container_from_api", "details_from_api", "endpoint_for", "event_from_api",
@@ -98,8 +98,9 @@ class DockerEngine:
         self._deadline = deadline
         self._identity: DaemonIdentity | None = None
         self._engine: EngineKind | None = None
-        self._podman_disk = PodmanDiskUsage()  # Podman's layers by image id, shared with sessions
-        self._registry = RegistryLookups()  # registry connections and what they learnt, shared with sessions
+        # Made on first use, shared with sessions: Podman's layers by image id ("podman_disk"), and
+        # registry connections with what they learnt ("registry", for pull: always tags).
+        self._shared: dict[str, Any] = {}
         self._owns_registry = True
         self._streams: set[Any] = set()  # running pulls (requests responses), for interrupt()
         self._streams_lock = threading.Lock()
@@ -156,14 +157,13 @@ class DockerEngine:
             engine = DockerEngine(self._address, client, self._options, self._timeout, self._deadline)
         engine._identity = self._identity
         engine._engine = self._engine
-        engine._podman_disk = self._podman_disk
-        engine._registry, engine._owns_registry = self._registry, False
+        engine._shared, engine._owns_registry = self._shared, False
         return engine
 
     def close(self) -> None:
         self._reads.close()
-        if self._owns_registry:
-            self._registry.close()
+        if self._owns_registry and "registry" in self._shared:
+            self._shared["registry"].close()
         if self._api is not None:
             self._api.close()
 
@@ -172,7 +172,9 @@ class DockerEngine:
             streams = list(self._streams)
         for response in streams:
             _cut(response)
-        interrupt_builds()
+        builds = sys.modules.get("reconciler.daemon.local_builds")  # never imported: no build ran
+        if builds is not None:
+            builds.interrupt_builds()
 
     def _client(self) -> Any:
         """docker-py's client, made on first use (a write or a pull) at the version the handshake gave."""
@@ -260,7 +262,10 @@ class DockerEngine:
         Podman's gives no layer total and no true shared sizes: there, they are sized from the layers
         (those ``known`` gives are not read again)."""
         if self.engine().is_podman:
-            return self._podman_disk.read(self, known)
+            from reconciler.daemon.podman_disk_usage import PodmanDiskUsage
+
+            disk: PodmanDiskUsage = self._shared.get("podman_disk") or self._shared.setdefault("podman_disk", PodmanDiskUsage())
+            return disk.read(self, known)
         usage = self._disk_usage_when_free()
         shared = {str(raw["Id"]): int(raw.get("SharedSize", -1)) for raw in usage.get("Images") or ()}
         return DiskUsageReport(layers_size=int(usage.get("LayersSize") or 0), shared_sizes=shared)
@@ -291,10 +296,14 @@ class DockerEngine:
                 wait = min(wait * 2, DISK_USAGE_MAX_WAIT)
 
     def build_cache(self) -> tuple[BuildCacheRecord, ...]:
+        from reconciler.daemon.build_cache_records import build_cache_from_df  # build_cache: only
+
         return build_cache_from_df(self._disk_usage_when_free())
 
     def events(self, since: float, until: float) -> EventWindow:
         if self.engine().is_podman:
+            from reconciler.daemon.podman_events import podman_event_params, within
+
             # Podman drops part of a window asked with `until`: read its log to the end, cut here.
             with self._call("GET /events"):
                 lines = list(self._reads.get_json_lines("/events", podman_event_params(since)))
@@ -310,14 +319,17 @@ class DockerEngine:
         return EventWindow(tuple(event_from_api(raw) for raw in lines))
 
     def registry_digest(self, reference: str, auth_header: str | None) -> str | None:
+        from reconciler.daemon.registry_api import RegistryLookups, on_this_machine  # pull: always
+
         timeout = self._deadline.bound(self._timeout)
+        registry: RegistryLookups = self._shared.get("registry") or self._shared.setdefault("registry", RegistryLookups())
         if self.engine().is_podman:
             # Podman answers /distribution with 404: ask the registry's v2 API, with the pull's credentials.
-            return self._registry.digest(reference, auth_header, timeout)
+            return registry.digest(reference, auth_header, timeout)
         if on_this_machine(self._address, self.identity().name):
             # One HEAD on a kept connection, where the daemon's /distribution costs it a ping, a HEAD and
             # a GET on new connections; whatever the registry will not say here, the daemon is asked.
-            found = self._registry.digest(reference, auth_header, timeout)
+            found = registry.digest(reference, auth_header, timeout)
             if found is not None:
                 return found
         headers = {"X-Registry-Auth": auth_header} if auth_header else {}
@@ -332,6 +344,8 @@ class DockerEngine:
     # --- changing -------------------------------------------------------------
 
     def prune_build_cache(self, record_id: str) -> BuildCachePruned:
+        from reconciler.daemon.build_cache_records import prune_filter  # build_cache: only
+
         api = self._client()
         with self._call(f"POST /build/prune (record {record_id})"):
             raw = api.prune_builds(filters=prune_filter(record_id), all=True)
@@ -413,12 +427,17 @@ class DockerEngine:
             response.close()
 
     def build_image(self, request: BuildRequest, deadline: float, on_line: OutputLine) -> str:
+        # Only source: build entries build: a manifest without them never imports local_builds.
+        from reconciler.daemon.local_builds import cli_build, legacy_build
+
         remaining = self._left_for("POST /build", deadline)
         if request.buildkit:
             return cli_build(self._address, self._options.get("tls"), request, remaining, on_line)
         return legacy_build(self._client(), request, remaining, on_line)
 
     def load_image(self, archive: str, deadline: float, on_line: OutputLine) -> tuple[str, ...]:
+        from reconciler.daemon.local_builds import load_archive  # source: load entries only
+
         return load_archive(self._client(), archive, self._left_for("POST /images/load", deadline), on_line)
 
     def _left_for(self, what: str, deadline: float) -> float:
