@@ -53,7 +53,8 @@ from reconciler.planning.removal_guard import removal_refusal
 from reconciler.planning.stale_containers import StaleContainer, stale_containers
 from reconciler.state.history import RunRecorder
 from reconciler.state.local_images import record_local_images
-from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
+from reconciler.state.lock import daemon_lock
+from reconciler.state.lock_dir import daemon_identity, lock_directory
 from reconciler.state.plan_file import SavedPlan, check_applicable
 from reconciler.state.state_dir import ensure_state_dir
 from reconciler.state.usage_store import record_usage

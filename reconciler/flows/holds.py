@@ -21,7 +21,7 @@ from reconciler.state.holds_store import (
     read_holds,
     release_holds,
 )
-from reconciler.state.lock import daemon_identity, lock_directory
+from reconciler.state.lock_dir import daemon_identity, lock_directory
 
 _IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}", re.ASCII)
 HOLDS_FRESH_FOR = 1.0  # seconds the holds read serve the checks of further images

@@ -39,7 +39,7 @@ from reconciler.model.usage import (
 )
 from reconciler.state.holds_store import read_holds
 from reconciler.state.layer_cache import read_layer_cache, write_layer_cache
-from reconciler.state.lock import daemon_identity, lock_directory
+from reconciler.state.lock_dir import daemon_identity, lock_directory
 from reconciler.state.usage_store import read_usage
 
 DIGEST_LOOKUPS_AT_ONCE = 4  # registry digest lookups at once, as pulls run (DEFAULT_PARALLELISM)

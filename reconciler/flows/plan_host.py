@@ -21,7 +21,7 @@ from reconciler.model.fleet import TlsSettings
 from reconciler.model.manifest import Manifest
 from reconciler.planning.host_plan import decide
 from reconciler.planning.stale_containers import stale_containers
-from reconciler.state.lock import daemon_identity
+from reconciler.state.lock_dir import daemon_identity
 from reconciler.state.plan_file import save_plan
 
 

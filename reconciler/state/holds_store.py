@@ -1,7 +1,7 @@
 """Holds on disk: one JSON file per daemon, where every user of the machine finds it, as the lock.
 
 The files live in ``reconcile-holds/`` inside the lock directory
-(:func:`~reconciler.state.lock.lock_directory`: ``$RECONCILE_LOCK_DIR``, else ``/run/lock``,
+(:func:`~reconciler.state.lock_dir.lock_directory`: ``$RECONCILE_LOCK_DIR``, else ``/run/lock``,
 else the state directory), keyed on the daemon's identity as its lock is, so root's cron
 job honours a hold a CI user placed. That directory is made world-writable without the
 sticky bit (mode 0777): a writer replaces the file (a temporary file, then a rename), and
@@ -26,14 +26,14 @@ from pathlib import Path
 from reconciler.errors import StateDirError
 from reconciler.model.holds import Hold
 from reconciler.state.atomic_file import write_atomically
-from reconciler.state.lock import LOCK_DIR_ENV
+from reconciler.state.lock_dir import LOCK_DIR_ENV
 
 HOLDS_SUBDIR = "reconcile-holds"
 FORMAT = "reconciler-holds"
 
 
 def holds_path(lock_dir: Path, identity: str) -> Path:
-    """The holds file of the daemon known as ``identity`` (see :func:`~reconciler.state.lock.daemon_identity`)."""
+    """The holds file of the daemon known as ``identity`` (see :func:`~reconciler.state.lock_dir.daemon_identity`)."""
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
     return lock_dir / HOLDS_SUBDIR / f"{digest}.json"
 

@@ -328,7 +328,7 @@ def _unusable(filename: str, why: str) -> PlanFileError:
 def check_applicable(saved: SavedPlan, host: str, engine: str | None = None) -> None:
     """Refuse the whole plan when it was made for another daemon or from a manifest that changed since.
 
-    The daemon is the same when its identity (``engine``, see :func:`~reconciler.state.lock.daemon_identity`:
+    The daemon is the same when its identity (``engine``, see :func:`~reconciler.state.lock_dir.daemon_identity`:
     engine ID, name and data root) is, whatever address reaches it; a plan without one is matched by address.
     """
     plan = saved.plan

@@ -19,7 +19,7 @@ from docker import APIClient
 from docker.errors import NotFound
 
 from reconciler.daemon.docker_engine import DockerEngine
-from reconciler.state.lock import daemon_identity
+from reconciler.state.lock_dir import daemon_identity
 
 ImageFactory = Callable[..., str]
 CliRun = Callable[..., Any]

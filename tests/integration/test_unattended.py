@@ -25,7 +25,7 @@ from docker import APIClient
 from docker_state import image_id
 from extra_daemons import ExtraDaemon
 
-from reconciler.state.lock import SYSTEM_LOCK_DIR, unix_socket_path
+from reconciler.state.lock_dir import SYSTEM_LOCK_DIR, unix_socket_path
 from reconciler.state.metrics import LAST_SUCCESS, parse_metrics
 
 ImageFactory = Callable[..., str]
@@ -71,7 +71,8 @@ class LockHolder:
             import sys
             from pathlib import Path
             from reconciler.daemon.address import connect
-            from reconciler.state.lock import daemon_identity, daemon_lock, lock_directory
+            from reconciler.state.lock import daemon_lock
+            from reconciler.state.lock_dir import daemon_identity, lock_directory
             identity = daemon_identity(connect({address!r}))
             with daemon_lock(lock_directory(Path({str(state_dir)!r})), identity):
                 print("locked", flush=True)

@@ -14,15 +14,8 @@ import pytest
 
 from reconciler.daemon.docker_engine import DockerEngine
 from reconciler.errors import ExitCode, LockHeld, StateDirError
-from reconciler.state.lock import (
-    LockHolder,
-    daemon_identity,
-    daemon_lock,
-    lock_directory,
-    lock_path,
-    read_holder,
-    unix_socket_path,
-)
+from reconciler.state.lock import LockHolder, daemon_lock, lock_path, read_holder
+from reconciler.state.lock_dir import daemon_identity, lock_directory, unix_socket_path
 from reconciler.state.state_dir import daemon_key, default_state_dir, ensure_state_dir
 
 IDENTITY = "engine ID 63FM:LL6P:4UCV"
