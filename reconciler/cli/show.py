@@ -10,13 +10,6 @@ import click
 
 from reconciler.cli import render
 from reconciler.cli.console import echo_json, err, error, out, warn
-from reconciler.cli.explain import (
-    budget_json,
-    budget_text,
-    verdicts_json,
-    verdicts_table,
-    verdicts_text,
-)
 from reconciler.cli.markup import escape
 from reconciler.errors import LargeRemovalRefused
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
@@ -53,6 +46,14 @@ def show_plan(
         )
     verdicts = outcome.verdicts
     document = None
+    if verdicts is not None:
+        from reconciler.cli.explain import (  # only --explain has verdicts to show
+            budget_json,
+            budget_text,
+            verdicts_json,
+            verdicts_table,
+            verdicts_text,
+        )
     if output == "json":
         images = (
             verdicts_json(

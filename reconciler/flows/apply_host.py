@@ -273,7 +273,7 @@ def _record_local_images(options: ApplyOptions, facts: HostFacts, report: Report
         r.step.inputs: parts
         for r in done
         if r.step.action is Action.BUILD and r.step.inputs
-        if (parts := facts.local.inputs.get(reference_key(r.step.ref))) is not None
+        if facts.local is not None and (parts := facts.local.inputs.get(reference_key(r.step.ref))) is not None
     }
     try:
         options.while_live(lambda: record_local_images(options.state_dir, loaded, built))

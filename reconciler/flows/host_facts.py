@@ -16,31 +16,23 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.daemon.host import DiskUsageReport, DockerHost
 from reconciler.daemon.on_sessions import map_on_sessions
-from reconciler.daemon.registry_auth import RegistryAuth
 from reconciler.errors import DiskUsageError
-from reconciler.flows.local_facts import read_local_facts
-from reconciler.flows.prefetch import Prefetch
 from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
-from reconciler.model.manifest import DiskBudget, Manifest, PullPolicy
+from reconciler.model.manifest import DiskBudget, ImageSource, Manifest, PullPolicy
 from reconciler.model.units import format_size
-from reconciler.model.usage import (
-    EventMark,
-    UsageFacts,
-    UsageState,
-    event_gap,
-    facts_from_events,
-    newest_mark,
-    sighting_facts,
-    snapshot_facts,
-)
 from reconciler.state.holds_store import read_holds
 from reconciler.state.layer_cache import read_layer_cache, write_layer_cache
 from reconciler.state.lock_dir import daemon_identity, lock_directory
-from reconciler.state.usage_store import read_usage
+
+if TYPE_CHECKING:
+    from reconciler.daemon.registry_auth import RegistryAuth
+    from reconciler.flows.prefetch import Prefetch
+    from reconciler.model.usage import EventMark, UsageFacts, UsageState
 
 DIGEST_LOOKUPS_AT_ONCE = 4  # registry digest lookups at once, as pulls run (DEFAULT_PARALLELISM)
 # With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
@@ -73,9 +65,16 @@ def read_host_facts(
         return HostFacts(inventory)
     holds = read_holds(lock_directory(state_dir, create=False), daemon_identity(host), warn)
     cache = host.build_cache() if manifest.build_cache is not None else None
-    local = read_local_facts(manifest, state_dir)
+    local = None
+    if any(spec.origin is not ImageSource.PULL for spec in manifest.present()):
+        from reconciler.flows.local_facts import read_local_facts  # built and loaded entries only
+
+        local = read_local_facts(manifest, state_dir)
     if manifest.retention is None and not explain and not learn:
         return HostFacts(inventory, holds=holds, build_cache=cache, local=local)
+    # The usage state: only retention:, --explain and apply read and learn it.
+    from reconciler.state.usage_store import read_usage
+
     stored = read_usage(state_dir, host.address)
     learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
@@ -108,6 +107,14 @@ def learn_usage(
     host: DockerHost, inventory: Inventory, stored: UsageState, declared_tags: Iterable[str], now: float
 ) -> Learning:
     """What one run learns: the daemon's events since the last run, and what it sees itself."""
+    from reconciler.model.usage import (  # with retention:, --explain and apply only
+        event_gap,
+        facts_from_events,
+        newest_mark,
+        sighting_facts,
+        snapshot_facts,
+    )
+
     if stored.anchor is not None:
         # From the newest event the last run saw: finding it again shows the buffer kept everything since.
         since = stored.anchor.time - 0.001

@@ -6,14 +6,17 @@ import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import ExitCode, ReconcilerError
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Plan
 from reconciler.model.report import Outcome, Report
-from reconciler.planning.retention_verdicts import RetentionResult
 from reconciler.planning.stale_containers import StaleContainer
+
+if TYPE_CHECKING:
+    from reconciler.planning.retention_verdicts import RetentionResult
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from reconciler.model.manifest import Manifest
 from reconciler.planning.host_plan import decide
 from reconciler.planning.stale_containers import stale_containers
 from reconciler.state.lock_dir import daemon_identity
-from reconciler.state.plan_file import save_plan
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,19 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
     daemon = daemon_identity(host) if options.identify or options.out_file is not None else None
     saved_to = saved_digest = None
     if options.out_file is not None and refusal is None:
+        from reconciler.state.plan_file import save_plan  # --out only
+
         saved_digest = save_plan(options.out_file, plan, utc_now(), engine=daemon)
         saved_to = options.out_file
     verdicts = None
     if options.explain and decided.retention is not None:
+        usage = facts.usage  # --explain reads the usage state: None only for facts made elsewhere
         verdicts = Verdicts(
             decided.retention,
             sized_inventory,
             now,
-            facts.usage.last_used,
-            facts.usage.arrived,
+            usage.last_used if usage is not None else {},
+            usage.arrived if usage is not None else {},
             facts.event_gap,
             tuple(h for h in facts.holds if h.active(now)),
         )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reconciler.model.build_cache import BuildCacheRecord
-from reconciler.model.build_inputs import NO_LOCAL_FACTS, LocalFacts
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
-from reconciler.model.usage import EventMark, UsageFacts, UsageState
+
+if TYPE_CHECKING:
+    from reconciler.model.build_inputs import LocalFacts
+    from reconciler.model.usage import EventMark, UsageFacts, UsageState
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,8 @@ class HostFacts:
     """One host as the decision sees it; nothing here changes while a plan is decided."""
 
     inventory: Inventory
-    usage: UsageState = field(default_factory=UsageState)  # the stored usage, this run's facts folded in
+    # The stored usage, this run's facts folded in; None: not read (no retention:, --explain or apply).
+    usage: UsageState | None = None
     learnt: tuple[UsageFacts, ...] = ()  # what this run learnt (events, tag snapshot), recorded by apply
     disk: DiskUsage | None = None  # read only for a disk budget
     sizes_read: bool = False  # the inventory carries the shared sizes of ``/system/df``
@@ -33,4 +37,5 @@ class HostFacts:
     anchor: EventMark | None = None  # the newest daemon event this run saw, recorded by apply
     holds: tuple[Hold, ...] = ()  # the daemon's holds as recorded, expired ones included
     build_cache: tuple[BuildCacheRecord, ...] | None = None  # read only for a ``build_cache:`` section
-    local: LocalFacts = NO_LOCAL_FACTS  # the inputs of built and loaded images, read from local files
+    # The inputs of built and loaded images, read from local files; None: no entry is built or loaded.
+    local: LocalFacts | None = None

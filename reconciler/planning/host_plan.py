@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.manifest import Manifest, RetentionSpec
 from reconciler.model.plan import Plan
-from reconciler.planning.build_cache import plan_build_cache
 from reconciler.planning.holds import block_held_steps, held_images, hold_reason
 from reconciler.planning.images import plan_changes
 from reconciler.planning.removal_guard import removal_refusal
-from reconciler.planning.retention import evaluate_retention
-from reconciler.planning.retention_steps import plan_retention
-from reconciler.planning.retention_verdicts import RetentionResult
+
+if TYPE_CHECKING:
+    from reconciler.planning.retention_verdicts import RetentionResult
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,22 @@ def decide(
     plan = plan_changes(manifest, inventory, held=frozenset(held), local=facts.local)
     result = None
     if manifest.retention is not None or explain:
+        # Retention's modules are imported only when it decides: a manifest with retention: or --explain.
+        from reconciler.model.usage import UsageState
+        from reconciler.planning.retention import evaluate_retention
+        from reconciler.planning.retention_steps import plan_retention
+
         spec = manifest.retention or RetentionSpec()
+        usage = facts.usage if facts.usage is not None else UsageState()
         result = evaluate_retention(
             spec,
             inventory.images,
             inventory.containers,
             manifest.declared.all,
             now,
-            last_used=facts.usage.last_used,
-            arrived=facts.usage.arrived,
-            previous=facts.usage.previous(inventory),
+            last_used=usage.last_used,
+            arrived=usage.arrived,
+            previous=usage.previous(inventory),
             disk=facts.disk,
             held={image_id: hold_reason(holds, now) for image_id, holds in held.items()},
         )
@@ -57,6 +63,8 @@ def decide(
             plan = plan_retention(plan, inventory, manifest.retention, result, now)
     plan = block_held_steps(plan, held, now)
     if manifest.build_cache is not None and facts.build_cache is not None:
+        from reconciler.planning.build_cache import plan_build_cache  # a build_cache: section's
+
         cache_steps = plan_build_cache(manifest.build_cache, facts.build_cache, now)
         plan = dataclasses.replace(plan, steps=(*plan.steps, *cache_steps))  # after every image step, as ACTION_ORDER has them
     refusal = removal_refusal(plan, manifest, len(inventory.images), max_removals)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Set
+from typing import TYPE_CHECKING
 
-from reconciler.model.build_inputs import NO_LOCAL_FACTS, LocalFacts
 from reconciler.model.inventory import ImageRecord, Inventory, short_id
 from reconciler.model.manifest import (
     DeclaredReferences,
@@ -29,14 +29,16 @@ from reconciler.model.manifest import (
 )
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import Reference, parse_reference
-from reconciler.planning.local_images import ensure_built, ensure_loaded
+
+if TYPE_CHECKING:
+    from reconciler.model.build_inputs import LocalFacts
 
 
 def plan_changes(
-    manifest: Manifest, inventory: Inventory, held: Set[str] = frozenset(), local: LocalFacts = NO_LOCAL_FACTS
+    manifest: Manifest, inventory: Inventory, held: Set[str] = frozenset(), local: LocalFacts | None = None
 ) -> Plan:
     """Return the plan that makes ``inventory`` match ``manifest``; ``held`` images are no dangling images
-    to prune; ``local``: the inputs of built and loaded entries, read from their files."""
+    to prune; ``local``: the inputs of built and loaded entries, read from their files (None: none read)."""
     claims = manifest.declared
     ensure = _wait_on_blocked_pulls(
         [step for spec in manifest.present() for step in _ensure_present(spec, inventory, local)]
@@ -65,7 +67,7 @@ def run_order(step: Step, inventory: Inventory) -> tuple[int, int, str, str]:
 # --- what must be present -------------------------------------------------
 
 
-def _ensure_present(spec: ImageSpec, inventory: Inventory, local: LocalFacts) -> Iterator[Step]:
+def _ensure_present(spec: ImageSpec, inventory: Inventory, local: LocalFacts | None) -> Iterator[Step]:
     """Pull, build, load and tag steps that make every declared tag, pin and alias of ``spec`` true."""
     if spec.origin is not ImageSource.PULL:
         yield from _ensure_made_here(spec, inventory, local)
@@ -90,11 +92,15 @@ def _ensure_present(spec: ImageSpec, inventory: Inventory, local: LocalFacts) ->
     yield from _ensure_aliases(spec, primary_image if primary_settled else None, inventory)
 
 
-def _ensure_made_here(spec: ImageSpec, inventory: Inventory, local: LocalFacts) -> Iterator[Step]:
+def _ensure_made_here(spec: ImageSpec, inventory: Inventory, local: LocalFacts | None) -> Iterator[Step]:
     """A built or loaded entry: its first tag built or loaded; its other tags and aliases point there."""
+    # Only built and loaded entries come here: a manifest without them never imports these.
+    from reconciler.model.build_inputs import NO_LOCAL_FACTS
+    from reconciler.planning.local_images import ensure_built, ensure_loaded
+
     first, *others = spec.tag_references()
     make = ensure_built if spec.origin is ImageSource.BUILD else ensure_loaded
-    steps = list(make(spec, first, inventory, local))
+    steps = list(make(spec, first, inventory, local if local is not None else NO_LOCAL_FACTS))
     yield from steps
     primary = None if steps else inventory.image_by_tag.get(first.canonical())
     for ref in (*others, *spec.aliases):
