@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -118,6 +117,8 @@ class RegistryAuth:
         if not name:
             return None
         program = HELPER_PREFIX + str(name)
+        import shutil  # here: shutil brings bz2, lzma and fnmatch, and only a refused pull asks
+
         return None if shutil.which(program) else program
 
     def auth_failure_hint(self, domain: str) -> str | None:

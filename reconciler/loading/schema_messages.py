@@ -8,7 +8,6 @@ choices, duplicates, patterns and units.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -58,6 +57,8 @@ def _render_unknown_keys(
     for key in _instance(error):
         if key in allowed:
             continue
+        import difflib  # only an unknown key's suggestion needs it
+
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f"; did you mean '{close[0]}'? Allowed keys" if close else "; allowed keys"
         message = f"unknown key '{key}'{hint}: {', '.join(allowed)}."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import suppress
 from pathlib import Path
 
@@ -13,6 +12,8 @@ def write_atomically(path: str | os.PathLike[str], text: str, mode: int | None =
 
     ``mode`` sets the permissions (mkstemp makes 0600). Raises OSError.
     """
+    import tempfile  # here: readers of the state directory (a plan) need not import it (nor shutil)
+
     target = Path(path)
     # The temporary file lives in the same directory, so os.replace is a rename on one file system.
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

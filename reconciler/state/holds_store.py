@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import hashlib
 import json
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,10 +81,14 @@ def release_holds(lock_dir: Path, identity: str, matches: Callable[[Hold], bool]
 
 
 def new_hold_id() -> str:
+    import secrets  # placing a hold needs it; reading the holds (every plan) does not
+
     return secrets.token_hex(4)
 
 
 def current_user() -> str:
+    import getpass  # placing a hold needs it; reading the holds (every plan) does not
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
