@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,10 +17,12 @@ from reconciler.cli.markup import escape
 from reconciler.errors import ExitCode, HostTimedOut, LargeRemovalRefused, LockHeld
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome, worst_exit_code
 from reconciler.flows.turn import HostRun, Turn, one_host
-from reconciler.model.fleet import TlsSettings
-from reconciler.model.manifest import Manifest
 from reconciler.model.plan import Action
-from reconciler.model.report import Outcome, Report
+
+if TYPE_CHECKING:
+    from reconciler.model.fleet import TlsSettings
+    from reconciler.model.manifest import Manifest
+    from reconciler.model.report import Report
 
 Outcomes = PlanOutcome | ApplyOutcome | HostFailure
 T = TypeVar("T", PlanOutcome, ApplyOutcome)
@@ -169,6 +171,8 @@ def summarize(target: Target, outcome: Outcomes, seconds: float) -> HostSummary:
             str(outcome.error),
         )
     if isinstance(outcome, ApplyOutcome) and outcome.report is not None:
+        from reconciler.model.report import Outcome  # an apply's: a plan has no report
+
         report = outcome.report
         for done in report.with_outcome(Outcome.DONE):
             counts[done.step.action.value] += 1

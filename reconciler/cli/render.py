@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli.markup import escape
 from reconciler.model.inventory import short_id
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.report import Outcome, Report, StepResult
 from reconciler.model.units import format_size
 from reconciler.planning.stale_containers import StaleContainer
+
+if TYPE_CHECKING:
+    from reconciler.model.report import Report, StepResult
 
 NO_CHANGES = "No changes. The host matches {manifest}."
 
@@ -33,11 +35,11 @@ _STYLE = {
     Action.REMOVE: "red",
     Action.PRUNE_CACHE: "red",
 }
-_OUTCOME_STYLE = {
-    Outcome.DONE: "green",
-    Outcome.SKIPPED: "yellow",
-    Outcome.FAILED: "red bold",
-    Outcome.STALE: "magenta",
+_OUTCOME_STYLE = {  # by Outcome's values: a plan's output never imports model.report
+    "done": "green",
+    "skipped": "yellow",
+    "failed": "red bold",
+    "stale": "magenta",
 }
 
 
@@ -131,8 +133,10 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 
 
 def result_line(result: StepResult) -> str:
+    from reconciler.model.report import Outcome  # reports only (see _OUTCOME_STYLE)
+
     step = result.step
-    style = _OUTCOME_STYLE[result.outcome]
+    style = _OUTCOME_STYLE[result.outcome.value]
     target = escape(step.ref)
     if step.action is Action.TAG and step.source:
         target = f"{target} -> {escape(step.source)}"
@@ -179,6 +183,8 @@ def _pulled_text(report: Report) -> str:
 
 
 def report_summary_text(report: Report) -> str:
+    from reconciler.model.report import Outcome  # reports only (see _OUTCOME_STYLE)
+
     done = len(report.with_outcome(Outcome.DONE))
     skipped = len(report.with_outcome(Outcome.SKIPPED))
     failed = len(report.with_outcome(Outcome.FAILED))
@@ -210,6 +216,8 @@ def _freed_text(report: Report) -> str:
 
 def _cache_freed(report: Report) -> int | None:
     """Bytes the daemon reclaimed pruning build cache records; None when the plan pruned none."""
+    from reconciler.model.report import Outcome  # reports only (see _OUTCOME_STYLE)
+
     pruned = [r for r in report.results if r.step.action is Action.PRUNE_CACHE]
     return sum(r.bytes or 0 for r in pruned if r.outcome is Outcome.DONE) if pruned else None
 
@@ -243,6 +251,8 @@ def result_dict(result: StepResult) -> dict[str, Any]:
 
 
 def report_summary(report: Report) -> dict[str, Any]:
+    from reconciler.model.report import Outcome  # reports only (see _OUTCOME_STYLE)
+
     return {
         "manifest": report.manifest_path,
         "host": report.host,

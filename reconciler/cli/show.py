@@ -14,11 +14,11 @@ from reconciler.cli.markup import escape
 from reconciler.errors import LargeRemovalRefused
 from reconciler.flows.outcomes import ApplyOutcome, HostFailure, PlanOutcome
 from reconciler.model.plan import Action, Plan
-from reconciler.model.report import Outcome, StepResult
 
 if TYPE_CHECKING:
     from reconciler.cli.progress import PullDisplay
     from reconciler.daemon.pulling import PullEvent
+    from reconciler.model.report import StepResult
 
 
 def host_heading(address: str) -> None:
@@ -238,6 +238,8 @@ class ApplyConsole:
         self._while_live(lambda: err().print(f"[dim]{text}[/]", highlight=False))
 
     def step_result(self, result: StepResult) -> None:
+        from reconciler.model.report import Outcome  # an apply's: a plan's output never loads it
+
         if self._display is not None:
             self._display.stop()  # results come once every pull has ended; the live display must not garble them
         if self.text and not self.quiet:

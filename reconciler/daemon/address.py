@@ -10,7 +10,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.daemon.contexts import (
     DEFAULT_CONTEXT,
@@ -22,7 +22,9 @@ from reconciler.daemon.docker_engine import DEFAULT_TIMEOUT, DockerEngine
 from reconciler.daemon.engine_http import ClientTls, endpoint_for
 from reconciler.errors import UsageError
 from reconciler.model.deadline import NO_DEADLINE, Deadline
-from reconciler.model.fleet import TlsSettings
+
+if TYPE_CHECKING:
+    from reconciler.model.fleet import TlsSettings
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DISTRIBUTION = "docker-image-reconciler"  # the name pip installs it by (`reconciler` on PyPI is another project)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.errors import DaemonError, ExitCode
-from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.inventory import (
     ContainerRecord,
     EventWindow,
@@ -22,6 +21,9 @@ from reconciler.model.inventory import (
     ImageRecord,
     KnownLayers,
 )
+
+if TYPE_CHECKING:
+    from reconciler.model.build_cache import BuildCacheRecord
 
 
 @dataclass(frozen=True)

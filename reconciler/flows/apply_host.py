@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reconciler.daemon.address import connect
 from reconciler.daemon.host import DockerHost
@@ -40,7 +40,6 @@ from reconciler.flows.outcomes import ApplyOutcome, apply_exit_code
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now
 from reconciler.model.deadline import NO_DEADLINE, Deadline
-from reconciler.model.fleet import TlsSettings
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.inventory import Inventory
 from reconciler.model.manifest import Manifest
@@ -58,6 +57,9 @@ from reconciler.state.lock_dir import daemon_identity, lock_directory
 from reconciler.state.plan_file import SavedPlan, check_applicable
 from reconciler.state.state_dir import ensure_state_dir
 from reconciler.state.usage_store import record_usage
+
+if TYPE_CHECKING:
+    from reconciler.model.fleet import TlsSettings
 
 
 class ApplyListener(Protocol):

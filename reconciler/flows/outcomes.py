@@ -12,10 +12,10 @@ from reconciler.errors import ExitCode, ReconcilerError
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Plan
-from reconciler.model.report import Outcome, Report
 from reconciler.planning.stale_containers import StaleContainer
 
 if TYPE_CHECKING:
+    from reconciler.model.report import Report
     from reconciler.planning.retention_verdicts import RetentionResult
 
 
@@ -74,6 +74,8 @@ def apply_exit_code(report: Report) -> ExitCode:
     """0 when every step was done; 4 when a saved plan's step was stale (it wins: plan again
     first); 69 when the daemon stopped answering; 75 when only registry rate limits stood
     in the way; else 3."""
+    from reconciler.model.report import Outcome  # an apply's: a plan has no report
+
     if report.interrupted is not None:
         return ExitCode.TERMINATED if report.interrupted == signal.SIGTERM else ExitCode.INTERRUPTED
     if report.stale:
@@ -112,6 +114,8 @@ def worst_exit_code(codes: Iterable[ExitCode]) -> ExitCode:
 
 def merge_reports(reports: list[Report]) -> Report | None:
     """One report over several daemons' runs, for the metrics file; None when none finished."""
+    from reconciler.model.report import Report  # an apply's: a plan has no report
+
     if not reports:
         return None
     if len(reports) == 1:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.daemon.address import connect
 from reconciler.daemon.docker_engine import DockerEngine
@@ -17,11 +18,13 @@ from reconciler.flows.prefetch import Prefetch
 from reconciler.flows.sizing import size_plan
 from reconciler.model.clock import epoch_now, utc_now
 from reconciler.model.deadline import NO_DEADLINE, Deadline
-from reconciler.model.fleet import TlsSettings
 from reconciler.model.manifest import Manifest
 from reconciler.planning.host_plan import decide
 from reconciler.planning.stale_containers import stale_containers
 from reconciler.state.lock_dir import daemon_identity
+
+if TYPE_CHECKING:
+    from reconciler.model.fleet import TlsSettings
 
 
 @dataclass(frozen=True)

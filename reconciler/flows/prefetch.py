@@ -13,15 +13,17 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from reconciler.daemon.address import client_options, resolve_target
 from reconciler.daemon.docker_engine import DEFAULT_TIMEOUT, DockerEngine
 from reconciler.daemon.engine_http import endpoint_for
 from reconciler.daemon.host import DockerHost
 from reconciler.model.deadline import Deadline
-from reconciler.model.fleet import TlsSettings
 from reconciler.model.inventory import ContainerRecord, ImageRecord
+
+if TYPE_CHECKING:
+    from reconciler.model.fleet import TlsSettings
 
 T = TypeVar("T")
 

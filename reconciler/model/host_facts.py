@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from reconciler.model.build_cache import BuildCacheRecord
 from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 
 if TYPE_CHECKING:
+    from reconciler.model.build_cache import BuildCacheRecord
     from reconciler.model.build_inputs import LocalFacts
     from reconciler.model.usage import EventMark, UsageFacts, UsageState
 
