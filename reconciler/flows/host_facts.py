@@ -26,7 +26,6 @@ from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, ImageSource, Manifest, PullPolicy
 from reconciler.model.units import format_size
 from reconciler.state.holds_store import read_holds
-from reconciler.state.layer_cache import read_layer_cache, write_layer_cache
 from reconciler.state.lock_dir import daemon_identity, lock_directory
 
 if TYPE_CHECKING:
@@ -193,6 +192,9 @@ def cached_disk_usage(host: DockerHost, state_dir: Path | None) -> DiskUsageRepo
     directory's layer cache knows are not read again, and what was read is kept there."""
     if state_dir is None:
         return host.disk_usage()
+    # A disk budget, or sizing a removal, reads the disk usage: the layer cache with it.
+    from reconciler.state.layer_cache import read_layer_cache, write_layer_cache
+
     usage = host.disk_usage(lambda: read_layer_cache(state_dir))
     if usage.layers_read:
         write_layer_cache(state_dir, usage.layers_read, usage.shared_sizes)

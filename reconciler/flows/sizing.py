@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.daemon.host import DockerHost
 from reconciler.daemon.on_sessions import map_on_sessions
@@ -19,15 +20,9 @@ from reconciler.flows.host_facts import with_shared_sizes
 from reconciler.model.host_facts import HostFacts
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Action, Plan
-from reconciler.planning.freed_space import (
-    ImageLayers,
-    chain_ids,
-    freed_by_image,
-    layer_sizes,
-    removed_images,
-)
-from reconciler.planning.sizing import sized_plan
-from reconciler.state.layer_cache import KnownLayers, read_layer_cache, write_layer_cache
+
+if TYPE_CHECKING:
+    from reconciler.state.layer_cache import KnownLayers
 
 READS_AT_ONCE = 4  # image inspections at once, each worker on its own session
 
@@ -40,6 +35,10 @@ def size_plan(host: DockerHost, facts: HostFacts, plan: Plan, state_dir: Path | 
     inventory = facts.inventory
     if not any(step.action is Action.REMOVE for step in plan.steps):
         return plan, inventory
+    # Only a plan that removes something is sized: a plan without removals never imports these.
+    from reconciler.planning.freed_space import removed_images
+    from reconciler.planning.sizing import sized_plan
+
     if not facts.sizes_read:
         inventory = with_shared_sizes(host, inventory, state_dir)
     removed = removed_images(plan)
@@ -57,6 +56,9 @@ def read_freed_bytes(
     images that share layers are needed (and the removed ones' layer sizes, from their
     histories): from the layer cache, else read.
     """
+    from reconciler.planning.freed_space import ImageLayers, chain_ids, freed_by_image
+    from reconciler.state.layer_cache import read_layer_cache, write_layer_cache
+
     by_id = inventory.image_by_id
     # An image sharing no layer frees its whole size; only the sharing ones need their layers read.
     unique = {i: by_id[i].size for i in removed if by_id[i].shared_size == 0}
@@ -89,6 +91,8 @@ def _read_layers(host: DockerHost, image_ids: Sequence[str], sized: dict[str, bo
     """Each image's layers (and, where ``sized``, their sizes), READS_AT_ONCE at a time; None: gone."""
     if not image_ids:
         return {}
+    from reconciler.planning.freed_space import layer_sizes
+    from reconciler.state.layer_cache import KnownLayers
 
     def read(session: DockerHost, image_id: str) -> KnownLayers | None:
         details = session.inspect_image(image_id)
