@@ -1,8 +1,11 @@
-"""What each command loads: the commands that need no daemon load no daemon client, and a
-no-change plan on a unix socket reads the daemon without docker-py, requests or urllib3."""
+"""What each command loads: the commands that need no daemon load no daemon client, a
+no-change plan on a unix socket reads the daemon without docker-py, requests or urllib3, and a
+plan loads the modules of a feature (retention, builds and loads, saved plans, several hosts,
+the other commands) only when its manifest or options use it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socketserver
@@ -37,8 +40,33 @@ except SystemExit as exit:
     code = exit.code
 loaded = {m.split(".")[0] for m in sys.modules} & set(HEAVY_NAMES)
 daemon = "reconciler.daemon.docker_engine" in sys.modules
-print(json.dumps({"code": code, "loaded": sorted(loaded), "daemon_seam": daemon}))
+modules = sorted(sys.modules)
+print(json.dumps({"code": code, "loaded": sorted(loaded), "daemon_seam": daemon, "modules": modules}))
 """.replace("HEAVY_NAMES", repr(HEAVY))
+# What a no-change plan of MANIFEST (no retention:, build_cache: or source: build/load; one --host,
+# no --out, no --explain) has no use for, by what needs it.
+NOT_ON_A_PLAN = {
+    "retention": (
+        "reconciler.planning.retention", "reconciler.planning.retention_rules", "reconciler.planning.retention_rungs",
+        "reconciler.planning.retention_steps", "reconciler.planning.retention_verdicts",
+        "reconciler.planning.disk_budget", "reconciler.model.usage", "reconciler.state.usage_store",
+        "reconciler.cli.explain", "sqlite3",
+    ),
+    "build and load": (
+        "reconciler.daemon.local_builds", "reconciler.loading.build_context", "reconciler.flows.local_facts",
+        "reconciler.planning.local_images", "reconciler.state.local_images", "reconciler.model.build_inputs",
+    ),
+    "build cache": (
+        "reconciler.daemon.build_cache_records", "reconciler.planning.build_cache", "reconciler.model.build_cache",
+    ),
+    "podman": ("reconciler.daemon.podman_disk_usage", "reconciler.daemon.podman_events", "reconciler.daemon.registry_api"),
+    "saved plans and the apply's lock": ("reconciler.state.plan_file", "reconciler.state.lock"),
+    "several hosts": ("reconciler.flows.several_hosts",),
+    "other commands": ("reconciler.cli.holds_commands", "reconciler.cli.report_commands", "reconciler.model.report"),
+    "removals": ("reconciler.planning.freed_space", "reconciler.planning.sizing", "reconciler.state.layer_cache"),
+    "standard library": ("shutil", "subprocess", "tempfile", "zipfile", "importlib.resources", "difflib", "getpass"),
+}
+COMMAND_MODULES = ("reconciler.cli.holds_commands", "reconciler.cli.report_commands")
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -95,7 +123,7 @@ def test_a_no_change_plan_on_a_unix_socket_loads_no_docker_py_requests_or_rich(
     manifest = tmp_path / "images.yaml"
     manifest.write_text(MANIFEST)
     result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
-    assert result == {"code": 0, "loaded": [], "daemon_seam": True}
+    assert {key: result[key] for key in ("code", "loaded", "daemon_seam")} == {"code": 0, "loaded": [], "daemon_seam": True}
     assert asked[0] == "/version" and "/v1.41/images/json" in asked and "/v1.41/containers/json" in asked
 
 
@@ -103,7 +131,7 @@ def test_a_no_change_plan_on_a_unix_socket_loads_no_docker_py_requests_or_rich(
 def test_commands_without_a_daemon_load_no_daemon_client(args: tuple[str, ...], tmp_path: Path) -> None:
     (tmp_path / "images.yaml").write_text(MANIFEST)
     result = _run(tmp_path, *args)
-    assert result == {"code": 0, "loaded": [], "daemon_seam": False}
+    assert {key: result[key] for key in ("code", "loaded", "daemon_seam")} == {"code": 0, "loaded": [], "daemon_seam": False}
 
 
 def test_a_pull_always_plan_without_a_docker_config_loads_no_docker_py_or_requests(
@@ -114,6 +142,40 @@ def test_a_pull_always_plan_without_a_docker_config_loads_no_docker_py_or_reques
     manifest.write_text(MANIFEST + "    pull: always\n")
     result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
     # No Docker config under HOME: no credentials to resolve, so docker-py is not loaded to look.
-    assert result == {"code": 0, "loaded": [], "daemon_seam": True}
+    assert {key: result[key] for key in ("code", "loaded", "daemon_seam")} == {"code": 0, "loaded": [], "daemon_seam": True}
     # The daemon names another host ("box"): it is asked for the digest itself.
     assert "/v1.41/distribution/example.test/app:1/json" in asked
+
+
+@pytest.mark.parametrize("feature", NOT_ON_A_PLAN)
+def test_a_no_change_plan_loads_no_module_of_a_feature_its_manifest_and_options_do_not_use(
+    feature: str, daemon: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    address, _ = daemon
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text(MANIFEST + "prune:\n  unlisted_tags: true\n  dangling: true\n")
+    result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
+    assert result["code"] == 0
+    assert sorted(set(NOT_ON_A_PLAN[feature]) & _modules(result)) == []
+
+
+@pytest.mark.parametrize("args", [("--version",), ("validate", "images.yaml"), ("schema",)], ids=lambda a: a[0])
+def test_a_command_loads_no_module_of_the_other_commands(args: tuple[str, ...], tmp_path: Path) -> None:
+    (tmp_path / "images.yaml").write_text(MANIFEST)
+    result = _run(tmp_path, *args)
+    assert result["code"] == 0
+    mine = {"schema": "reconciler.cli.report_commands"}.get(args[0])
+    others = set(COMMAND_MODULES) - {mine}
+    assert sorted(others & _modules(result)) == []
+
+
+def _modules(result: dict[str, object]) -> set[str]:
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    return {str(name) for name in modules}
+
+
+def test_the_modules_named_here_exist() -> None:
+    """A module renamed or moved would make the tests above pass without checking anything."""
+    names = [name for names in NOT_ON_A_PLAN.values() for name in names]
+    assert [name for name in names if importlib.util.find_spec(name) is None] == []
