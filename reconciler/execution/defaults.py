@@ -3,4 +3,5 @@
 DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
 DEFAULT_PARALLELISM = 4  # pulls at once
 DEFAULT_BUILD_TIMEOUT = 1800.0  # seconds for one build or load
-DEFAULT_REMOVAL_WORKERS = 4  # untags and removals of different images at once
+DEFAULT_REMOVAL_WORKERS = 8  # untags and removals of different images at once: dockerd 20.10 serialises much
+# of a delete, 8 at once gave it 1.8x the deletes per second of one at a time, 4 at once 1.6x
