@@ -335,8 +335,9 @@ def _children(node: Node) -> Iterator[Node]:
             yield value
 
 
-class _Converter:
-    """Turn composed nodes into plain data, recording positions and problems."""
+class _DocumentParts:
+    """What reading a document records beside its data: positions, the exact text of scalars
+    typing changed, unquoted decimals; shared by the converter and the event reader."""
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
@@ -344,11 +345,17 @@ class _Converter:
         self.key_marks: dict[YamlPath, Position] = {}
         self.scalar_texts: dict[YamlPath, str] = {}
         self.plain_decimals: set[YamlPath] = set()
-        self.diagnostics: list[Diagnostic] = []
 
-    def document(self, root: Node) -> SourceDocument:
-        data = self.convert(root, ())
-        assert isinstance(data, dict)  # _compose refused every other top level
+    def _plain(self, text: str, path: YamlPath) -> Plain:
+        """An unquoted scalar, typed; its text kept where typing changed it."""
+        value = _plain_scalar(text)
+        if not isinstance(value, str):
+            self.scalar_texts[path] = text
+        elif _DECIMAL.fullmatch(text):
+            self.plain_decimals.add(path)
+        return value
+
+    def _source(self, data: dict[str, Plain], diagnostics: tuple[Diagnostic, ...] = ()) -> SourceDocument:
         return SourceDocument(
             filename=self.filename,
             data=data,
@@ -356,8 +363,21 @@ class _Converter:
             key_marks=self.key_marks,
             scalar_texts=self.scalar_texts,
             plain_decimals=frozenset(self.plain_decimals),
-            diagnostics=tuple(self.diagnostics),
+            diagnostics=diagnostics,
         )
+
+
+class _Converter(_DocumentParts):
+    """Turn composed nodes into plain data, recording positions and problems."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename)
+        self.diagnostics: list[Diagnostic] = []
+
+    def document(self, root: Node) -> SourceDocument:
+        data = self.convert(root, ())
+        assert isinstance(data, dict)  # _compose refused every other top level
+        return self._source(data, tuple(self.diagnostics))
 
     def convert(self, node: Node, path: YamlPath) -> Plain:
         self.marks[path] = _mark_position(node.start_mark)
@@ -389,12 +409,7 @@ class _Converter:
     def _scalar(self, node: Node, path: YamlPath) -> Plain:
         text = str(node.value)
         if node.tag == _PLAIN_TAG:
-            value = _plain_scalar(text)
-            if not isinstance(value, str):
-                self.scalar_texts[path] = text
-            elif _DECIMAL.fullmatch(text):
-                self.plain_decimals.add(path)
-            return value
+            return self._plain(text, path)
         self._check_tag(node, _STR_TAG, path)
         return text
 
@@ -412,7 +427,7 @@ class _Unusual(Exception):
     """Internal: the document holds something only the composer and the converter handle."""
 
 
-class _EventReader:
+class _EventReader(_DocumentParts):
     """The common document read straight from libyaml's events, without composing nodes.
 
     A single document whose top level is a mapping, within the bounds, with no anchor, alias,
@@ -422,11 +437,7 @@ class _EventReader:
     """
 
     def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.marks: dict[YamlPath, Position] = {}
-        self.key_marks: dict[YamlPath, Position] = {}
-        self.scalar_texts: dict[YamlPath, str] = {}
-        self.plain_decimals: set[YamlPath] = set()
+        super().__init__(filename)
         self.nodes = 0
         self.next_event: Callable[[], Any] = lambda: None
 
@@ -439,14 +450,7 @@ class _EventReader:
             return None
         finally:
             parser.dispose()
-        return SourceDocument(
-            filename=self.filename,
-            data=data,
-            marks=self.marks,
-            key_marks=self.key_marks,
-            scalar_texts=self.scalar_texts,
-            plain_decimals=frozenset(self.plain_decimals),
-        )
+        return self._source(data)
 
     def _document(self) -> dict[str, Plain]:
         self.next_event()  # the stream's start
@@ -473,12 +477,7 @@ class _EventReader:
             text: str = event.value
             if not event.implicit[0]:
                 return text  # quoted
-            value = _plain_scalar(text)
-            if not isinstance(value, str):
-                self.scalar_texts[path] = text
-            elif _DECIMAL.fullmatch(text):
-                self.plain_decimals.add(path)
-            return value
+            return self._plain(text, path)
         next_event = self.next_event
         if kind is SequenceStartEvent:
             items: list[Plain] = []
