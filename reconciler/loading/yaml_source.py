@@ -7,14 +7,14 @@ Size, node count (after alias expansion) and nesting depth are bounded before
 any value is converted, so a hostile file is refused quickly.
 
 The common document (no anchor, alias, tag or duplicate key) is read in one pass
-over libyaml's events, straight into plain data; any other is composed into nodes
+over libyaml's events, straight into plain data (:mod:`yaml_events`); any other is composed into nodes
 first, and every refusal and diagnostic comes from that path.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeAlias
 
@@ -24,14 +24,6 @@ from yaml.composer import Composer
 from yaml.error import Mark, MarkedYAMLError, YAMLError
 from yaml.events import (
     AliasEvent,
-    DocumentEndEvent,
-    DocumentStartEvent,
-    MappingEndEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
@@ -132,7 +124,9 @@ def read_yaml(text: str, filename: str) -> SourceDocument:
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         _refuse(filename, (0, 0), _too_large_message())
     if _FastLoader is not None and not Reader.NON_PRINTABLE.search(text):
-        document = _EventReader(filename).read(text)
+        from reconciler.loading.yaml_events import EventReader  # it builds on this module
+
+        document = EventReader(filename).read(text, _FastLoader)
         if document is not None:
             return document
     root, aliased = _compose(text, filename)
@@ -335,7 +329,7 @@ def _children(node: Node) -> Iterator[Node]:
             yield value
 
 
-class _DocumentParts:
+class DocumentParts:
     """What reading a document records beside its data: positions, the exact text of scalars
     typing changed, unquoted decimals; shared by the converter and the event reader."""
 
@@ -367,7 +361,7 @@ class _DocumentParts:
         )
 
 
-class _Converter(_DocumentParts):
+class _Converter(DocumentParts):
     """Turn composed nodes into plain data, recording positions and problems."""
 
     def __init__(self, filename: str) -> None:
@@ -421,96 +415,6 @@ class _Converter(_DocumentParts):
     def _report(self, node: Node, path: YamlPath, message: str) -> None:
         line, column = _mark_position(node.start_mark)
         self.diagnostics.append(Diagnostic(self.filename, format_path(path), line, column, message))
-
-
-class _Unusual(Exception):
-    """Internal: the document holds something only the composer and the converter handle."""
-
-
-class _EventReader(_DocumentParts):
-    """The common document read straight from libyaml's events, without composing nodes.
-
-    A single document whose top level is a mapping, within the bounds, with no anchor, alias,
-    explicit tag, duplicate key or key that is not a scalar: the same data and positions the
-    converter gives its composed nodes, in one pass. Anything else answers None, and the
-    document is composed and converted as before, so every refusal and diagnostic is theirs.
-    """
-
-    def __init__(self, filename: str) -> None:
-        super().__init__(filename)
-        self.nodes = 0
-        self.next_event: Callable[[], Any] = lambda: None
-
-    def read(self, text: str) -> SourceDocument | None:
-        parser = _FastLoader(text)  # type: ignore[misc]
-        try:
-            self.next_event = parser.get_event
-            data = self._document()
-        except (_Unusual, YAMLError):
-            return None
-        finally:
-            parser.dispose()
-        return self._source(data)
-
-    def _document(self) -> dict[str, Plain]:
-        self.next_event()  # the stream's start
-        if type(self.next_event()) is not DocumentStartEvent:
-            raise _Unusual  # no document at all
-        root = self.next_event()
-        if type(root) is not MappingStartEvent:
-            raise _Unusual
-        data = self._value(root, (), 1)
-        if type(self.next_event()) is not DocumentEndEvent or type(self.next_event()) is not StreamEndEvent:
-            raise _Unusual  # several documents
-        assert isinstance(data, dict)
-        return data
-
-    # Events are typed Any: libyaml gives each a start mark, which the stubs allow to be None.
-    def _value(self, event: Any, path: YamlPath, depth: int) -> Plain:
-        self.nodes += 1
-        if self._unusual(event, depth):
-            raise _Unusual
-        mark = event.start_mark
-        self.marks[path] = (mark.line + 1, mark.column + 1)
-        kind = type(event)
-        if kind is ScalarEvent:
-            text: str = event.value
-            if not event.implicit[0]:
-                return text  # quoted
-            return self._plain(text, path)
-        next_event = self.next_event
-        if kind is SequenceStartEvent:
-            items: list[Plain] = []
-            while type(item := next_event()) is not SequenceEndEvent:
-                items.append(self._value(item, (*path, len(items)), depth + 1))
-            return items
-        if kind is not MappingStartEvent:
-            raise _Unusual  # an alias
-        result: dict[str, Plain] = {}
-        while type(key_event := next_event()) is not MappingEndEvent:
-            if type(key_event) is not ScalarEvent:
-                raise _Unusual
-            self.nodes += 1
-            if self._unusual(key_event, depth + 1):
-                raise _Unusual
-            key: str = key_event.value
-            if key in result:
-                raise _Unusual  # a duplicate key, for the converter to report
-            key_path = (*path, key)
-            key_mark: Any = key_event.start_mark
-            self.key_marks[key_path] = (key_mark.line + 1, key_mark.column + 1)
-            result[key] = self._value(next_event(), key_path, depth + 1)
-        return result
-
-    def _unusual(self, event: Any, depth: int) -> bool:
-        """Past a bound (composing refuses it, in its words), or an alias (whose anchor it
-        names), an anchor or a tag."""
-        return (
-            depth > MAX_DEPTH
-            or self.nodes > MAX_NODES
-            or event.anchor is not None
-            or event.tag is not None
-        )
 
 
 def _plain_scalar(text: str) -> str | int | bool | None:

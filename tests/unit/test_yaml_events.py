@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import ManifestError
-from reconciler.loading import yaml_source
+from reconciler.loading import yaml_events, yaml_source
 from reconciler.loading.yaml_source import MAX_DEPTH, MAX_NODES, read_yaml
 
 MANIFESTS = sorted((Path(__file__).parents[2] / "manifests").glob("*.yaml"))
@@ -49,7 +49,7 @@ def _outcome(text: str) -> object:
 
 def _composed(text: str, monkeypatch: pytest.MonkeyPatch) -> object:
     with monkeypatch.context() as patch:
-        patch.setattr(yaml_source._EventReader, "read", lambda self, text: None)
+        patch.setattr(yaml_events.EventReader, "read", lambda self, text, parser_class: None)
         return _outcome(text)
 
 
@@ -57,16 +57,17 @@ def _composed(text: str, monkeypatch: pytest.MonkeyPatch) -> object:
 def test_the_common_document_is_read_from_events_as_composing_reads_it(
     text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert yaml_source._EventReader("m.yaml").read(text) is not None
+    assert yaml_events.EventReader("m.yaml").read(text, yaml_source._FastLoader) is not None
     assert _outcome(text) == _composed(text, monkeypatch)
 
 
 @pytest.mark.parametrize("text", UNUSUAL)
 def test_an_unusual_document_is_left_to_composing(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert yaml_source._EventReader("m.yaml").read(text) is None
+    assert yaml_events.EventReader("m.yaml").read(text, yaml_source._FastLoader) is None
     assert _outcome(text) == _composed(text, monkeypatch)
 
 
 def test_a_document_past_the_node_bound_is_left_to_composing() -> None:
     # Refused there in its words (tests/unit/test_loader.py); one node fewer is read from events.
-    assert yaml_source._EventReader("m.yaml").read("a: [" + ", ".join(["1"] * (MAX_NODES - 2)) + "]\n") is None
+    text = "a: [" + ", ".join(["1"] * (MAX_NODES - 2)) + "]\n"
+    assert yaml_events.EventReader("m.yaml").read(text, yaml_source._FastLoader) is None
