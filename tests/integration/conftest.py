@@ -232,6 +232,20 @@ def cli_env(sandbox: Sandbox, extra: Mapping[str, str] | None = None) -> dict[st
     return env
 
 
+def skip_unless_others_can_run_this_checkout() -> None:
+    """Skip a test that runs the CLI as another user (nobody) when that user cannot reach this
+    checkout: a clone under a directory only its owner may enter (``mktemp -d`` makes one 0700)
+    would fail such a test with "No module named reconciler", not with what it checks."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the CLI as another user")
+    closed = [p for p in (REPO_ROOT, *REPO_ROOT.parents) if not p.stat().st_mode & 0o001]
+    if closed:
+        pytest.skip(
+            f"another user cannot enter {closed[-1]} (mode {closed[-1].stat().st_mode & 0o777:o}), so it cannot"
+            " run this checkout; clone it under a directory others may enter to run this test"
+        )
+
+
 StartCli = Callable[..., "subprocess.Popen[str]"]
 
 

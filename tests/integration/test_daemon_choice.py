@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, CliRun, DockerRun, Sandbox, cli_env
+from conftest import (
+    CliResult,
+    CliRun,
+    DockerRun,
+    Sandbox,
+    cli_env,
+    skip_unless_others_can_run_this_checkout,
+)
 
 NOBODY = 65534
 WriteManifest = Callable[..., Path]
@@ -127,8 +134,7 @@ def test_a_tls_context_hands_its_own_files_to_the_client(
 
 def as_nobody(sandbox: Sandbox, *args: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> CliResult:
     """The CLI run as an unprivileged user (not in the socket's group), as a new user would run it."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the CLI as another user")
+    skip_unless_others_can_run_this_checkout()
     child = cli_env(sandbox, {"HOME": "/nonexistent", **(env or {})})
     result = subprocess.run(
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
