@@ -212,15 +212,18 @@ def _apply_locked(
     if facts is not None:
         _record_usage(options, facts, report, now)
         _record_local_images(options, facts, report)
-    stale = _stale_after(host, manifest, facts, plan, report)
+    stale = stale_after(host, manifest, facts, plan, report)
     return ApplyOutcome(host.address, plan, apply_exit_code(report), report=report, stale=stale)
 
 
-def _stale_after(
+def stale_after(
     host: DockerHost, manifest: Manifest | None, facts: HostFacts | None, plan: Plan, report: Report
 ) -> tuple[StaleContainer, ...]:
     """Containers running an image a declared tag (for a saved plan: a tag it pulled) left, after the run:
-    read again when a pull moved something, else as the run found them. Never fails the apply."""
+    read again when a pull moved something, else as the run found them. Never fails the apply.
+
+    The containers are read first: when none was created from a declared tag, none can be stale,
+    and the image list (the daemon's slowest answer on a large host) is not read again."""
     pulled = [r for r in report.results if r.step.makes_image and r.outcome is Outcome.DONE]
     if manifest is not None:
         declared: frozenset[str] = manifest.declared.tags
@@ -229,7 +232,10 @@ def _stale_after(
     if not pulled and facts is not None:
         return stale_containers(declared, facts.inventory)
     try:
-        fresh = Inventory(images=host.list_images(), containers=creation_names(host, host.list_containers()))
+        containers = creation_names(host, host.list_containers())
+        if not any(c.image_name and tag_key(c.image_name) in declared for c in containers):
+            return ()
+        fresh = Inventory(images=host.list_images(), containers=containers)
     except ReconcilerError:
         return ()
     return stale_containers(declared, fresh)

