@@ -1,3 +1,3 @@
-from reconciler.cli.commands import main
+from reconciler.cli.entry import main
 
 main()

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from reconciler.execution.defaults import DEFAULT_HOST_TIMEOUT
 from reconciler.state.state_dir import STATE_DIR_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,7 +134,6 @@ def removal_guard_options(func: F) -> F:
 
 
 DEFAULT_FORKS = 10
-DEFAULT_HOST_TIMEOUT = 1800.0  # seconds: half an hour for one host's whole turn
 
 
 def fleet_options(func: F) -> F:

@@ -1,5 +1,6 @@
 """How apply runs unless told otherwise; apart from the executor so the CLI's options need not import it."""
 
+DEFAULT_HOST_TIMEOUT = 1800.0  # seconds: half an hour for one host's whole turn
 DEFAULT_PULL_TIMEOUT = 900.0  # seconds for one whole pull, retries included
 DEFAULT_PARALLELISM = 4  # pulls at once
 DEFAULT_BUILD_TIMEOUT = 1800.0  # seconds for one build or load

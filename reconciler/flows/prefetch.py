@@ -92,14 +92,40 @@ class Prefetch:
         return self._images.take(host.list_images)
 
 
+# The reads started as the process started (cli/entry), under what they were started for: the
+# address, host timeout, TLS settings and context of a command line without daemon options.
+_early: dict[tuple[str | None, float | None, TlsSettings | None, str | None], Prefetch | None] = {}
+_early_lock = threading.Lock()
+
+
 def start_prefetch(
     address: str | None, host_timeout: float | None, tls: TlsSettings | None = None, context: str | None = None
 ) -> Prefetch | None:
-    """The reads of the daemon ``address`` names (as :func:`connect` resolves it), started now.
+    """The reads of the daemon ``address`` names (as :func:`connect` resolves it), started now,
+    or the ones started early for exactly these settings (the command line did not change them).
 
     None, and today's path, when the address or its TLS settings are refused (that error is then
     raised after the manifest's, as before) or the daemon is reached through docker-py (ssh://).
     """
+    with _early_lock:
+        key = (address, host_timeout, tls, context)
+        if key in _early:
+            return _early.pop(key)
+        _early.clear()  # started for other settings: left unread, its thread ends with the process
+    return _started(address, host_timeout, tls, context)
+
+
+def start_early(host_timeout: float) -> None:
+    """Start the reads a ``plan`` without daemon options will ask for (the environment's daemon),
+    before click and the planner are imported: the daemon's wait then begins with the process."""
+    prefetch = _started(None, host_timeout)
+    with _early_lock:
+        _early[(None, host_timeout, None, None)] = prefetch
+
+
+def _started(
+    address: str | None, host_timeout: float | None, tls: TlsSettings | None = None, context: str | None = None
+) -> Prefetch | None:
     try:
         target, endpoint = resolve_target(address, context)
         options = client_options(target, tls, endpoint)

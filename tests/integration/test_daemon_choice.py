@@ -187,3 +187,19 @@ def test_unusable_addresses_are_usage_errors(
     result = run_cli("plan", manifest, "-H", address)
     assert result.code == 64, result.stderr
     assert words in result.stderr
+
+
+@pytest.mark.parametrize("daemon_option", [False, True], ids=["from-the-environment", "with--H"])
+def test_a_plan_reads_each_list_of_the_daemon_once_whether_read_early_or_not(
+    run_cli: CliRun, sandbox: Sandbox, tmp_path: Path, daemon_option: bool
+) -> None:
+    """Without -H the lists are asked for as the process starts; with it, once parsed. Once either way."""
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text("version: 1\nimages:\n  - {name: reconcile-test/nothing-here, state: absent}\n")
+    logged = sandbox.dockerd_log.stat().st_size
+    args = ["-H", sandbox.docker_host] if daemon_option else []
+    result = run_cli("plan", manifest, *args)
+    assert result.code == 0, result.stdout + result.stderr
+    calls = sandbox.dockerd_log.read_bytes()[logged:].decode(errors="replace")
+    for endpoint in ("/images/json", "/containers/json", "/version"):
+        assert calls.count(f"{endpoint}") == 1, (endpoint, calls)

@@ -23,5 +23,5 @@ def test_the_distribution_name_is_the_one_every_install_hint_gives() -> None:
 def test_the_installed_distribution_gives_the_reconcile_command_and_the_reconciler_package() -> None:
     installed = metadata.distribution(DISTRIBUTION)
     scripts = {entry.name: entry.value for entry in installed.entry_points if entry.group == "console_scripts"}
-    assert scripts == {"reconcile": "reconciler.cli.commands:main"}
+    assert scripts == {"reconcile": "reconciler.cli.entry:main"}
     assert "ssh" in (installed.metadata.get_all("Provides-Extra") or [])
