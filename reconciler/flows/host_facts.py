@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from reconciler.flows.prefetch import Prefetch
     from reconciler.model.usage import EventMark, UsageFacts, UsageState
 
-DIGEST_LOOKUPS_AT_ONCE = 4  # registry digest lookups at once, as pulls run (DEFAULT_PARALLELISM)
+DIGEST_LOOKUPS_AT_ONCE = 4  # registry digest lookups at once, each thread on a kept connection
 # With no recorded cursor, look back this far; the daemon keeps only recent events anyway.
 FIRST_LOOKBACK_SECONDS = 30 * 86_400
 
