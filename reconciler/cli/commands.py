@@ -169,7 +169,7 @@ def plan(
     """Show what apply would change on the host, without changing anything.
 
     Not even reconcile's own state changes: the usage state retention keeps is only read
-    (only the layer cache learns the layers it read, facts that never change).
+    (only the layer cache learns the layers it read, and the manifest's load is kept: facts that never change).
     Several --host options, or --inventory, plan --forks daemons at once.
     """
     from reconciler.cli.fleet import FleetRun, choose_targets, load_manifests
@@ -186,9 +186,10 @@ def plan(
     from reconciler.cli.show import show_plan
     from reconciler.flows.plan_host import PlanOptions, plan_host
 
-    manifests = load_manifests(targets)
+    state_dir = state_dir or default_state_dir()
+    manifests = load_manifests(targets, state_dir)
     options = PlanOptions(
-        state_dir=state_dir or default_state_dir(),
+        state_dir=state_dir,
         detailed_exitcode=detailed_exitcode,
         out_file=out_file,
         explain=explain,
@@ -315,11 +316,12 @@ def apply(
                 f"--require-digest applies to a saved plan, and {manifest_file} is not one."
             )
         check_required_digest(saved, require_digest, str(manifest_file))
-    manifests = {} if saved else load_manifests(targets)
+    state_dir = state_dir or default_state_dir()
+    manifests = {} if saved else load_manifests(targets, state_dir)
     assert targets[0].manifest is not None
     options = ApplyOptions(
         manifest_file=targets[0].manifest,
-        state_dir=state_dir or default_state_dir(),
+        state_dir=state_dir,
         warn=warn,
         pull_timeout=pull_timeout,
         build_timeout=build_timeout,

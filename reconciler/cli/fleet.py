@@ -278,12 +278,15 @@ def with_host(options: Any, turn: Turn, target: Target, label: str | None) -> An
     return dataclasses.replace(options, **changes)
 
 
-def load_manifests(targets: Sequence[Target]) -> dict[Path | None, Manifest]:
-    """Each manifest the hosts must match, loaded once; any invalid one stops the run before a host is touched."""
-    from reconciler.loading.loader import load_manifest
+def load_manifests(targets: Sequence[Target], state_dir: Path) -> dict[Path | None, Manifest]:
+    """Each manifest the hosts must match, loaded once (or taken from an earlier run's load of the
+    same bytes, kept in ``state_dir``); any invalid one stops the run before a host is touched."""
+    from reconciler.loading.manifest_file import load_manifest_file
+    from reconciler.state.manifest_cache import ManifestCache
 
+    loaded = ManifestCache(state_dir)
     return {
-        path: load_manifest(path)
+        path: load_manifest_file(path, loaded)
         for path in dict.fromkeys(t.manifest for t in targets)
         if path is not None
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reconciler.errors import Diagnostic, ManifestError
 from reconciler.loading.env_substitution import substitute_all
-from reconciler.loading.loader import read_file_bounded
+from reconciler.loading.manifest_file import read_file_bounded
 from reconciler.loading.schema_messages import schema_diagnostics
 from reconciler.loading.yaml_source import Plain, SourceDocument, YamlPath, read_yaml_bytes
 from reconciler.model.fleet import Fleet, FleetHost, TlsSettings

@@ -13,10 +13,8 @@ Manifest built.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
 
 from reconciler.errors import Diagnostic, ManifestError
@@ -24,10 +22,10 @@ from reconciler.loading.build_cache_section import build_cache_spec
 from reconciler.loading.env_substitution import substitute_all
 from reconciler.loading.images_section import Semantics
 from reconciler.loading.local_sources import resolve_local_sources
+from reconciler.loading.manifest_file import file_digest, read_file_bounded
 from reconciler.loading.retention_section import RetentionBuilder
 from reconciler.loading.schema_messages import schema_diagnostics
 from reconciler.loading.yaml_source import (
-    MAX_BYTES,
     Plain,
     SourceDocument,
     read_yaml,
@@ -45,9 +43,15 @@ def load_manifest(
     Raises :class:`ManifestError` carrying every problem found, in line order.
     """
     filename = os.fspath(path)
-    data = read_file_bounded(filename)
+    return manifest_from_bytes(read_file_bounded(filename), filename, environ)
+
+
+def manifest_from_bytes(
+    data: bytes, filename: str, environ: Mapping[str, str] | None = None, digest: str | None = None
+) -> Manifest:
+    """Like :func:`load_manifest`, for the file's bytes already read (``digest``: their sha256, if known)."""
     document = read_yaml_bytes(data, filename)
-    return _build(document, _environment(environ), _sha256(data))
+    return _build(document, _environment(environ), digest or file_digest(data))
 
 
 def load_manifest_text(
@@ -55,29 +59,11 @@ def load_manifest_text(
 ) -> Manifest:
     """Like :func:`load_manifest`, for text already in memory; ``filename`` names it."""
     document = read_yaml(text, filename)
-    return _build(document, _environment(environ), _sha256(text.encode("utf-8")))
-
-
-def read_file_bounded(filename: str) -> bytes:
-    """The file's bytes, at most one past MAX_BYTES; a ManifestError naming it when it cannot be read."""
-    # One byte past the bound is enough to tell the file is too large.
-    if filename == "-":  # the manifest on stdin, as `kubectl apply -f -` reads one
-        return sys.stdin.buffer.read(MAX_BYTES + 1)
-    try:
-        with open(filename, "rb") as handle:
-            return handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        message = f"cannot read the file: {reason}."
-        raise ManifestError([Diagnostic(filename, "", 0, 0, message)]) from exc
+    return _build(document, _environment(environ), file_digest(text.encode("utf-8")))
 
 
 def _environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _build(document: SourceDocument, environ: Mapping[str, str], digest: str) -> Manifest:

@@ -29,9 +29,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import Reader, ReaderError
 
 from reconciler.errors import Diagnostic, ManifestError
+from reconciler.loading.manifest_file import MAX_BYTES
 from reconciler.loading.yaml_syntax import syntax_message
 
-MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 50
 

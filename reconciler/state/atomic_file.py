@@ -7,19 +7,17 @@ from contextlib import suppress
 from pathlib import Path
 
 
-def write_atomically(path: str | os.PathLike[str], text: str, mode: int | None = None) -> None:
-    """Write ``text`` to a temporary file beside ``path``, sync it, rename it over ``path``.
+def write_atomically(path: str | os.PathLike[str], text: str | bytes, mode: int | None = None) -> None:
+    """Write ``text`` (or bytes) to a temporary file beside ``path``, sync it, rename it over ``path``.
 
     ``mode`` sets the permissions (mkstemp makes 0600). Raises OSError.
     """
-    import tempfile  # here: readers of the state directory (a plan) need not import it (nor shutil)
-
     target = Path(path)
     # The temporary file lives in the same directory, so os.replace is a rename on one file system.
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temporary = _temporary_beside(target)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(text.encode("utf-8") if isinstance(text, str) else text)
             stream.flush()
             os.fsync(stream.fileno())
         if mode is not None:
@@ -30,6 +28,18 @@ def write_atomically(path: str | os.PathLike[str], text: str, mode: int | None =
             os.unlink(temporary)
         raise
     _sync_directory(target.parent)
+
+
+def _temporary_beside(target: Path) -> tuple[int, str]:
+    """A new file of mode 0600 beside ``target``, as ``tempfile.mkstemp`` makes one; without
+    importing tempfile (and with it shutil and random), which a plan writing a cache entry has no other use for."""
+    for _ in range(100):
+        temporary = str(target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary name beside {target}")
 
 
 def _sync_directory(directory: Path) -> None:

@@ -101,12 +101,12 @@ def test_the_lists_are_asked_before_the_manifest_is_loaded(
     load = fleet.load_manifests
     seen_before: list[list[str]] = []
 
-    def load_later(targets: Any) -> Any:
+    def load_later(targets: Any, state_dir: Any) -> Any:
         until = time.monotonic() + 10
         while "/v1.41/images/json" not in asked and time.monotonic() < until:
             time.sleep(0.01)
         seen_before.append(list(asked))
-        return load(targets)
+        return load(targets, state_dir)
 
     monkeypatch.setattr(fleet, "load_manifests", load_later)
     monkeypatch.setenv("DOCKER_HOST", address)

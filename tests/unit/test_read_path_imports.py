@@ -147,6 +147,20 @@ def test_a_pull_always_plan_without_a_docker_config_loads_no_docker_py_or_reques
     assert "/v1.41/distribution/example.test/app:1/json" in asked
 
 
+def test_a_plan_of_a_manifest_an_earlier_run_loaded_imports_neither_pyyaml_nor_the_loading_passes(
+    daemon: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    address, _ = daemon
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text(MANIFEST)
+    args = ("plan", str(manifest), "--state-dir", str(tmp_path / "state"), "--output", "json")
+    first, second = (_run(tmp_path, *args, docker_host=address) for _ in range(2))
+    passes = {"yaml", "reconciler.loading.loader", "reconciler.loading.yaml_source", "reconciler.loading.schema_check"}
+    assert (first["code"], second["code"]) == (0, 0)
+    assert passes <= _modules(first)
+    assert sorted(passes & _modules(second)) == []
+
+
 @pytest.mark.parametrize("feature", NOT_ON_A_PLAN)
 def test_a_no_change_plan_loads_no_module_of_a_feature_its_manifest_and_options_do_not_use(
     feature: str, daemon: tuple[str, list[str]], tmp_path: Path
