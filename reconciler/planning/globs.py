@@ -9,7 +9,8 @@ segments, zero included; every other character is literal.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 
 from reconciler.model.reference import Reference
@@ -46,7 +47,6 @@ class ReferencePattern:
     text: str
     name: re.Pattern[str]
     tag: re.Pattern[str] | None
-    _by_name: dict[str, bool] = field(default_factory=dict, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> ReferencePattern:
@@ -60,11 +60,59 @@ class ReferencePattern:
         return cls(text, glob_regex(name), tag_regex)
 
     def matches(self, ref: Reference) -> bool:
-        if self.tag is not None and (
-            ref.tag is None or ref.digest is not None or not self.tag.fullmatch(ref.tag)
-        ):
-            return False
-        known = self._by_name.get(ref.name)
-        if known is None:
-            known = self._by_name[ref.name] = name_matches(self.name, ref)
-        return known
+        return self.tag_matches(ref) and name_matches(self.name, ref)
+
+    def tag_matches(self, ref: Reference) -> bool:
+        """Whether the tag part matches ``ref``: any reference without one, else a tag (no digest)."""
+        tag = self.tag
+        if tag is None:
+            return True
+        return ref.tag is not None and ref.digest is None and tag.fullmatch(ref.tag) is not None
+
+
+class ProtectPatterns:
+    """The ``protect:`` patterns in file order. The ones whose name glob matches a repository
+    are remembered by its name, so a reference meets only the patterns that may match it."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.patterns = tuple(ReferencePattern.parse(text) for text in texts)
+        # name -> (index, pattern) of those matching it: every one, and those without a tag part
+        # (the only ones a digest reference can match).
+        self._by_name: dict[str, tuple[_Indexed, _Indexed]] = {}
+
+    def first_match(
+        self, tags: Iterable[Reference], digests: Iterable[Reference] = ()
+    ) -> tuple[ReferencePattern, Reference] | None:
+        """The first pattern that matches one of ``tags`` or then ``digests`` (references with a
+        digest), and the first of them it matches: what :meth:`ReferencePattern.matches` tried
+        pattern by pattern over every reference finds."""
+        if not self.patterns:
+            return None
+        by_name, best, best_index = self._by_name, None, len(self.patterns)
+        for ref in tags:
+            for index, pattern in (by_name.get(ref.name) or self._named(ref))[0]:
+                if index >= best_index:
+                    break
+                if pattern.tag_matches(ref):
+                    best, best_index = (pattern, ref), index
+                    break
+        for ref in digests:
+            for index, pattern in (by_name.get(ref.name) or self._named(ref))[1]:
+                if index >= best_index:
+                    break
+                best, best_index = (pattern, ref), index
+                break
+        return best
+
+    def _named(self, ref: Reference) -> tuple[_Indexed, _Indexed]:
+        matching = tuple(
+            (index, pattern)
+            for index, pattern in enumerate(self.patterns)
+            if name_matches(pattern.name, ref)
+        )
+        plain = tuple((index, pattern) for index, pattern in matching if pattern.tag is None)
+        named = self._by_name[ref.name] = (matching, plain)
+        return named
+
+
+_Indexed = tuple[tuple[int, ReferencePattern], ...]

@@ -18,7 +18,7 @@ from reconciler.model.manifest import DiskBudget, RetentionSpec, Rule
 from reconciler.model.reference import Reference
 from reconciler.model.units import format_age, format_duration
 from reconciler.planning.disk_budget import BudgetCheck, counted_bytes, eviction_reason
-from reconciler.planning.globs import ReferencePattern, glob_regex, name_matches
+from reconciler.planning.globs import ProtectPatterns, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
 from reconciler.planning.retention_verdicts import Decision, Fate, Rung, Verdict
 
@@ -50,8 +50,10 @@ class RetentionContext:
         for container in containers:
             users.setdefault(container.image_id, []).append(container.name)
         self.users = {image_id: tuple(sorted(names)) for image_id, names in users.items()}
+        self.min_age = spec.min_age
+        self.protect_labels = spec.protect_labels
         self.min_age_text = format_duration(spec.min_age)
-        self.protect = tuple(ReferencePattern.parse(text) for text in spec.protect)
+        self.protect = ProtectPatterns(spec.protect)
         self.rules = tuple(CompiledRule(rule) for rule in spec.rules)
 
     def age(self, image: ImageRecord) -> float:
@@ -74,22 +76,28 @@ class RetentionContext:
             return self._keep(image, Rung.IN_USE, reason, containers=users)
         if image.id in self.held:
             return self._keep(image, Rung.HELD, self.held[image.id])
-        refs = (*image.tags, *image.digests)
-        claim = self._declared_reference(image, refs)
+        claim = self._declared_reference(image)
         if claim is not None:
             return self._keep(image, Rung.DECLARED, f"{claim} is declared under images:", claim)
-        for pattern in self.protect:
-            for ref in refs:
-                if pattern.matches(ref):
-                    reason = f"{ref.familiar()} matches the protect pattern {pattern.text!r}"
-                    return self._keep(image, Rung.PROTECTED, reason, pattern.text)
-        if self.spec.protect_labels:
+        protecting = self.protect.first_match(image.tags, image.digests)
+        if protecting is not None:
+            pattern, ref = protecting
+            reason = f"{ref.familiar()} matches the protect pattern {pattern.text!r}"
+            return self._keep(image, Rung.PROTECTED, reason, pattern.text)
+        if self.protect_labels:
             labels = image.label_map
-            for selector in self.spec.protect_labels:
+            for selector in self.protect_labels:
                 if labels_match(selector, labels):
                     described = describe_selector(selector)
                     reason = f"its {described} matches protect labels"
                     return self._keep(image, Rung.PROTECTED, reason, described)
+        # Most images are past min_age: said here, without _min_age's call.
+        now, arrived = self.now, self.arrived
+        if arrived is None:
+            if now - image.created >= self.min_age:
+                return None
+        elif now - arrived.get(image.id, now) >= self.min_age:
+            return None
         return self._min_age(image)
 
     def _min_age(self, image: ImageRecord) -> Decision | None:
@@ -125,11 +133,12 @@ class RetentionContext:
             arrived=arrived,
         )
 
-    def _declared_reference(self, image: ImageRecord, refs: tuple[Reference, ...]) -> str | None:
-        for ref in refs:
-            if ref.canonical() in self.declared:
+    def _declared_reference(self, image: ImageRecord) -> str | None:
+        declared = self.declared
+        for ref in image.tags + image.digests:
+            if ref.canonical() in declared:
                 return ref.familiar()
-        return image.short_id if image.id in self.declared else None
+        return image.short_id if image.id in declared else None
 
 
 # --- compiled rules ------------------------------------------------------------

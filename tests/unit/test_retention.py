@@ -20,7 +20,7 @@ from reconciler.model.manifest import (
     Unmatched,
 )
 from reconciler.model.reference import parse_reference
-from reconciler.planning.globs import glob_regex
+from reconciler.planning.globs import ProtectPatterns, ReferencePattern, glob_regex
 from reconciler.planning.retention import evaluate_retention
 from reconciler.planning.retention_verdicts import Fate, RetentionResult, Rung, Verdict
 from reconciler.planning.semver import semver_key
@@ -136,6 +136,30 @@ def test_protect_patterns_match_repository_globs_and_tag_globs() -> None:
         6: Fate.KEEP,
     }
     assert verdict_of(result, 3).decisions[0].pattern == "**/*:release-*"
+
+
+def test_protect_patterns_find_what_each_pattern_tried_in_turn_finds() -> None:
+    texts = ("localhost:5000/base/*", "**/*:release-*", "nginx", "**:v*")
+    patterns = ProtectPatterns(texts)
+    one_by_one = [ReferencePattern.parse(text) for text in texts]
+    cases = [
+        ("localhost:5000/base/debian:12",),
+        ("localhost:5000/app:release-1", "nginx:1"),
+        ("nginx:v2", "redis:release-3"),  # the earlier pattern wins over the earlier reference
+        ("redis:v1", "redis:v2"),  # the same pattern: the first reference
+        ("redis:1",),
+        (),
+    ]
+    for tag_texts in cases:
+        for digest_texts in ((), (digest_ref("nginx", 1),), (digest_ref("redis", 2),)):
+            digests = tuple(parse_reference(text) for text in digest_texts)
+            tags = tuple(parse_reference(text) for text in tag_texts)
+            expected = next(
+                ((p, ref) for p in one_by_one for ref in (*tags, *digests) if p.matches(ref)), None
+            )
+            found = patterns.first_match(tags, digests)
+            described = None if found is None else (found[0].text, found[1])
+            assert described == (None if expected is None else (expected[0].text, expected[1]))
 
 
 def test_images_younger_than_min_age_are_kept_and_the_boundary_is_removable() -> None:
