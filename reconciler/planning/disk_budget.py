@@ -81,13 +81,28 @@ class BudgetCheck:
         return "; ".join(parts)
 
 
-def eviction_reason(budget: DiskBudget, disk: DiskUsage, images_size: int, used: int) -> str:
-    """The decision's sentence for one eviction: where the budget stood just before it."""
-    parts = []
-    if budget.max_total is not None:
-        parts.append(f"images take {format_size(images_size)}, max_total {format_size(budget.max_total)}")
-    if budget.low is not None and disk.filesystem_size > 0:
-        parts.append(
-            f"the disk is {used * 100 / disk.filesystem_size:.1f}% full, low {budget.low:g}%"
-        )
-    return "least recently used image evicted for the disk budget: " + "; ".join(parts)
+class EvictionReasons:
+    """The sentences of one evaluation's evictions, each saying where the budget stood just
+    before it; what every one of them repeats is worded once."""
+
+    def __init__(self, budget: DiskBudget, disk: DiskUsage) -> None:
+        self.max_total = None if budget.max_total is None else format_size(budget.max_total)
+        self.low = budget.low if budget.low is not None and disk.filesystem_size > 0 else None
+        self.filesystem_size = disk.filesystem_size
+        self._last: tuple[str, str, str] = ("", "", "")  # size, percentage, their sentence
+
+    def reason(self, images_size: int, used: int) -> str:
+        size = "" if self.max_total is None else format_size(images_size)
+        full = "" if self.low is None else f"{used * 100 / self.filesystem_size:.1f}"
+        # Consecutive evictions mostly word the same figures: the sentence is then shared.
+        last_size, last_full, last = self._last
+        if size == last_size and full == last_full and last:
+            return last
+        parts = []
+        if self.max_total is not None:
+            parts.append(f"images take {size}, max_total {self.max_total}")
+        if self.low is not None:
+            parts.append(f"the disk is {full}% full, low {self.low:g}%")
+        sentence = "least recently used image evicted for the disk budget: " + "; ".join(parts)
+        self._last = (size, full, sentence)
+        return sentence

@@ -89,7 +89,6 @@ from operator import attrgetter
 from reconciler.model.host_facts import DiskUsage
 from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import RetentionSpec
-from reconciler.planning.disk_budget import BudgetCheck
 from reconciler.planning.retention_rules import RuleRound
 from reconciler.planning.retention_rungs import RetentionContext, evict
 from reconciler.planning.retention_verdicts import Fate, RetentionResult, Verdict
@@ -120,31 +119,20 @@ def evaluate_retention(
     context = RetentionContext(
         spec, now, declared, last_used or {}, previous or {}, containers, arrived, held
     )
-    protected = {image.id: found for image in ordered if (found := context.protection(image))}
+    protection, keep = context.protection, Fate.KEEP
+    verdicts: dict[str, Verdict] = {}
     open_images: list[ImageRecord] = []
     kept_anyway: list[ImageRecord] = []
     for image in ordered:
-        (kept_anyway if image.id in protected else open_images).append(image)
-    verdicts = {key: Verdict(key, Fate.KEEP, (found,)) for key, found in protected.items()}
+        found = protection(image)
+        if found is None:
+            open_images.append(image)
+        else:
+            kept_anyway.append(image)
+            verdicts[image.id] = Verdict(image.id, keep, (found,))
     verdicts.update(RuleRound(context, open_images, kept_anyway).verdicts())
     budget = None
     if spec.disk is not None and disk is not None:
         evicted, budget = evict(context, spec.disk, disk, open_images, verdicts)
         verdicts.update(evicted)
-    final = tuple([verdicts[image.id] for image in ordered])
-    return _result(final, budget)
-
-
-# --- result ------------------------------------------------------------------------
-
-
-def _result(verdicts: tuple[Verdict, ...], budget: BudgetCheck | None) -> RetentionResult:
-    freed = unknown = 0
-    for verdict in verdicts:
-        if not verdict.removes:
-            continue
-        if verdict.freed_bytes is None:
-            unknown += 1
-        else:
-            freed += verdict.freed_bytes
-    return RetentionResult(verdicts, freed, unknown, budget)
+    return RetentionResult.of(tuple([verdicts[image.id] for image in ordered]), budget)

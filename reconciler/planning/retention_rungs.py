@@ -17,10 +17,10 @@ from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, RetentionSpec, Rule
 from reconciler.model.reference import Reference
 from reconciler.model.units import format_age, format_duration
-from reconciler.planning.disk_budget import BudgetCheck, counted_bytes, eviction_reason
+from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons, counted_bytes
 from reconciler.planning.globs import ProtectPatterns, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
-from reconciler.planning.retention_verdicts import Decision, Fate, Rung, Verdict
+from reconciler.planning.retention_verdicts import REMOVING, Decision, Fate, Rung, Verdict
 
 # --- rungs 1-4 -------------------------------------------------------------------
 
@@ -204,6 +204,8 @@ def _duration_text(seconds: float | None) -> str:
 
 # --- rung 6: disk budget -----------------------------------------------------------
 
+_DISK, _EVICT = Rung.DISK, Fate.EVICT  # read once: see retention_verdicts.REMOVING
+
 
 def evict(
     context: RetentionContext,
@@ -216,7 +218,7 @@ def evict(
     the order they go, with the budget's figures."""
     freed, remaining = 0, []
     for image in candidates:
-        if verdicts[image.id].removes:
+        if verdicts[image.id].outcome in REMOVING:
             freed += counted_bytes(image)
         else:
             remaining.append(image)
@@ -229,24 +231,39 @@ def evict(
 
     evicted: dict[str, Verdict] = {}
     going = 0
-    # Least recently used first, ties by id: sorted by id, then (stable) by last use.
+    # Least recently used first, ties by id: sorted by id, then (stable) by last use (creation
+    # time when no use is known: the same order as the float that stands for it).
     remaining.sort(key=attrgetter("id"))
-    remaining.sort(key=lambda image: context.last_used.get(image.id, float(image.created)))
+    last_used = context.last_used
+    if last_used:
+        remaining.sort(key=lambda image: last_used.get(image.id, float(image.created)))
+    else:
+        remaining.sort(key=attrgetter("created"))
+    reasons = EvictionReasons(budget, disk)
     for image in remaining if over(budget.high) else ():
         if not over(budget.low):
             break
-        used_at = context.last_used.get(image.id)
-        reason = eviction_reason(budget, disk, images_size, used)
+        # Positional, as in the rules' decisions; the one after age is last_used.
         decision = Decision(
-            image.short_id, False, Rung.DISK, reason, age=context.age(image), last_used=used_at
+            image.short_id,
+            False,
+            _DISK,
+            reasons.reason(images_size, used),
+            None,
+            None,
+            context.now - image.created,
+            last_used.get(image.id),
         )
+        unique = image.unique_size
+        # Positional: the untag list, freed_bytes, the place in the eviction order.
         evicted[image.id] = Verdict(
             image.id,
-            Fate.EVICT,
+            _EVICT,
             (*verdicts[image.id].decisions, decision),
-            freed_bytes=image.unique_size,
-            eviction=len(evicted) + 1,
+            (),
+            unique,
+            len(evicted) + 1,
         )
-        counted = counted_bytes(image)
+        counted = image.size if unique is None else unique  # counted_bytes, from the size read
         images_size, used, going = images_size - counted, used - counted, going + counted
     return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))

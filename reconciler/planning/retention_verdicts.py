@@ -19,7 +19,7 @@ class Fate(StrEnum):
 
 # The fates that remove the image. Named once: reading an enum member off its class is slow
 # (about 60 ns on Python 3.11), and every verdict is asked whether it removes several times.
-_REMOVING = (Fate.REMOVE, Fate.EVICT)
+REMOVING = (Fate.REMOVE, Fate.EVICT)
 
 
 class Rung(StrEnum):
@@ -64,7 +64,7 @@ class Verdict(NamedTuple):
 
     @property
     def removes(self) -> bool:
-        return self.outcome in _REMOVING
+        return self.outcome in REMOVING
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,19 @@ class RetentionResult:
     freed_bytes: int  # sum of the known unique bytes of removed and evicted images
     unknown_sizes: int  # removed or evicted images whose unique size is unknown
     budget: BudgetCheck | None = None  # with a disk budget and the host's disk figures
+
+    @classmethod
+    def of(cls, verdicts: tuple[Verdict, ...], budget: BudgetCheck | None) -> RetentionResult:
+        """The result of ``verdicts``, with the bytes their removals free counted."""
+        freed = unknown = 0
+        for verdict in verdicts:
+            if verdict.outcome not in REMOVING:
+                continue
+            if verdict.freed_bytes is None:
+                unknown += 1
+            else:
+                freed += verdict.freed_bytes
+        return cls(verdicts, freed, unknown, budget)
 
     @property
     def removals(self) -> tuple[Verdict, ...]:
