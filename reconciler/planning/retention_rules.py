@@ -164,10 +164,8 @@ class RuleRound:
         # of every tag of ``images`` is kept meanwhile, in order (image by image, each image's
         # tags as it lists them): one list of shared entries, not an object per tag.
         self._tag_rules: list[_Candidate | None] = []
-        for image in images:
-            self._take_places(image, self._tag_rules)
-        for image in kept_anyway:
-            self._take_places(image, None)
+        self._take_places(images, self._tag_rules)
+        self._take_places(kept_anyway, None)
         for ranking in self._rankings.values():
             ranking.rank()
         self._unmatched_kept = context.spec.unmatched is Unmatched.KEEP
@@ -182,7 +180,8 @@ class RuleRound:
         if candidates is None:
             candidates = self._candidates_by_name[ref.name] = self._candidates(ref)
         for candidate in candidates:
-            if candidate[1].selects_tag(tag, image):
+            rule = candidate[1]
+            if rule.selects_every_tag or rule.selects_tag(tag, image):
                 return candidate
         return None
 
@@ -201,19 +200,29 @@ class RuleRound:
                 return index
         return None
 
-    def _take_places(self, image: ImageRecord, tag_rules: list[_Candidate | None] | None) -> None:
-        """Place ``image`` in the keep_last rankings of the rules its tags go to, appending each
-        tag's rule to ``tag_rules``; if it has no tag (and ``tag_rules``: an image rungs 1-4 left
-        open), in those of its untagged rule."""
-        for ref in image.tags:
-            found = self._tag_rule(ref, image)
-            if tag_rules is not None:
-                tag_rules.append(found)
-            if found is not None and found[2] is not None:
-                found[2].add(image, ref.tag)
-        if tag_rules is not None and not image.tags:
-            for ranking in self._untagged_rule_and_rankings(image)[1]:
-                ranking.add(image, None)
+    def _take_places(
+        self, images: Sequence[ImageRecord], tag_rules: list[_Candidate | None] | None
+    ) -> None:
+        """Place each image in the keep_last rankings of the rules its tags go to, appending each
+        tag's rule to ``tag_rules``; an image without a tag (when ``tag_rules`` is given: images
+        rungs 1-4 left open), in those of its untagged rule."""
+        tag_rule = self._tag_rule
+        for image in images:
+            tags = image.tags
+            for ref in tags:
+                found = tag_rule(ref, image)
+                if tag_rules is not None:
+                    tag_rules.append(found)
+                ranking = None if found is None else found[2]
+                if ranking is None:
+                    continue
+                if ranking.by_version:
+                    ranking.add(image, ref.tag)
+                else:  # what add does by creation time, without its call
+                    ranking.keys[image.id] = image.created
+            if tag_rules is not None and not tags:
+                for ranking in self._untagged_rule_and_rankings(image)[1]:
+                    ranking.add(image, None)
 
     def _untagged_rule_and_rankings(self, image: ImageRecord) -> tuple[int | None, list[_Ranking]]:
         """An untagged image's rule and the keep_last rankings it takes a place in: one per

@@ -154,6 +154,7 @@ class CompiledRule:
         self.exclude = _regex(rule.select.tags.exclude)
         self.keep_tags = _regex(rule.keep_tags)
         self.labels = rule.select.labels
+        self.selects_every_tag = self.include is None and self.exclude is None and self.labels is None
         # Said in every decision the rule makes: worded once.
         self.label_text = describe_selector(self.labels) if self.labels is not None else None
         self.keep_within_text = _duration_text(rule.keep_within)
