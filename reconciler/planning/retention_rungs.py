@@ -91,27 +91,21 @@ class RetentionContext:
                     described = describe_selector(selector)
                     reason = f"its {described} matches protect labels"
                     return self._keep(image, Rung.PROTECTED, reason, described)
-        # Most images are past min_age: said here, without _min_age's call.
-        now, arrived = self.now, self.arrived
-        if arrived is None:
-            if now - image.created >= self.min_age:
-                return None
-        elif now - arrived.get(image.id, now) >= self.min_age:
-            return None
-        return self._min_age(image)
+        # Rung 4: kept while younger than min_age (by arrival on the host when arrivals are kept).
+        arrival = self.arrival(image)
+        if self.now - (image.created if arrival is None else arrival) >= self.min_age:
+            return None  # most images: no decision to word
+        return self._min_age(image, arrival)
 
-    def _min_age(self, image: ImageRecord) -> Decision | None:
-        """Rung 4: kept while younger than min_age (by arrival on the host when arrivals are kept)."""
-        age, arrival, limit = self.now - image.created, self.arrival(image), self.min_age_text
+    def _min_age(self, image: ImageRecord, arrival: float | None) -> Decision:
+        """Rung 4's decision for an image younger than min_age (``arrival``: when it arrived, if kept)."""
+        age, limit = self.now - image.created, self.min_age_text
         if arrival is None:
-            if age < self.spec.min_age:
-                reason = f"created {format_age(age)} ago, within min_age {limit}"
-                return self._keep(image, Rung.MIN_AGE, reason)
-        elif self.now - arrival < self.spec.min_age:
-            here = self.now - arrival
-            reason = f"arrived on the host {format_age(here)} ago, within min_age {limit} (created {format_age(age)} ago)"
-            return self._keep(image, Rung.MIN_AGE, reason, arrived=arrival)
-        return None
+            reason = f"created {format_age(age)} ago, within min_age {limit}"
+            return self._keep(image, Rung.MIN_AGE, reason)
+        here = self.now - arrival
+        reason = f"arrived on the host {format_age(here)} ago, within min_age {limit} (created {format_age(age)} ago)"
+        return self._keep(image, Rung.MIN_AGE, reason, arrived=arrival)
 
     def _keep(
         self,
