@@ -53,20 +53,20 @@ def file_digest(data: bytes) -> str:
 
 
 def load_manifest_file(
-    path: str | os.PathLike[str], loaded: LoadedManifests | None, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str], loaded: LoadedManifests, environ: Mapping[str, str] | None = None
 ) -> Manifest:
     """:func:`reconciler.loading.loader.load_manifest`, taking or keeping the load in ``loaded``
     when the manifest's load depends on its bytes alone (no ``$`` in them, no local source)."""
     filename = os.fspath(path)
     data = read_file_bounded(filename)
     digest = file_digest(data)
-    keepable = loaded is not None and filename != "-" and b"$" not in data
-    if keepable and loaded is not None and (manifest := loaded.get(filename, digest)) is not None:
+    keepable = filename != "-" and b"$" not in data
+    if keepable and (manifest := loaded.get(filename, digest)) is not None:
         return manifest
     # Imported only here: a run that takes an earlier load needs none of the loading passes, nor PyYAML.
     from reconciler.loading.loader import manifest_from_bytes
 
     manifest = manifest_from_bytes(data, filename, environ, digest)
-    if keepable and loaded is not None and all(s.build is None and s.archive is None for s in manifest.images):
+    if keepable and all(s.build is None and s.archive is None for s in manifest.images):
         loaded.put(manifest)
     return manifest
