@@ -116,13 +116,18 @@ def _run(tmp_path: Path, *args: str, docker_host: str = "unix:///nonexistent.soc
     return result
 
 
+def _plan(tmp_path: Path, address: str, text: str, *more: str) -> dict[str, object]:
+    """``plan`` of a manifest of ``text`` against the fake daemon at ``address``, in the probe."""
+    manifest = tmp_path / "images.yaml"
+    manifest.write_text(text)
+    return _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), *more, docker_host=address)
+
+
 def test_a_no_change_plan_on_a_unix_socket_loads_no_docker_py_requests_or_rich(
     daemon: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     address, asked = daemon
-    manifest = tmp_path / "images.yaml"
-    manifest.write_text(MANIFEST)
-    result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
+    result = _plan(tmp_path, address, MANIFEST)
     assert {key: result[key] for key in ("code", "loaded", "daemon_seam")} == {"code": 0, "loaded": [], "daemon_seam": True}
     assert asked[0] == "/version" and "/v1.41/images/json" in asked and "/v1.41/containers/json" in asked
 
@@ -138,9 +143,7 @@ def test_a_pull_always_plan_without_a_docker_config_loads_no_docker_py_or_reques
     daemon: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     address, asked = daemon
-    manifest = tmp_path / "images.yaml"
-    manifest.write_text(MANIFEST + "    pull: always\n")
-    result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
+    result = _plan(tmp_path, address, MANIFEST + "    pull: always\n")
     # No Docker config under HOME: no credentials to resolve, so docker-py is not loaded to look.
     assert {key: result[key] for key in ("code", "loaded", "daemon_seam")} == {"code": 0, "loaded": [], "daemon_seam": True}
     # The daemon names another host ("box"): it is asked for the digest itself.
@@ -151,10 +154,7 @@ def test_a_plan_of_a_manifest_an_earlier_run_loaded_imports_neither_pyyaml_nor_t
     daemon: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     address, _ = daemon
-    manifest = tmp_path / "images.yaml"
-    manifest.write_text(MANIFEST)
-    args = ("plan", str(manifest), "--state-dir", str(tmp_path / "state"), "--output", "json")
-    first, second = (_run(tmp_path, *args, docker_host=address) for _ in range(2))
+    first, second = (_plan(tmp_path, address, MANIFEST, "--output", "json") for _ in range(2))
     passes = {"yaml", "reconciler.loading.loader", "reconciler.loading.yaml_source", "reconciler.loading.schema_check"}
     assert (first["code"], second["code"]) == (0, 0)
     assert passes <= _modules(first)
@@ -166,9 +166,7 @@ def test_a_no_change_plan_loads_no_module_of_a_feature_its_manifest_and_options_
     feature: str, daemon: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     address, _ = daemon
-    manifest = tmp_path / "images.yaml"
-    manifest.write_text(MANIFEST + "prune:\n  unlisted_tags: true\n  dangling: true\n")
-    result = _run(tmp_path, "plan", str(manifest), "--state-dir", str(tmp_path / "state"), docker_host=address)
+    result = _plan(tmp_path, address, MANIFEST + "prune:\n  unlisted_tags: true\n  dangling: true\n")
     assert result["code"] == 0
     assert sorted(set(NOT_ON_A_PLAN[feature]) & _modules(result)) == []
 
