@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from reconciler.daemon.host import DaemonRefused, DockerHost
 from reconciler.daemon.pulling import FailureKind, Puller, PullFailed
 from reconciler.errors import DaemonUnavailable
+from reconciler.execution.batch_lists import BatchLists
 from reconciler.execution.defaults import (
     DEFAULT_BUILD_TIMEOUT,
     DEFAULT_PULL_TIMEOUT,
@@ -31,7 +32,6 @@ from reconciler.execution.image_rules import (
     dropped_references,
     image_tags,
 )
-from reconciler.execution.image_snapshot import ImageSnapshot
 from reconciler.execution.interrupt import Interrupt
 from reconciler.execution.local_images import ImageMaker, OutputCallback
 from reconciler.execution.pull_steps import PullSteps
@@ -79,7 +79,6 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         self._host = host
         self._local = threading.local()  # a removal worker's own session of the daemon
         self.removal_workers = max(1, removal_workers)
-        self._snapshot_lock = threading.RLock()  # removal workers share the batch's image list
         self.maker = ImageMaker(host, build_timeout, on_output)
         self.held = held
         self._hold_gates: dict[str, str | None] = {}  # image id -> why it is held (None: it is not)
@@ -93,9 +92,7 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         self._containers: tuple[float, tuple[ContainerRecord, ...]] | None = (
             None  # (read at, containers)
         )
-        self._snapshot: ImageSnapshot | None = (
-            None  # the image list this batch of destructive steps checks against
-        )
+        self._lists = BatchLists()  # the image list each batch of destructive steps checks against
         self._failed_refs: Mapping[
             str, bool
         ] = {}  # refs whose pull or tag failed -> only rate-limited
@@ -223,7 +220,7 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         """
         try:
             parents = {
-                image.id: image.parent_id for image in self._read_snapshot() if image.parent_id
+                image.id: image.parent_id for image in self._read_first_list() if image.parent_id
             }
         except (DaemonRefused, DaemonUnavailable):
             parents = None
@@ -248,6 +245,9 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
                 break  # fewer workers; a daemon that went away shows in the steps' results
         if not hosts:
             hosts = [self._host]
+
+        # With several workers, one reads the next batch's image list while the others go on.
+        self._lists.ahead = len(hosts) > 1
 
         def run(step: Step, host: DockerHost) -> StepResult:
             self._local.host = host
@@ -374,7 +374,7 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         target = parse_reference(step.ref)
         assert target.tag is not None
         self.host.tag(source.id, target.name, target.tag)
-        self._snapshot = None
+        self._lists.invalidate()
         return StepResult(
             step, Outcome.DONE, f"now points at {short_id(source.id)}", image_id=source.id
         )

@@ -56,6 +56,11 @@ class ImageSnapshot:
         """Whether this list may still answer a step's checks."""
         return self.served < BATCH_STEPS and now - self.read_at <= BATCH_SECONDS
 
+    def nearly_spent(self, now: float) -> bool:
+        """Whether a quarter or less of what it may serve is left: time to read the next list.
+        At a few hundred deletes a second that leaves the read enough time to end first."""
+        return self.served >= BATCH_STEPS * 3 // 4 or now - self.read_at >= BATCH_SECONDS * 3 / 4
+
     def find(self, name: str) -> ImageDetails | None:
         """The image ``name`` (a full image id or a reference) points at, as this list knows it."""
         self.served += 1

@@ -7,18 +7,17 @@ plan is skipped and said so; a last delete the daemon refuses puts the tags take
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 
 from reconciler.daemon.host import DockerHost, ImageConflict, ImageDetails
+from reconciler.execution.batch_lists import BatchLists
 from reconciler.execution.image_rules import (
     familiar_names,
     image_tags,
     layer_chain_ids,
     survives_untag,
 )
-from reconciler.execution.image_snapshot import ImageSnapshot
 from reconciler.execution.removal_gates import CONTAINERS_FRESH_FOR
 from reconciler.execution.step_errors import StepFailed, StepSkipped
 from reconciler.model.inventory import ContainerRecord, ImageRecord, short_id
@@ -35,8 +34,7 @@ class RemovalSteps:
         raise NotImplementedError
 
     refuse_stale: bool
-    _snapshot: ImageSnapshot | None  # the image list this batch of destructive steps checks against
-    _snapshot_lock: threading.RLock
+    _lists: BatchLists  # the image list each batch of destructive steps checks against
     _containers: tuple[float, tuple[ContainerRecord, ...]] | None
     _failed_refs: Mapping[str, bool]  # refs whose pull or tag failed -> only rate-limited
     _dropping: dict[str, set[str]]  # image id -> references the plan untags or removes
@@ -97,8 +95,7 @@ class RemovalSteps:
             deleted += self._delete_leftover_digests(step)
         # The daemon lists the layers it deleted beside the images: the report counts images.
         layers = layer_chain_ids(image.layers)
-        snapshot = self._snapshot
-        known = snapshot.image_ids if snapshot is not None and not layers else None
+        known = self._lists.image_ids() if not layers else None
         deleted = tuple(
             d
             for d in deleted
@@ -175,7 +172,7 @@ class RemovalSteps:
             if target.tag is None or self.host.inspect_image(ref) is not None:
                 continue  # a digest reference cannot be put back; a tag taken by another image stays there
             self.host.tag(image_id, target.name, target.tag)
-            self._snapshot = None
+            self._lists.invalidate()
             restored.append(ref)
         return f"; its tags were put back: {', '.join(restored)}" if restored else ""
 
@@ -184,7 +181,7 @@ class RemovalSteps:
         try:
             deleted = self.host.delete(ref)
         except ImageConflict as exc:
-            self._snapshot = None  # the daemon knows something the list did not: read it again
+            self._lists.invalidate()  # the daemon knows something the list did not: read it again
             raise StepSkipped(f"the daemon refused: {exc.explanation}") from exc
         self._deleted(ref, deleted)
         return deleted
@@ -217,31 +214,24 @@ class RemovalSteps:
 
     def _look(self, name: str) -> ImageDetails | None:
         """For an untag's or a removal's checks: the image ``name`` points at, from the image list of
-        this batch of steps (read again, with the containers, when it has served its batch)."""
+        this batch of steps (batch_lists: read again, with the containers, for the next batch)."""
         if self.refuse_stale:
-            return self._inspect(
-                name
-            )  # a saved plan's steps are each checked against the daemon itself
-        with self._snapshot_lock:  # one worker reads the next batch's list, the others wait for it
-            snapshot = self._snapshot
-            if snapshot is None or not snapshot.serves(time.monotonic()):
-                self._read_snapshot()
-                snapshot = self._snapshot
-            assert snapshot is not None
-            return snapshot.find(name)
+            # A saved plan's steps are each checked against the daemon itself.
+            return self._inspect(name)
+        return self._lists.look(name, self._read_lists)
 
-    def _read_snapshot(self) -> tuple[ImageRecord, ...]:
-        """Read the image list a batch of steps checks against (and the containers, when not fresh)."""
-        with self._snapshot_lock:
-            now = time.monotonic()
-            images = self.host.list_images()
-            self._snapshot = ImageSnapshot(images, now)
-            if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
-                self._containers = (now, self.host.list_containers())
-            return images
+    def _read_first_list(self) -> tuple[ImageRecord, ...]:
+        """The image list the first batch of steps checks against."""
+        return self._lists.read_now(self._read_lists)
+
+    def _read_lists(self) -> tuple[ImageRecord, ...]:
+        """The images, on the calling worker's connection (and the containers, when not fresh)."""
+        now = time.monotonic()
+        images = self.host.list_images()
+        if self._containers is None or now - self._containers[0] > CONTAINERS_FRESH_FOR:
+            self._containers = (now, self.host.list_containers())
+        return images
 
     def _deleted(self, ref: str, deleted: tuple[str, ...]) -> None:
         """Keep the batch's image list up to date with a delete of this run."""
-        with self._snapshot_lock:
-            if self._snapshot is not None:
-                self._snapshot.deleted(ref, deleted)
+        self._lists.deleted(ref, deleted)

@@ -539,6 +539,6 @@ def test_an_image_list_serves_a_batch_of_steps_only(monkeypatch: pytest.MonkeyPa
         host.add_image([f"reg.local/app:old{n}a", f"reg.local/app:old{n}b"])
     plan = plan_for(host, PRUNE_APP)
     before = host.calls["list_images"]
-    report = Executor(host, parallelism=1).apply(plan)
+    report = Executor(host, parallelism=1, removal_workers=1).apply(plan)
     assert report.complete
     assert host.calls["list_images"] - before == 6  # 60 checks, 10 a list

@@ -7,13 +7,17 @@ import signal
 import threading
 import time
 
+import pytest
+
 from reconciler.daemon.host import DaemonRefused
+from reconciler.execution.batch_lists import BatchLists
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
 from reconciler.execution.removal_pool import image_chains
 from reconciler.loading.loader import load_manifest_text
-from reconciler.model.inventory import Inventory
+from reconciler.model.inventory import ImageRecord, Inventory
 from reconciler.model.plan import Action, Plan, Step
+from reconciler.model.reference import parse_reference
 from reconciler.model.report import Outcome, StepResult
 from reconciler.planning.images import plan_changes
 
@@ -179,3 +183,95 @@ def test_the_holds_are_asked_one_image_at_a_time_on_the_runs_own_connection() ->
     kept = [r for r in report.results if r.step.image_id == ids[3]]
     assert kept and all(r.outcome is Outcome.SKIPPED and r.detail == "held by a job" for r in kept)
     assert host.inspect_image(ids[3]) is not None
+
+
+class SlowLists(FakeDockerHost):
+    """A daemon whose image list answers ``pause`` seconds after the moment it shows (as dockerd
+    does on a large host), counting the deletes that start while a list is being read."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__()
+        self.pause = pause
+        self.reading = 0
+        self.deletes_during_reads: list[int] = []  # per list read after the first
+
+    def list_images(self) -> tuple[ImageRecord, ...]:
+        images = super().list_images()  # the state at the start of the read
+        with self._lock:
+            first = self.calls["list_images"] == 1
+            if not first:
+                self.reading += 1
+                self.deletes_during_reads.append(0)
+        if not first:
+            time.sleep(self.pause)
+            with self._lock:
+                self.reading -= 1
+        return images
+
+    def delete(self, reference: str) -> tuple[str, ...]:
+        with self._lock:
+            if self.reading:
+                self.deletes_during_reads[-1] += 1
+        time.sleep(0.002)
+        return super().delete(reference)
+
+
+def slow_lists_host(images: int, pause: float) -> tuple[SlowLists, list[str], Plan]:
+    host = SlowLists(pause)
+    ids = [host.add_image([f"reg.local/app-{n}:{t}" for t in range(3)]) for n in range(images)]
+    text = "version: 1\nimages:\n" + "".join(f"  - {{name: reg.local/app-{n}, state: absent}}\n" for n in range(images))
+    inventory = Inventory(images=host.list_images(), containers=host.list_containers(), host=host.address)
+    return host, ids, plan_changes(load_manifest_text(text, "images.yaml", environ={}), inventory)
+
+
+def test_the_other_workers_go_on_deleting_while_one_reads_the_next_batchs_image_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("reconciler.execution.image_snapshot.BATCH_STEPS", 40)
+    host, ids, plan = slow_lists_host(30, pause=0.2)
+    report = Executor(host, removal_workers=4).apply(plan)
+    assert all(r.outcome is Outcome.DONE for r in report.results)
+    assert all(host.inspect_image(image_id) is None for image_id in ids)
+    # Waiting on the read, each of the 3 other workers could start at most the one delete it had
+    # checked before the read began; going on with the current list, they start up to its last 10.
+    assert host.deletes_during_reads and max(host.deletes_during_reads) > 3
+
+
+def test_the_deletes_that_end_while_the_next_list_is_read_are_known_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list shows the moment its read began: an untag that ended during the read would
+    otherwise look like a tag the image gained, and its removal would be refused as changed."""
+    monkeypatch.setattr("reconciler.execution.image_snapshot.BATCH_STEPS", 12)
+    host, ids, plan = slow_lists_host(40, pause=0.05)
+    report = Executor(host, removal_workers=4).apply(plan)
+    assert sum(host.deletes_during_reads) > 0  # the case arose
+    assert [r for r in report.results if r.outcome is not Outcome.DONE] == []
+    assert all(host.inspect_image(image_id) is None for image_id in ids)
+
+
+def test_a_list_read_before_the_daemon_refused_a_step_is_not_kept() -> None:
+    lists = BatchLists(ahead=True)
+    record = ImageRecord(sha("a"), (parse_reference("reg.local/app:1"),))
+    lists.read_now(lambda: (record,))
+    started, release = threading.Event(), threading.Event()
+    reads: list[str] = []
+
+    def slow_read() -> tuple[ImageRecord, ...]:
+        reads.append("slow")
+        started.set()
+        assert release.wait(5)
+        return (record,)
+
+    for _ in range(75):  # three quarters of a batch served: the next look reads the next list
+        lists.look("reg.local/app:1", slow_read)
+    reader = threading.Thread(target=lists.look, args=("reg.local/app:1", slow_read))
+    reader.start()
+    assert started.wait(5)
+    # Meanwhile another worker is answered from the current list, without reading.
+    assert lists.look("reg.local/app:1", lambda: pytest.fail("read")) is not None
+    lists.invalidate()  # a refusal came: what was read before it is not kept
+    release.set()
+    reader.join(5)
+    assert reads == ["slow", "slow"]  # the reader read again after the refusal
+    assert lists.look("reg.local/app:1", lambda: pytest.fail("read")) is not None
