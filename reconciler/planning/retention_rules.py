@@ -281,27 +281,28 @@ class RuleRound:
         return keeps
 
     def verdicts(self) -> dict[str, Verdict]:
-        verdicts, tag_rules, position = {}, self._tag_rules, 0
+        verdicts, tag_rules, position, verdict = {}, self._tag_rules, 0, self._verdict
         for image in self.images:
-            count = len(image.tags)
-            verdicts[image.id] = self._verdict(image, tag_rules[position : position + count])
-            position += count
+            verdicts[image.id] = verdict(image, tag_rules, position)
+            position += len(image.tags)
         return verdicts
 
-    def _verdict(self, image: ImageRecord, tag_rules: list[_Candidate | None]) -> Verdict:
-        """``image``'s verdict; ``tag_rules`` are the rules of its tags, in the order it lists them."""
+    def _verdict(self, image: ImageRecord, tag_rules: list[_Candidate | None], first: int) -> Verdict:
+        """``image``'s verdict; ``tag_rules[first:]`` are the rules of its tags, in the order it lists
+        them (an index, not a slice: a slice would be one more object per image)."""
         age = self.context.now - image.created
         tags = image.tags
         dropped: tuple[Reference, ...] = ()
         if len(tags) == 1:
-            decision = self._tag_decision(image, tags[0], tag_rules[0], age)
+            decision = self._tag_decision(image, tags[0], tag_rules[first], age)
             decisions: tuple[Decision, ...] = (decision,)
             kept = decision.kept
             if not kept:
                 dropped = tags
         elif tags:
             made, lost = [], []
-            for ref, found in sorted(zip(tags, tag_rules, strict=True), key=_by_reference):
+            rules = tag_rules[first : first + len(tags)]
+            for ref, found in sorted(zip(tags, rules, strict=True), key=_by_reference):
                 decision = self._tag_decision(image, ref, found, age)
                 made.append(decision)
                 if not decision.kept:

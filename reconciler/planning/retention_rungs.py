@@ -129,7 +129,11 @@ class RetentionContext:
 
     def _declared_reference(self, image: ImageRecord) -> str | None:
         declared = self.declared
-        for ref in image.tags + image.digests:
+        # Two loops, not one over tags + digests: that tuple would be one more object per image.
+        for ref in image.tags:
+            if ref.canonical() in declared:
+                return ref.familiar()
+        for ref in image.digests:
             if ref.canonical() in declared:
                 return ref.familiar()
         return image.short_id if image.id in declared else None
