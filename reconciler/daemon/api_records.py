@@ -15,12 +15,14 @@ from reconciler.model.reference import InvalidReference, Reference, parse_refere
 
 _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
 
+
 def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
     """One entry of ``GET /images/json`` as an ImageRecord (untagged forms normalised)."""
     shared = raw.get("SharedSize")
     # Podman 4.3 lists an image pulled by digest with that digest reference in RepoTags too.
     listed = parse_refs(raw.get("RepoTags"))
-    return ImageRecord(
+    labels = raw.get("Labels")
+    return _listed_record(
         id=str(raw["Id"]),
         tags=tuple(ref for ref in listed if ref.tag is not None),
         digests=_digests(parse_refs(raw.get("RepoDigests")), listed),
@@ -28,8 +30,17 @@ def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
         size=int(raw.get("Size") or 0),
         shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
         parent_id=str(raw.get("ParentId") or ""),
-        labels=_labels(raw.get("Labels")),
+        labels=_labels(labels) if labels else (),
     )
+
+
+def _listed_record(**fields: Any) -> ImageRecord:
+    """``ImageRecord(**fields)`` for a listed image, made in one step: the frozen dataclass's
+    ``__init__`` sets each of its eight fields through ``object.__setattr__``, a sixth of a record's
+    cost on a host of 11,000 images. ``fields`` names every field."""
+    record = object.__new__(ImageRecord)
+    record.__dict__.update(fields)
+    return record
 
 
 def _digests(repo_digests: tuple[Reference, ...], listed: tuple[Reference, ...]) -> tuple[Reference, ...]:

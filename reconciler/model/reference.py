@@ -67,7 +67,7 @@ _PATH_COMPONENT_RE = re.compile(_PATH_COMPONENT, re.ASCII)
 _TAG_RE = re.compile(_TAG, re.ASCII)
 _DIGEST_RE = re.compile(_DIGEST, re.ASCII)
 _IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}", re.ASCII)
-_TAGGED_REMAINDER_RE = re.compile(rf"({_REMOTE_NAME}):({_TAG})", re.ASCII)
+_REMOTE_NAME_RE = re.compile(_REMOTE_NAME, re.ASCII)
 
 # The algorithms Docker registers with go-digest, and their hex lengths.
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -152,7 +152,7 @@ class Reference:
         """The same repository with this tag and no digest."""
         if not is_valid_tag(tag):
             raise InvalidReference(f"{_show(tag)} is not a valid tag: {_TAG_RULE}.")
-        return _checked(self.domain, self.path, tag, None)
+        return _checked_tagged(self.name, self.domain, self.path, tag)
 
     def with_digest(self, digest: str) -> Reference:
         """The same repository with this digest and no tag."""
@@ -193,41 +193,60 @@ def parse_reference(text: str) -> Reference:
 
 @functools.lru_cache(maxsize=65_536)
 def _parse_text(text: str) -> Reference:
-    return _checked(*(_tagged_name_fields(text) or _parse_fields(text)))
+    tagged = _tagged_name_fields(text)
+    if tagged is None:
+        return _checked(*_parse_fields(text))
+    domain, path, tag, _ = tagged
+    return _checked_tagged(f"{domain}/{path}", domain, path, tag)
 
 
 def _tagged_name_fields(text: str) -> tuple[str, str, str, None] | None:
     """The fields of text in the shape a daemon lists its tags in (``registry/path:tag``, or
-    ``path:tag`` on Docker Hub), read with two matches; None for any other shape, left to
-    :func:`_parse_fields`, which gives the same fields for every text this accepts."""
-    first, slash, rest = text.partition("/")
+    ``path:tag`` on Docker Hub), its name checked once per repository; None for any other shape,
+    left to :func:`_parse_fields`, which gives the same fields for every text this accepts."""
+    name, colon, tag = text.rpartition(":")
+    if not colon or "/" in tag or _TAG_RE.fullmatch(tag) is None:
+        return None
+    repository = _tagged_name(name)
+    if repository is None or ("/" not in name and _DIGEST_RE.fullmatch(text) is not None):
+        return None  # the second: a digest alone (sha256:<hex>), which the full parser refuses
+    return repository[0], repository[1], tag, None
+
+
+@functools.lru_cache(maxsize=4_096)
+def _tagged_name(name: str) -> tuple[str, str] | None:
+    """(domain, path) of the name of a :func:`_tagged_name_fields` text; None for any other shape."""
+    first, slash, rest = name.partition("/")
     if slash and _looks_like_domain(first):
         if first in (DEFAULT_DOMAIN, _LEGACY_DOMAIN) or _DOMAIN_RE.fullmatch(first) is None:
             return None
-        domain, remainder = first, rest
-    elif not slash and _DIGEST_RE.fullmatch(text) is not None:
-        return None  # a digest alone: refused by the full parser
+        domain, path = first, rest
     else:
-        domain, remainder = DEFAULT_DOMAIN, text
-    match = _TAGGED_REMAINDER_RE.fullmatch(remainder)
-    if match is None:
+        domain, path = DEFAULT_DOMAIN, name
+    if _REMOTE_NAME_RE.fullmatch(path) is None:
         return None
-    path, tag = match.group(1, 2)
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = _OFFICIAL_PREFIX + path
     if len(domain) + 1 + len(path) > NAME_MAX_LENGTH:
         return None
-    return domain, path, tag, None
+    return domain, path
 
 
 def _checked(domain: str, path: str, tag: str | None, digest: str | None) -> Reference:
     """A Reference of fields already known valid and normalised (parsed, or a valid repository with a
     valid tag), made without parsing them a second time as the public constructor does."""
     ref = object.__new__(Reference)
-    object.__setattr__(ref, "domain", domain)
-    object.__setattr__(ref, "path", path)
-    object.__setattr__(ref, "tag", tag)
-    object.__setattr__(ref, "digest", digest)
+    ref.__dict__.update(domain=domain, path=path, tag=tag, digest=digest)
+    return ref
+
+
+def _checked_tagged(name: str, domain: str, path: str, tag: str) -> Reference:
+    """:func:`_checked` of ``name:tag`` (``name`` is the repository's full name), its canonical form
+    made with it: the daemon lists thousands of tags, and a plan asks each for its canonical form."""
+    ref = object.__new__(Reference)
+    ref.__dict__.update(
+        domain=domain, path=path, tag=tag, digest=None, name=name, _canonical=f"{name}:{tag}"
+    )
     return ref
 
 
