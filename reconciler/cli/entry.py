@@ -34,6 +34,9 @@ def reads_early(args: Sequence[str]) -> bool:
 
 
 def main() -> None:
+    from reconciler.cli.collector import tune_collector
+
+    tune_collector()  # before the imports: they make thousands of objects the collector need not walk
     if reads_early(sys.argv[1:]):
         from reconciler.execution.defaults import DEFAULT_HOST_TIMEOUT
         from reconciler.flows.prefetch import start_early

@@ -49,6 +49,9 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
     def connected() -> DockerEngine:
         return connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
 
+    if options.prefetch is not None:
+        # The manifest's own index is made while the daemon answers the reads, not after them.
+        _ = manifest.declared
     host = options.prefetch.host(connected) if options.prefetch is not None else connected()
     now = epoch_now()
     facts = read_host_facts(

@@ -241,16 +241,14 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: DeclaredRefe
     absent = {spec.repository.name for spec in manifest.absent()}
     pruned = {spec.repository.name for spec in manifest.present()} if manifest.prune.unlisted_tags else set()
     drops: dict[str, set[str]] = {}
+    claimed, dropping = claims.tags, absent | pruned
     for image in inventory.images:
         for tag in image.tags:
-            if tag.canonical() in claims.tags:
-                continue
-            if tag.name in absent or tag.name in pruned:
+            if tag.canonical() not in claimed and tag.name in dropping:
                 drops.setdefault(image.id, set()).add(tag.canonical())
         # A repository's digest references go with its last tag; only those of repositories the
         # image carries no tag of need a step of their own.
-        tagged = {tag.name for tag in image.tags}
-        if tagged:
+        if absent and image.digests and (tagged := {tag.name for tag in image.tags}):
             for ref in image.digests:
                 if ref.name in absent and ref.name not in tagged and ref.canonical() not in claims.pins:
                     drops.setdefault(image.id, set()).add(ref.canonical())
@@ -338,9 +336,12 @@ def _dangling_steps(
     """
     steps: list[Step] = []
     parents = {image.parent_id for image in inventory.images if image.parent_id}
+    no_change: set[str] = set()
     for image in inventory.images:
-        dropped = drops.get(image.id, set())
-        left = {t.canonical() for t in image.tags} - moved_away.get(image.id, set()) - dropped
+        if image.tags and image.id not in drops and image.id not in moved_away:
+            continue  # the common case on a large host: it keeps every tag it has
+        dropped = drops.get(image.id, no_change)
+        left = {t.canonical() for t in image.tags} - moved_away.get(image.id, no_change) - dropped
         # An image others are built on is no dangling image to `docker image prune` either.
         if left or _holds_pin(image, claims) or inventory.users_of(image.id) or image.id in parents or image.id in held:
             continue
