@@ -18,8 +18,11 @@ from reconciler.daemon.host import ImageDetails
 from reconciler.model.inventory import ImageRecord
 from reconciler.model.reference import InvalidReference, reference_key
 
-BATCH_STEPS = 100  # destructive steps one image list serves at most
-BATCH_SECONDS = 2.0  # and for at most this long
+# Destructive steps one image list serves at most, and for at most this long. The time bounds what
+# a list may miss; each list costs dockerd about a tenth of a second per 1,000 images, taken from
+# the deletes it serves beside it, so at a few hundred deletes a second it is the time that ends a batch.
+BATCH_STEPS = 400
+BATCH_SECONDS = 2.0
 
 
 @dataclass
