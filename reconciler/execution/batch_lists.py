@@ -67,6 +67,17 @@ class BatchLists:
             if fresh is not None:
                 return images
 
+    def take(self, images: Iterable[ImageRecord], read_at: float) -> bool:
+        """Keep ``images``, listed at ``read_at`` (monotonic seconds), as the current list when it
+        still serves and none is kept or being read (the plan's own list, for the first batch);
+        whether it was taken."""
+        snapshot = ImageSnapshot(images, read_at)
+        with self._cond:
+            if self._snapshot is not None or self._reading or not snapshot.serves(time.monotonic()):
+                return False
+            self._snapshot = snapshot
+            return True
+
     def deleted(self, name: str, removed_ids: Iterable[str]) -> None:
         """The run deleted ``name``, and the daemon said these images went with it."""
         removed = tuple(removed_ids)

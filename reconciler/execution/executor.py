@@ -46,7 +46,7 @@ from reconciler.execution.step_errors import (
     StepStale,
     daemon_lost,
 )
-from reconciler.model.inventory import ContainerRecord, short_id
+from reconciler.model.inventory import ContainerRecord, Inventory, short_id
 from reconciler.model.plan import Action, Plan, Step
 from reconciler.model.reference import parse_reference, reference_key
 from reconciler.model.report import Outcome, Report, StepResult
@@ -93,6 +93,7 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             None  # (read at, containers)
         )
         self._lists = BatchLists()  # the image list each batch of destructive steps checks against
+        self._first_list = None
         self._failed_refs: Mapping[
             str, bool
         ] = {}  # refs whose pull or tag failed -> only rate-limited
@@ -120,6 +121,7 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         plan: Plan,
         on_result: StepCallback | None = None,
         measure: Callable[[], int] | None = None,
+        planned: Inventory | None = None,
     ) -> Report:
         """Run every step of ``plan`` and report each outcome, in plan order.
 
@@ -127,7 +129,9 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         untags and removes ``removal_workers`` at a time (the steps of one image in order, an
         image after those built on it), reported in plan order. ``measure`` (the bytes of all image layers) is read
         just before the first removal and after the last, so the report can say what the
-        removals really freed, pulls left out.
+        removals really freed, pulls left out. ``planned``: the inventory the plan was made from;
+        when no step ran before the first untag or removal, its lists (read at most BATCH_SECONDS
+        before) serve the first batch's checks and its ``layers_size`` is the figure before.
         """
         stale = self._stale_pulls(plan) if self.refuse_stale else {}
         pulled = self._run_pulls(
@@ -144,6 +148,8 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
         }
         results: list[StepResult] = []
         before: int | None = None
+        removing = False  # an untag or removal has started
+        taken = False  # and the first took the plan's reads
         lost: StepResult | None = None  # the first step that found the daemon gone
 
         def record(result: StepResult) -> None:
@@ -163,16 +169,26 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             if on_result:
                 on_result(result)
 
+        def start_removals(removes: bool) -> None:
+            """Before an untag or removal: at the first, the plan's reads are taken for the first
+            batch when no step ran before; before the first removal, the layer bytes are measured,
+            or taken from the plan's reads when those were (untags in between free no layer)."""
+            nonlocal removing, taken, before, measure
+            if not removing:
+                removing = True
+                taken = not results and planned is not None and self._take_plan_reads(planned)
+            if removes and measure and before is None:
+                before = _measured(measure, planned if taken else None)
+                if before is None:
+                    measure = None  # no figure before, none after: the removals still run
+
         steps = plan.steps
         position = 0
         while position < len(steps):
             step = steps[position]
             segment = self._removal_segment(steps, position)
             if lost is None and not self._interrupted and segment:
-                if measure and before is None and _removes(segment):
-                    before = _measured(measure)
-                    if before is None:
-                        measure = None  # no figure before, none after: the removals still run
+                start_removals(_removes(segment))
                 self._run_segment(segment, failed_refs, record)
                 position += len(segment)
                 continue
@@ -183,10 +199,8 @@ class Executor(PullSteps, RemovalGates, RemovalSteps, StaleChecks):
             elif self._interrupted and not done_before:
                 result = StepResult(step, Outcome.SKIPPED, f"not done: {self._interrupted}")
             else:
-                if measure and before is None and step.action is Action.REMOVE and not step.blocked:
-                    before = _measured(measure)
-                    if before is None:
-                        measure = None  # no figure before, none after: the removals still run
+                if step.action in (Action.UNTAG, Action.REMOVE) and not step.blocked:
+                    start_removals(step.action is Action.REMOVE)
                 result = stale.get(step) or pulled.get(step) or self._run(step, failed_refs)
             record(result)
         freed = None if lost else _measured_freed(results, before, measure)
@@ -404,14 +418,18 @@ def _signal_name(number: int | None) -> str:
         return f"signal {number}"
 
 
-def _measured(measure: Callable[[], int]) -> int | None:
+def _measured(measure: Callable[[], int], planned: Inventory | None = None) -> int | None:
     """The bytes of all image layers before the removals; None when the daemon would not say (gone,
     or a ``/system/df`` busy for the whole deadline), or says 0 with images to remove (a daemon that
-    cannot size its layers: "freed 0 B" would be wrong)."""
-    try:
-        found = measure()
-    except (DaemonRefused, DaemonUnavailable):
-        return None
+    cannot size its layers: "freed 0 B" would be wrong). ``planned``: the plan's inventory, whose
+    reads the first batch took: the figure read with them, when there is one."""
+    if planned is not None and planned.layers_size is not None:
+        found = planned.layers_size
+    else:
+        try:
+            found = measure()
+        except (DaemonRefused, DaemonUnavailable):
+            return None
     return found if found > 0 else None
 
 

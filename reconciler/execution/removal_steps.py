@@ -20,7 +20,7 @@ from reconciler.execution.image_rules import (
 )
 from reconciler.execution.removal_gates import CONTAINERS_FRESH_FOR
 from reconciler.execution.step_errors import StepFailed, StepSkipped
-from reconciler.model.inventory import ContainerRecord, ImageRecord, short_id
+from reconciler.model.inventory import ContainerRecord, ImageRecord, Inventory, short_id
 from reconciler.model.plan import Step
 from reconciler.model.reference import parse_reference, reference_key
 from reconciler.model.report import Outcome, StepResult
@@ -40,6 +40,7 @@ class RemovalSteps:
     _dropping: dict[str, set[str]]  # image id -> references the plan untags or removes
     _removed: set[str]  # images a runnable removal of the plan deletes
     _untagged: dict[str, list[str]]  # image id -> references its removal untagged so far
+    _first_list: tuple[ImageRecord, ...] | None  # the plan's own image list, taken for the first batch
 
     def _containers_using(self, image_id: str) -> list[str]:
         raise NotImplementedError
@@ -221,8 +222,23 @@ class RemovalSteps:
         return self._lists.look(name, self._read_lists)
 
     def _read_first_list(self) -> tuple[ImageRecord, ...]:
-        """The image list the first batch of steps checks against."""
+        """The image list the first batch of steps checks against: the plan's own, when taken."""
+        if self._first_list is not None:
+            images, self._first_list = self._first_list, None
+            return images
         return self._lists.read_now(self._read_lists)
+
+    def _take_plan_reads(self, planned: Inventory) -> bool:
+        """Take the lists the plan was made from as the first batch's, when this process read them
+        at most BATCH_SECONDS ago (the caller knows no step ran since): the same two reads again
+        would tell the checks nothing new. Whether they were taken."""
+        listed_at = planned.listed_at
+        if listed_at is None or not self._lists.take(planned.images, listed_at):
+            return False
+        self._first_list = planned.images
+        if self._containers is None:
+            self._containers = (listed_at, planned.containers)
+        return True
 
     def _read_lists(self) -> tuple[ImageRecord, ...]:
         """The images, on the calling worker's connection (and the containers, when not fresh)."""

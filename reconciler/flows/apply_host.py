@@ -157,6 +157,7 @@ def _apply_locked(
     auth = load_registry_auth(os.environ)
     now = epoch_now()
     facts: HostFacts | None = None
+    planned: Inventory | None = None  # what the plan was made from: the first removals take its reads
     if manifest is None:
         assert saved is not None
         plan = saved  # exactly as saved: nothing is recomputed
@@ -166,7 +167,7 @@ def _apply_locked(
         if facts.event_gap is not None:
             options.warn(facts.event_gap)
         decided = decide(manifest, facts, now, max_removals=options.max_removals)
-        plan, _ = size_plan(host, facts, decided.plan, options.state_dir)
+        plan, planned = size_plan(host, facts, decided.plan, options.state_dir)
         refusal = decided.refusal
     if refusal is not None and not options.allow_large_removal:
         return ApplyOutcome(host.address, plan, LargeRemovalRefused.exit_code, refusal=refusal)
@@ -206,7 +207,12 @@ def _apply_locked(
         on_output=listener.build_output,
     )
     try:
-        report = executor.apply(plan, on_result=result, measure=lambda: cached_disk_usage(host, options.state_dir).layers_size)
+        report = executor.apply(
+            plan,
+            on_result=result,
+            measure=lambda: cached_disk_usage(host, options.state_dir).layers_size,
+            planned=planned,
+        )
     finally:
         listener.finished()
     if facts is not None:

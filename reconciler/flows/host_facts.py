@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,7 @@ def read_inventory(
     With a manifest, a container whose image name the list gives as an id (the name it was created
     from points elsewhere now) is asked what that name was: the stale-container report needs it.
     """
+    listed_at = time.monotonic() if prefetched is None else None
     containers = prefetched.list_containers(host) if prefetched is not None else host.list_containers()
     if manifest is not None:
         containers = creation_names(host, containers)
@@ -151,6 +153,7 @@ def read_inventory(
         containers=containers,
         remote_digests=read_remote_digests(host, manifest, auth) if manifest else {},
         host=host.address,
+        listed_at=listed_at,
     )
 
 
@@ -184,7 +187,8 @@ def read_remote_digests(
 
 def with_shared_sizes(host: DockerHost, inventory: Inventory, state_dir: Path | None = None) -> Inventory:
     """``inventory`` with each image's shared bytes from one ``/system/df``, so unique sizes are known."""
-    return inventory.with_shared_sizes(cached_disk_usage(host, state_dir).shared_sizes)
+    usage = cached_disk_usage(host, state_dir)
+    return inventory.with_shared_sizes(usage.shared_sizes, usage.layers_size)
 
 
 def cached_disk_usage(host: DockerHost, state_dir: Path | None) -> DiskUsageReport:
@@ -222,7 +226,7 @@ def read_disk_usage(
     if budget.max_total is not None:
         _check_layers_measured(host.address, usage.layers_size, inventory)
     disk = DiskUsage(filesystem_size, filesystem_used, usage.layers_size)
-    return disk, inventory.with_shared_sizes(usage.shared_sizes)
+    return disk, inventory.with_shared_sizes(usage.shared_sizes, usage.layers_size)
 
 
 def _check_layers_measured(address: str, layers_size: int, inventory: Inventory) -> None:

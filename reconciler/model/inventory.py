@@ -116,6 +116,11 @@ class Inventory:
     # Registry digests of tags whose policy is ``pull: always``, keyed by canonical reference.
     remote_digests: Mapping[str, str] = field(default_factory=dict)
     host: str = ""
+    # When the lists were asked for (time.monotonic(); None: not read by this process), and the bytes
+    # of all image layers from the /system/df that gave the shared sizes (None: not read). An apply's
+    # first removals take them instead of reading the same again (execution/executor).
+    listed_at: float | None = field(default=None, compare=False)
+    layers_size: int | None = field(default=None, compare=False)
 
     @cached_property
     def image_by_tag(self) -> dict[str, ImageRecord]:
@@ -138,15 +143,16 @@ class Inventory:
             users.setdefault(container.image_id, []).append(container)
         return {image_id: tuple(sorted(found, key=lambda c: c.name)) for image_id, found in users.items()}
 
-    def with_shared_sizes(self, shared: Mapping[str, int]) -> Inventory:
-        """This inventory with each image's shared bytes from ``shared`` (by id; -1: unknown)."""
+    def with_shared_sizes(self, shared: Mapping[str, int], layers_size: int | None = None) -> Inventory:
+        """This inventory with each image's shared bytes from ``shared`` (by id; -1: unknown), and the
+        bytes of all image layers from the same answer."""
         images = tuple(
             dataclasses.replace(image, shared_size=shared[image.id])
             if shared.get(image.id, -1) >= 0
             else image
             for image in self.images
         )
-        return dataclasses.replace(self, images=images)
+        return dataclasses.replace(self, images=images, layers_size=layers_size)
 
     def depth_of(self, image_id: str) -> int:
         """How many listed images this one is built on: children sort after their parents."""

@@ -73,7 +73,8 @@ def test_disk_usage_requests_of_other_clients_do_not_fail_an_apply(
     tmp_manifest: ManifestWriter,
     api: APIClient,
 ) -> None:
-    # An apply that removes reads /system/df three times: sizing the plan, before and after the removals.
+    # An apply that removes reads /system/df twice: sizing the plan (its figure is the one before the
+    # removals, which follow at once) and after the removals.
     manifest = tmp_manifest(f"""
         version: 1
         images:
