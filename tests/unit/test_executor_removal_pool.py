@@ -10,6 +10,7 @@ import time
 import pytest
 
 from reconciler.daemon.host import DaemonRefused
+from reconciler.execution import image_snapshot
 from reconciler.execution.batch_lists import BatchLists
 from reconciler.execution.executor import Executor
 from reconciler.execution.interrupt import Interrupt
@@ -263,7 +264,8 @@ def test_a_list_read_before_the_daemon_refused_a_step_is_not_kept() -> None:
         assert release.wait(5)
         return (record,)
 
-    for _ in range(75):  # three quarters of a batch served: the next look reads the next list
+    # Three quarters of a batch served: the next look reads the next list.
+    for _ in range(image_snapshot.BATCH_STEPS * 3 // 4):
         lists.look("reg.local/app:1", slow_read)
     reader = threading.Thread(target=lists.look, args=("reg.local/app:1", slow_read))
     reader.start()
