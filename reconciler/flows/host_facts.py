@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ def read_host_facts(
     # The usage state: only retention:, --explain and apply read and learn it.
     from reconciler.state.usage_store import read_usage
 
+    ahead = None
+    if manifest.retention is not None and manifest.retention.disk is None:
+        ahead = DiskUsageAhead(host, state_dir)  # sizes the removals; asked while the rest is read and decided
     stored = read_usage(state_dir, host.address)
     learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
@@ -93,7 +97,42 @@ def read_host_facts(
         holds=holds,
         build_cache=cache,
         local=local,
+        disk_usage_ahead=ahead,
     )
+
+
+class DiskUsageAhead:
+    """:func:`cached_disk_usage` of a host, asked on a session of its own from now on; calling the
+    instance waits for the answer, or raises the read's error there. A plan that removes nothing
+    never calls it: the answer is dropped, and the thread ends with its read."""
+
+    def __init__(self, host: DockerHost, state_dir: Path | None) -> None:
+        self._answered = threading.Event()
+        self._usage: DiskUsageReport | None = None
+        self._error: BaseException | None = None
+        thread = threading.Thread(
+            target=self._read, args=(host, state_dir), name="reconcile-disk-usage", daemon=True
+        )
+        thread.start()
+
+    def _read(self, host: DockerHost, state_dir: Path | None) -> None:
+        try:
+            session = host.session()
+            try:
+                self._usage = cached_disk_usage(session, state_dir)
+            finally:
+                session.close()
+        except BaseException as exc:  # raised where the answer is taken
+            self._error = exc
+        finally:
+            self._answered.set()
+
+    def __call__(self) -> DiskUsageReport:
+        self._answered.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._usage is not None
+        return self._usage
 
 
 @dataclass(frozen=True)
@@ -185,9 +224,15 @@ def read_remote_digests(
     return {ref.canonical(): digest for ref, digest in zip(refs, found, strict=True) if digest}
 
 
-def with_shared_sizes(host: DockerHost, inventory: Inventory, state_dir: Path | None = None) -> Inventory:
-    """``inventory`` with each image's shared bytes from one ``/system/df``, so unique sizes are known."""
-    usage = cached_disk_usage(host, state_dir)
+def with_shared_sizes(
+    host: DockerHost,
+    inventory: Inventory,
+    state_dir: Path | None = None,
+    ahead: Callable[[], DiskUsageReport] | None = None,
+) -> Inventory:
+    """``inventory`` with each image's shared bytes from one ``/system/df`` (``ahead``'s answer, when
+    it was asked already), so unique sizes are known."""
+    usage = ahead() if ahead is not None else cached_disk_usage(host, state_dir)
     return inventory.with_shared_sizes(usage.shared_sizes, usage.layers_size)
 
 

@@ -40,7 +40,7 @@ def size_plan(host: DockerHost, facts: HostFacts, plan: Plan, state_dir: Path | 
     from reconciler.planning.sizing import sized_plan
 
     if not facts.sizes_read:
-        inventory = with_shared_sizes(host, inventory, state_dir)
+        inventory = with_shared_sizes(host, inventory, state_dir, facts.disk_usage_ahead)
     removed = removed_images(plan)
     freed = read_freed_bytes(host, inventory, removed, state_dir) if removed else None
     return sized_plan(plan, inventory, freed), inventory

@@ -9,6 +9,9 @@ from reconciler.model.holds import Hold
 from reconciler.model.inventory import Inventory
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from reconciler.daemon.host import DiskUsageReport
     from reconciler.model.build_cache import BuildCacheRecord
     from reconciler.model.build_inputs import LocalFacts
     from reconciler.model.usage import EventMark, UsageFacts, UsageState
@@ -39,3 +42,6 @@ class HostFacts:
     build_cache: tuple[BuildCacheRecord, ...] | None = None  # read only for a ``build_cache:`` section
     # The inputs of built and loaded images, read from local files; None: no entry is built or loaded.
     local: LocalFacts | None = None
+    # The /system/df a retention plan's removals are sized with, asked while the plan is decided
+    # (dockerd takes about a tenth of a second per 1,000 images); calling it waits for the answer.
+    disk_usage_ahead: Callable[[], DiskUsageReport] | None = None
