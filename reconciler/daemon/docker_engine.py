@@ -359,10 +359,9 @@ class DockerEngine:
             api.tag(image_id, repository, tag)
 
     def delete(self, reference: str) -> tuple[str, ...]:
-        api = self._client()
         with self._call(f"DELETE /images/{reference}"):
             # Never forced: force deletes images that stopped containers still need.
-            answer = api.remove_image(reference, force=False, noprune=False)
+            answer = self._reads.remove_image(reference)
         return tuple(str(item["Deleted"]) for item in answer or () if item.get("Deleted"))
 
     def pull(

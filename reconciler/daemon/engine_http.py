@@ -105,6 +105,14 @@ class HttpUnreachable(EngineHttpError):
         self.timed_out = timed_out
 
 
+class _NotSent(Exception):
+    """The connection was found closed while the request was written: the daemon did not read it."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__(HOST_HEADER, timeout=timeout)
@@ -152,17 +160,32 @@ class EngineHttp:
         """The body of a 2xx answer to ``GET path``; each socket read waits at most ``timeout``.
 
         A kept-alive connection the daemon closed meanwhile is opened again once: a GET is safe to repeat."""
+        return self._request("GET", path, timeout, params, headers)
+
+    def delete_json(self, path: str, timeout: float, params: Mapping[str, str]) -> Any:
+        """``DELETE path``'s answer decoded. Sent again on a new connection only when the kept-alive
+        one was found closed while the request was written: a delete the daemon may have read is
+        not repeated (the reference could point elsewhere by then)."""
+        body = self._request("DELETE", path, timeout, params)
+        try:
+            return json.loads(body) if body.strip() else None
+        except ValueError as exc:
+            raise HttpUnreachable(f"the answer to DELETE {path} is not JSON ({exc})", exc) from None
+
+    def _request(self, method: str, path: str, timeout: float, params: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> bytes:
         target = quote(path, safe="/:@") + (f"?{urlencode(params)}" if params else "")
         for attempt in (1, 2):
             reused = self._connection is not None
             try:
-                status, body = self._exchange(target, timeout, dict(headers or {}))
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                status, body = self._exchange(method, target, timeout, dict(headers or {}))
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, _NotSent) as exc:
                 self.close()
-                if reused and attempt == 1:
+                if reused and attempt == 1 and (method == "GET" or isinstance(exc, _NotSent)):
                     continue
-                raise HttpUnreachable(f"the connection closed before an answer ({exc or type(exc).__name__})",
-                                      exc) from None
+                cause = exc.cause if isinstance(exc, _NotSent) else exc
+                raise HttpUnreachable(f"the connection closed before an answer ({cause or type(cause).__name__})",
+                                      cause) from None
             except TimeoutError as exc:
                 self.close()
                 raise HttpUnreachable(f"no answer within {timeout:g}s (read timed out)", exc, timed_out=True) from None
@@ -174,7 +197,7 @@ class EngineHttp:
             return body
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _exchange(self, target: str, timeout: float, headers: dict[str, str]) -> tuple[int, bytes]:
+    def _exchange(self, method: str, target: str, timeout: float, headers: dict[str, str]) -> tuple[int, bytes]:
         connection = self._open(timeout)
         if connection.sock is None:
             try:
@@ -184,7 +207,10 @@ class EngineHttp:
                 raise HttpUnreachable(f"no connection within {connection.timeout:g}s", timed_out=True) from None
         assert connection.sock is not None
         connection.sock.settimeout(timeout)
-        connection.request("GET", target, headers=headers)
+        try:
+            connection.request(method, target, headers=headers)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _NotSent(exc) from exc
         response = connection.getresponse()
         body = response.read()
         if response.will_close:

@@ -1,4 +1,4 @@
-"""The Engine API reads a plan makes, in docker-py's shape, over either transport.
+"""The Engine API reads a plan makes, and an image delete, in docker-py's shape, over either transport.
 
 :class:`HttpReads` speaks them with :mod:`reconciler.daemon.engine_http` (no docker-py to
 import); :class:`ClientReads` lends them to a docker-py ``APIClient`` (ssh://, which docker-py
@@ -35,6 +35,10 @@ class EngineReads(Protocol):
     def history(self, image: str) -> Any: ...
 
     def df(self) -> Any: ...
+
+    def remove_image(self, image: str) -> Any:
+        """``DELETE /images/{image}``, never forced: the one write made here, a removal's every step."""
+        ...
 
     def get_json(self, path: str, headers: Mapping[str, str] | None = None, *, versioned: bool = True) -> Any:
         """``GET path`` (under ``/v<api>`` unless ``versioned`` is False), decoded."""
@@ -81,6 +85,10 @@ class HttpReads:
 
     def df(self) -> Any:
         return self._get("/system/df")
+
+    def remove_image(self, image: str) -> Any:
+        params = {"force": "false", "noprune": "false"}
+        return self.http.delete_json(f"/v{self.api_version}/images/{image}", self.timeout, params)
 
     def get_json(self, path: str, headers: Mapping[str, str] | None = None, *, versioned: bool = True) -> Any:
         full = f"/v{self.api_version}{path}" if versioned else path
@@ -130,6 +138,9 @@ class ClientReads:
 
     def df(self) -> Any:
         return self.client.df()
+
+    def remove_image(self, image: str) -> Any:
+        return self.client.remove_image(image, force=False, noprune=False)
 
     def get_json(self, path: str, headers: Mapping[str, str] | None = None, *, versioned: bool = True) -> Any:
         url = f"{self.client.base_url}/v{self.client.api_version}{path}" if versioned else f"{self.client.base_url}{path}"

@@ -40,7 +40,7 @@ def send(handler: BaseHTTPRequestHandler, status: int, answer: object, *, close:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Callable[[Answer], str]]:
-    """Start a unix socket whose every GET ``answer`` handles; its address."""
+    """Start a unix socket whose every GET and DELETE ``answer`` handles; its address."""
     servers: list[_Server] = []
 
     def start(answer: Answer) -> str:
@@ -55,6 +55,8 @@ def daemon(tmp_path: Path) -> Iterator[Callable[[Answer], str]]:
 
             def do_GET(self) -> None:
                 answer(self, self.path.partition("?")[0])
+
+            do_DELETE = do_GET  # the answer tells them apart by handler.command
 
         path = tmp_path / f"d{len(servers)}.sock"
         server = _Server(str(path), Handler)
@@ -146,6 +148,49 @@ def test_a_connection_the_daemon_closed_is_opened_again_and_calls_are_few(daemon
     assert engine.list_containers() == ()
     assert engine.list_images()[0].id == "sha256:" + "b" * 64
     assert asked == ["/version", "/v1.41/images/json", "/v1.41/containers/json", "/v1.41/images/json"]
+
+
+def test_a_delete_is_unforced_on_the_reads_connection_and_its_answer_is_the_deleted_ids(
+    daemon: Callable[[Answer], str],
+) -> None:
+    asked: list[str] = []
+
+    def answer(handler: BaseHTTPRequestHandler, path: str) -> None:
+        asked.append(f"{handler.command} {handler.path}")
+        if path == "/version":
+            send(handler, 200, VERSION)
+        elif path == "/v1.41/images/reg.local:5000/app:busy":
+            send(handler, 409, {"message": "conflict: image is being used by running container c1"})
+        else:
+            send(handler, 200, [{"Untagged": "reg.local:5000/app:1"}, {"Deleted": "sha256:" + "c" * 64}])
+
+    address = daemon(answer)
+    engine = DockerEngine.connect(address, {"base_url": address})
+    assert engine.delete("reg.local:5000/app:1") == ("sha256:" + "c" * 64,)
+    with pytest.raises(ImageConflict, match="being used by running container"):
+        engine.delete("reg.local:5000/app:busy")
+    assert asked[1] == "DELETE /v1.41/images/reg.local:5000/app:1?force=false&noprune=false"
+
+
+def test_a_delete_the_daemon_may_have_read_is_not_sent_again(daemon: Callable[[Answer], str]) -> None:
+    asked: list[str] = []
+
+    def answer(handler: BaseHTTPRequestHandler, path: str) -> None:
+        asked.append(f"{handler.command} {path}")
+        if handler.command == "DELETE":
+            handler.close_connection = True  # read it, then went away without an answer
+        elif path == "/version":
+            send(handler, 200, VERSION)
+        else:
+            send(handler, 200, [])
+
+    address = daemon(answer)
+    engine = DockerEngine.connect(address, {"base_url": address})
+    assert engine.list_containers() == ()  # the connection is a kept-alive one now
+    with pytest.raises(DaemonUnavailable, match="closed before an answer"):
+        engine.delete("reg.local/app:1")
+    assert asked.count("DELETE /v1.41/images/reg.local/app:1") == 1
+    assert engine.list_containers() == ()  # a GET still finds a new connection
 
 
 def test_addresses_reach_the_endpoint_docker_py_would() -> None:
