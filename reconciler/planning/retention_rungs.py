@@ -17,10 +17,18 @@ from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, RetentionSpec, Rule
 from reconciler.model.reference import Reference
 from reconciler.model.units import format_age, format_duration
-from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons, counted_bytes
+from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons
 from reconciler.planning.globs import ProtectPatterns, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
-from reconciler.planning.retention_verdicts import REMOVING, Decision, Fate, Rung, Verdict
+from reconciler.planning.retention_verdicts import (
+    REMOVING,
+    Decision,
+    Fate,
+    Rung,
+    Verdict,
+    new_decision,
+    new_verdict,
+)
 
 # --- rungs 1-4 -------------------------------------------------------------------
 
@@ -152,7 +160,9 @@ class CompiledRule:
         self.exclude = _regex(rule.select.tags.exclude)
         self.keep_tags = _regex(rule.keep_tags)
         self.labels = rule.select.labels
-        self.selects_every_tag = self.include is None and self.exclude is None and self.labels is None
+        self.selects_every_tag = (
+            self.include is None and self.exclude is None and self.labels is None
+        )
         # Said in every decision the rule makes: worded once.
         self.label_text = describe_selector(self.labels) if self.labels is not None else None
         self.keep_within_text = _duration_text(rule.keep_within)
@@ -217,8 +227,11 @@ def evict(
     the order they go, with the budget's figures."""
     freed, remaining = 0, []
     for image in candidates:
-        if verdicts[image.id].outcome in REMOVING:
-            freed += counted_bytes(image)
+        verdict = verdicts[image.id]
+        if verdict.outcome in REMOVING:
+            # counted_bytes, from the unique size the verdict read
+            unique = verdict.freed_bytes
+            freed += image.size if unique is None else unique
         else:
             remaining.append(image)
     images_size, used = disk.images_size - freed, disk.filesystem_used - freed
@@ -242,27 +255,15 @@ def evict(
     for image in remaining if over(budget.high) else ():
         if not over(budget.low):
             break
-        # Positional, as in the rules' decisions; the one after age is last_used.
-        decision = Decision(
-            image.short_id,
-            False,
-            _DISK,
-            reasons.reason(images_size, used),
-            None,
-            None,
-            context.now - image.created,
-            last_used.get(image.id),
-        )
+        # The one after age is last_used.
+        decision = new_decision(
+            (image.short_id, False, _DISK, reasons.reason(images_size, used), None, None,
+             context.now - image.created, last_used.get(image.id), (), None, None, None)
+        )  # fmt: skip
         unique = image.unique_size
-        # Positional: the untag list, freed_bytes, the place in the eviction order.
-        evicted[image.id] = Verdict(
-            image.id,
-            _EVICT,
-            (*verdicts[image.id].decisions, decision),
-            (),
-            unique,
-            len(evicted) + 1,
-        )
+        # After the decisions: the untag list, freed_bytes, the place in the eviction order.
+        decisions = (*verdicts[image.id].decisions, decision)
+        evicted[image.id] = new_verdict((image.id, _EVICT, decisions, (), unique, len(evicted) + 1))
         counted = image.size if unique is None else unique  # counted_bytes, from the size read
         images_size, used, going = images_size - counted, used - counted, going + counted
     return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))
