@@ -52,6 +52,9 @@ class RetentionContext:
         self.arrived = arrived
         self.now = now
         self.declared = declared
+        # The repositories of the references declared: a reference of any other repository is not
+        # declared, with no need to spell it out.
+        self.declared_names = {_repository_of(text) for text in declared}
         self.last_used = last_used
         self.previous = previous
         users: dict[str, list[str]] = {}
@@ -67,12 +70,6 @@ class RetentionContext:
     def age(self, image: ImageRecord) -> float:
         """Since creation: what older_than, keep_within and keep_last go by."""
         return self.now - image.created
-
-    def arrival(self, image: ImageRecord) -> float | None:
-        """When ``image`` arrived on the host (min_age's time); None when arrivals are not kept."""
-        if self.arrived is None:
-            return None
-        return self.arrived.get(image.id, self.now)
 
     def protection(self, image: ImageRecord) -> Decision | None:
         """The first of rungs 1-4 that keeps ``image`` whole, or None."""
@@ -99,8 +96,8 @@ class RetentionContext:
                     described = describe_selector(selector)
                     reason = f"its {described} matches protect labels"
                     return self._keep(image, Rung.PROTECTED, reason, described)
-        # Rung 4: kept while younger than min_age (by arrival on the host when arrivals are kept).
-        arrival = self.arrival(image)
+        # Rung 4: kept while younger than min_age, by arrival on the host when arrivals are kept.
+        arrival = None if self.arrived is None else self.arrived.get(image.id, self.now)
         if self.now - (image.created if arrival is None else arrival) >= self.min_age:
             return None  # most images: no decision to word
         return self._min_age(image, arrival)
@@ -136,13 +133,13 @@ class RetentionContext:
         )
 
     def _declared_reference(self, image: ImageRecord) -> str | None:
-        declared = self.declared
+        declared, names = self.declared, self.declared_names
         # Two loops, not one over tags + digests: that tuple would be one more object per image.
         for ref in image.tags:
-            if ref.canonical() in declared:
+            if ref.name in names and ref.canonical() in declared:
                 return ref.familiar()
         for ref in image.digests:
-            if ref.canonical() in declared:
+            if ref.name in names and ref.canonical() in declared:
                 return ref.familiar()
         return image.short_id if image.id in declared else None
 
@@ -201,6 +198,12 @@ class CompiledRule:
         if selector is None:
             return True
         return image is not None and labels_match(selector, image.label_map)
+
+
+def _repository_of(text: str) -> str:
+    """The repository of canonical reference ``text`` (``name:tag`` or ``name@digest``); what
+    else ``declared`` holds, such as an image id, gives a name no reference has."""
+    return text.partition("@")[0] if "@" in text else text.rpartition(":")[0]
 
 
 def _regex(text: str | None) -> re.Pattern[str] | None:
