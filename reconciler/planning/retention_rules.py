@@ -194,6 +194,8 @@ class RuleRound:
         # of every tag of ``images`` is kept meanwhile, in order (image by image, each image's
         # tags as it lists them): one list of shared entries, not an object per tag.
         self._tag_rules: list[_Candidate | None] = []
+        # Of each untagged image among ``images``: its rule and the rankings it has a place in.
+        self._untagged: dict[str, tuple[int | None, list[_Ranking]]] = {}
         self._take_places(images, self._tag_rules)
         self._take_places(kept_anyway, None)
         for ranking in self._rankings.values():
@@ -235,7 +237,7 @@ class RuleRound:
     ) -> None:
         """Place each image in the keep_last rankings of the rules its tags go to, appending each
         tag's rule to ``tag_rules``; an image without a tag (when ``tag_rules`` is given: images
-        rungs 1-4 left open), in those of its untagged rule."""
+        rungs 1-4 left open), in those of its untagged rule, both kept for its decision."""
         tag_rule = self._tag_rule
         for image in images:
             tags = image.tags
@@ -251,7 +253,8 @@ class RuleRound:
                 else:  # what add does by creation time, without its call
                     ranking.keys[image.id] = image.created
             if tag_rules is not None and not tags:
-                for ranking in self._untagged_rule_and_rankings(image)[1]:
+                untagged = self._untagged[image.id] = self._untagged_rule_and_rankings(image)
+                for ranking in untagged[1]:
                     ranking.add(image, None)
 
     def _untagged_rule_and_rankings(self, image: ImageRecord) -> tuple[int | None, list[_Ranking]]:
@@ -363,7 +366,7 @@ class RuleRound:
         return found[3].decide(ref.familiar(), age, ref.tag, rank)
 
     def _untagged_decision(self, image: ImageRecord, age: float) -> Decision:
-        owner, rankings = self._untagged_rule_and_rankings(image)
+        owner, rankings = self._untagged[image.id]
         if owner is None:
             return self._unmatched(image.short_id, age)
         rank = min((ranking.ranks[image.id] for ranking in rankings), default=None)
