@@ -90,10 +90,12 @@ class ProtectPatterns:
             return None
         by_name, best, best_index = self._by_name, None, len(self.patterns)
         for ref in tags:
+            tag = ref.tag if ref.digest is None else None  # what a tag part can match
             for index, pattern in (by_name.get(ref.name) or self._named(ref))[0]:
                 if index >= best_index:
                     break
-                if pattern.tag_matches(ref):
+                # tag_matches, without its call: one per tag of every image
+                if pattern.tag is None or (tag is not None and pattern.tag.fullmatch(tag)):
                     best, best_index = (pattern, ref), index
                     break
         for ref in digests:

@@ -16,7 +16,14 @@ from reconciler.model.manifest import Order, Unmatched
 from reconciler.model.reference import InvalidReference, Reference, parse_reference
 from reconciler.model.units import format_age
 from reconciler.planning.retention_rungs import CompiledRule, RetentionContext
-from reconciler.planning.retention_verdicts import Decision, Fate, Rung, Verdict
+from reconciler.planning.retention_verdicts import (
+    Decision,
+    Fate,
+    Rung,
+    Verdict,
+    new_decision,
+    new_verdict,
+)
 from reconciler.planning.semver import SemverKey, semver_key
 
 _Key = tuple[SemverKey, int] | int  # by version, then creation time; or by creation time
@@ -59,18 +66,32 @@ _Judgement = tuple[bool, str, str]  # kept, the condition that decided, the sent
 
 
 class _Conditions:
-    """One rule's keep conditions, OR'ed, then ``older_than``, applied to a tag or untagged image.
+    """One rule's keep conditions, OR'ed, then ``older_than``, deciding on a tag or untagged image.
 
     A host's decisions repeat a few sentences (the same rank, the same age in days), so each
     judgement is made once per rank or worded age and shared by the decisions that have it.
     """
 
-    __slots__ = ("by_rank", "keep_last", "keep_tags", "keep_within", "older", "older_than",
-                 "rule", "unconditional", "within", "younger")
+    __slots__ = (
+        "by_rank",
+        "keep_last",
+        "keep_tags",
+        "keep_within",
+        "label_text",
+        "name",
+        "older",
+        "older_than",
+        "rule",
+        "unconditional",
+        "within",
+        "younger",
+    )
 
     def __init__(self, rule: CompiledRule) -> None:
         spec = rule.rule
         self.rule = rule
+        self.name = spec.name
+        self.label_text = rule.label_text
         self.keep_last = spec.keep_last
         self.keep_within = spec.keep_within
         self.keep_tags = rule.keep_tags
@@ -84,60 +105,69 @@ class _Conditions:
             False, "select", f"selected by rule {spec.name} and kept by none of its conditions"
         )
 
-    def apply(self, age: float, tag: str | None, rank: int | None) -> _Judgement:
-        keep_last = self.keep_last
+    def decide(self, subject: str, age: float, tag: str | None, rank: int | None) -> Decision:
+        """The rule's decision on ``subject``: a tag (``tag``), or an untagged image's short id."""
+        keep_last, keep_within, older_than = self.keep_last, self.keep_within, self.older_than
         if keep_last is not None and rank is not None and rank <= keep_last:
-            found = self.by_rank.get(rank)
-            if found is None:
-                found = self.by_rank[rank] = self._keep_last(rank)
-            return found
-        keep_within = self.keep_within
-        if keep_within is not None and age <= keep_within:
+            judgement = self.by_rank.get(rank) or self._keep_last(rank)
+        elif keep_within is not None and age <= keep_within:
             words = format_age(age)
-            found = self.within.get(words)
-            if found is None:
-                limit = self.rule.keep_within_text
-                reason = f"created {words} ago, within keep_within {limit}"
-                found = self.within[words] = self._labelled(True, "keep_within", reason)
-            return found
-        if self.keep_tags is not None and tag is not None and self.keep_tags.fullmatch(tag):
+            judgement = self.within.get(words) or self._within(words)
+        elif self.keep_tags is not None and tag is not None and self.keep_tags.fullmatch(tag):
             reason = f"tag {tag} matches keep_tags {self.rule.rule.keep_tags!r}"
-            return self._labelled(True, "keep_tags", reason)
-        older_than = self.older_than
-        if older_than is None:
-            return self.unconditional
-        words = format_age(age)
-        if age <= older_than:
-            found = self.younger.get(words)
-            if found is None:
-                reason = f"created {words} ago, not older than {self.rule.older_than_text}"
-                found = self.younger[words] = self._labelled(True, "older_than", reason)
-            return found
-        found = self.older.get(words)
-        if found is None:
-            reason = (
-                f"created {words} ago, older than {self.rule.older_than_text},"
-                " and kept by none of the rule's conditions"
-            )
-            found = self.older[words] = self._labelled(False, "older_than", reason)
-        return found
+            judgement = self._labelled(True, "keep_tags", reason)
+        elif older_than is None:
+            judgement = self.unconditional
+        elif age <= older_than:
+            words = format_age(age)
+            judgement = self.younger.get(words) or self._younger(words)
+        else:
+            words = format_age(age)
+            judgement = self.older.get(words) or self._older(words)
+        kept, condition, reason = judgement
+        # The three after age are last_used, containers and pattern; arrived is last.
+        return new_decision(
+            (subject, kept, _RULE, reason, self.name, condition, age, None, (), self.label_text,
+             rank, None)
+        )  # fmt: skip
+
+    # The judgements, each made the first time it is needed and kept.
 
     def _keep_last(self, rank: int) -> _Judgement:
         spec = self.rule.rule
         by = "version" if spec.order is Order.SEMVER else "creation time"
         reason = f"newest #{rank} of its repository by {by} (keep_last {spec.keep_last})"
-        return self._labelled(True, "keep_last", reason)
+        judgement = self.by_rank[rank] = self._labelled(True, "keep_last", reason)
+        return judgement
+
+    def _within(self, words: str) -> _Judgement:
+        reason = f"created {words} ago, within keep_within {self.rule.keep_within_text}"
+        judgement = self.within[words] = self._labelled(True, "keep_within", reason)
+        return judgement
+
+    def _younger(self, words: str) -> _Judgement:
+        reason = f"created {words} ago, not older than {self.rule.older_than_text}"
+        judgement = self.younger[words] = self._labelled(True, "older_than", reason)
+        return judgement
+
+    def _older(self, words: str) -> _Judgement:
+        reason = (
+            f"created {words} ago, older than {self.rule.older_than_text},"
+            " and kept by none of the rule's conditions"
+        )
+        judgement = self.older[words] = self._labelled(False, "older_than", reason)
+        return judgement
 
     def _labelled(self, kept: bool, condition: str, reason: str) -> _Judgement:
         """The judgement, its sentence saying the rule's label selector when it has one."""
-        if self.rule.label_text is not None:
-            reason = f"{reason} (selected by its {self.rule.label_text})"
+        if self.label_text is not None:
+            reason = f"{reason} (selected by its {self.label_text})"
         return kept, condition, reason
 
 
 # A rule that may select tags of a repository: its index, itself, its keep_last ranking there
-# (None: the rule has no keep_last).
-_Candidate = tuple[int, CompiledRule, _Ranking | None]
+# (None: the rule has no keep_last), its conditions.
+_Candidate = tuple[int, CompiledRule, _Ranking | None, _Conditions]
 
 
 class RuleRound:
@@ -164,6 +194,8 @@ class RuleRound:
         # of every tag of ``images`` is kept meanwhile, in order (image by image, each image's
         # tags as it lists them): one list of shared entries, not an object per tag.
         self._tag_rules: list[_Candidate | None] = []
+        # Of each untagged image among ``images``: its rule and the rankings it has a place in.
+        self._untagged: dict[str, tuple[int | None, list[_Ranking]]] = {}
         self._take_places(images, self._tag_rules)
         self._take_places(kept_anyway, None)
         for ranking in self._rankings.values():
@@ -188,7 +220,7 @@ class RuleRound:
     def _candidates(self, ref: Reference) -> tuple[_Candidate, ...]:
         """The rules that select some tags of ``ref``'s repository, in file order."""
         return tuple(
-            (index, rule, self._ranking(index, ref.name))
+            (index, rule, self._ranking(index, ref.name), self._conditions[index])
             for index, rule in enumerate(self.context.rules)
             if rule.selects_tags_of(ref)
         )
@@ -205,7 +237,7 @@ class RuleRound:
     ) -> None:
         """Place each image in the keep_last rankings of the rules its tags go to, appending each
         tag's rule to ``tag_rules``; an image without a tag (when ``tag_rules`` is given: images
-        rungs 1-4 left open), in those of its untagged rule."""
+        rungs 1-4 left open), in those of its untagged rule, both kept for its decision."""
         tag_rule = self._tag_rule
         for image in images:
             tags = image.tags
@@ -221,7 +253,8 @@ class RuleRound:
                 else:  # what add does by creation time, without its call
                     ranking.keys[image.id] = image.created
             if tag_rules is not None and not tags:
-                for ranking in self._untagged_rule_and_rankings(image)[1]:
+                untagged = self._untagged[image.id] = self._untagged_rule_and_rankings(image)
+                for ranking in untagged[1]:
                     ranking.add(image, None)
 
     def _untagged_rule_and_rankings(self, image: ImageRecord) -> tuple[int | None, list[_Ranking]]:
@@ -287,7 +320,9 @@ class RuleRound:
             position += len(image.tags)
         return verdicts
 
-    def _verdict(self, image: ImageRecord, tag_rules: list[_Candidate | None], first: int) -> Verdict:
+    def _verdict(
+        self, image: ImageRecord, tag_rules: list[_Candidate | None], first: int
+    ) -> Verdict:
         """``image``'s verdict; ``tag_rules[first:]`` are the rules of its tags, in the order it lists
         them (an index, not a slice: a slice would be one more object per image)."""
         age = self.context.now - image.created
@@ -313,50 +348,32 @@ class RuleRound:
             decisions, kept = (decision,), decision.kept
         held = self.previous.get(image.id)
         if held is None and not kept:
-            # Positional, as in _decision: no untag, then freed_bytes.
-            return Verdict(image.id, _REMOVE, decisions, (), image.unique_size)
+            return new_verdict((image.id, _REMOVE, decisions, (), image.unique_size, None))
         if held is not None:
             decisions = (*decisions, held._replace(age=age))
         # An image keep_previous holds cannot lose its last tag: the daemon would delete it with it.
         if dropped and len(dropped) < len(tags):
-            return Verdict(image.id, _UNTAG, decisions, dropped)
-        return Verdict(image.id, _KEEP, decisions)
+            return new_verdict((image.id, _UNTAG, decisions, dropped, None, None))
+        return new_verdict((image.id, _KEEP, decisions, (), None, None))
 
     def _tag_decision(
         self, image: ImageRecord, ref: Reference, found: _Candidate | None, age: float
     ) -> Decision:
         if found is None:
             return self._unmatched(ref.familiar(), age)
-        index, rule, ranking = found
+        ranking = found[2]
         rank = None if ranking is None else ranking.ranks[image.id]
-        return self._decision(ref.familiar(), index, rule, ref.tag, rank, age)
+        return found[3].decide(ref.familiar(), age, ref.tag, rank)
 
     def _untagged_decision(self, image: ImageRecord, age: float) -> Decision:
-        owner, rankings = self._untagged_rule_and_rankings(image)
+        owner, rankings = self._untagged[image.id]
         if owner is None:
             return self._unmatched(image.short_id, age)
         rank = min((ranking.ranks[image.id] for ranking in rankings), default=None)
-        return self._decision(image.short_id, owner, self.context.rules[owner], None, rank, age)
+        return self._conditions[owner].decide(image.short_id, age, None, rank)
 
     def _unmatched(self, subject: str, age: float) -> Decision:
-        return Decision(
-            subject, self._unmatched_kept, _UNMATCHED, self._unmatched_reason, age=age
-        )
-
-    def _decision(
-        self,
-        subject: str,
-        index: int,
-        rule: CompiledRule,
-        tag: str | None,
-        rank: int | None,
-        age: float,
-    ) -> Decision:
-        kept, condition, reason = self._conditions[index].apply(age, tag, rank)
-        # Positional: a named tuple takes keywords noticeably slower, and there is one per tag.
-        # The three after age are last_used, containers and pattern.
-        label = rule.label_text
-        return Decision(subject, kept, _RULE, reason, rule.rule.name, condition, age, None, (), label, rank)
+        return Decision(subject, self._unmatched_kept, _UNMATCHED, self._unmatched_reason, age=age)
 
 
 def _digest_names(image: ImageRecord) -> list[str]:

@@ -17,10 +17,18 @@ from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, RetentionSpec, Rule
 from reconciler.model.reference import Reference
 from reconciler.model.units import format_age, format_duration
-from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons, counted_bytes
+from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons
 from reconciler.planning.globs import ProtectPatterns, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
-from reconciler.planning.retention_verdicts import REMOVING, Decision, Fate, Rung, Verdict
+from reconciler.planning.retention_verdicts import (
+    REMOVING,
+    Decision,
+    Fate,
+    Rung,
+    Verdict,
+    new_decision,
+    new_verdict,
+)
 
 # --- rungs 1-4 -------------------------------------------------------------------
 
@@ -44,6 +52,9 @@ class RetentionContext:
         self.arrived = arrived
         self.now = now
         self.declared = declared
+        # The repositories of the references declared: a reference of any other repository is not
+        # declared, with no need to spell it out.
+        self.declared_names = {_repository_of(text) for text in declared}
         self.last_used = last_used
         self.previous = previous
         users: dict[str, list[str]] = {}
@@ -59,12 +70,6 @@ class RetentionContext:
     def age(self, image: ImageRecord) -> float:
         """Since creation: what older_than, keep_within and keep_last go by."""
         return self.now - image.created
-
-    def arrival(self, image: ImageRecord) -> float | None:
-        """When ``image`` arrived on the host (min_age's time); None when arrivals are not kept."""
-        if self.arrived is None:
-            return None
-        return self.arrived.get(image.id, self.now)
 
     def protection(self, image: ImageRecord) -> Decision | None:
         """The first of rungs 1-4 that keeps ``image`` whole, or None."""
@@ -91,8 +96,8 @@ class RetentionContext:
                     described = describe_selector(selector)
                     reason = f"its {described} matches protect labels"
                     return self._keep(image, Rung.PROTECTED, reason, described)
-        # Rung 4: kept while younger than min_age (by arrival on the host when arrivals are kept).
-        arrival = self.arrival(image)
+        # Rung 4: kept while younger than min_age, by arrival on the host when arrivals are kept.
+        arrival = None if self.arrived is None else self.arrived.get(image.id, self.now)
         if self.now - (image.created if arrival is None else arrival) >= self.min_age:
             return None  # most images: no decision to word
         return self._min_age(image, arrival)
@@ -128,13 +133,13 @@ class RetentionContext:
         )
 
     def _declared_reference(self, image: ImageRecord) -> str | None:
-        declared = self.declared
+        declared, names = self.declared, self.declared_names
         # Two loops, not one over tags + digests: that tuple would be one more object per image.
         for ref in image.tags:
-            if ref.canonical() in declared:
+            if ref.name in names and ref.canonical() in declared:
                 return ref.familiar()
         for ref in image.digests:
-            if ref.canonical() in declared:
+            if ref.name in names and ref.canonical() in declared:
                 return ref.familiar()
         return image.short_id if image.id in declared else None
 
@@ -152,7 +157,9 @@ class CompiledRule:
         self.exclude = _regex(rule.select.tags.exclude)
         self.keep_tags = _regex(rule.keep_tags)
         self.labels = rule.select.labels
-        self.selects_every_tag = self.include is None and self.exclude is None and self.labels is None
+        self.selects_every_tag = (
+            self.include is None and self.exclude is None and self.labels is None
+        )
         # Said in every decision the rule makes: worded once.
         self.label_text = describe_selector(self.labels) if self.labels is not None else None
         self.keep_within_text = _duration_text(rule.keep_within)
@@ -193,6 +200,12 @@ class CompiledRule:
         return image is not None and labels_match(selector, image.label_map)
 
 
+def _repository_of(text: str) -> str:
+    """The repository of canonical reference ``text`` (``name:tag`` or ``name@digest``); what
+    else ``declared`` holds, such as an image id, gives a name no reference has."""
+    return text.partition("@")[0] if "@" in text else text.rpartition(":")[0]
+
+
 def _regex(text: str | None) -> re.Pattern[str] | None:
     return None if text is None else re.compile(text)
 
@@ -217,8 +230,11 @@ def evict(
     the order they go, with the budget's figures."""
     freed, remaining = 0, []
     for image in candidates:
-        if verdicts[image.id].outcome in REMOVING:
-            freed += counted_bytes(image)
+        verdict = verdicts[image.id]
+        if verdict.outcome in REMOVING:
+            # counted_bytes, from the unique size the verdict read
+            unique = verdict.freed_bytes
+            freed += image.size if unique is None else unique
         else:
             remaining.append(image)
     images_size, used = disk.images_size - freed, disk.filesystem_used - freed
@@ -242,27 +258,15 @@ def evict(
     for image in remaining if over(budget.high) else ():
         if not over(budget.low):
             break
-        # Positional, as in the rules' decisions; the one after age is last_used.
-        decision = Decision(
-            image.short_id,
-            False,
-            _DISK,
-            reasons.reason(images_size, used),
-            None,
-            None,
-            context.now - image.created,
-            last_used.get(image.id),
-        )
+        # The one after age is last_used.
+        decision = new_decision(
+            (image.short_id, False, _DISK, reasons.reason(images_size, used), None, None,
+             context.now - image.created, last_used.get(image.id), (), None, None, None)
+        )  # fmt: skip
         unique = image.unique_size
-        # Positional: the untag list, freed_bytes, the place in the eviction order.
-        evicted[image.id] = Verdict(
-            image.id,
-            _EVICT,
-            (*verdicts[image.id].decisions, decision),
-            (),
-            unique,
-            len(evicted) + 1,
-        )
+        # After the decisions: the untag list, freed_bytes, the place in the eviction order.
+        decisions = (*verdicts[image.id].decisions, decision)
+        evicted[image.id] = new_verdict((image.id, _EVICT, decisions, (), unique, len(evicted) + 1))
         counted = image.size if unique is None else unique  # counted_bytes, from the size read
         images_size, used, going = images_size - counted, used - counted, going + counted
     return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import NamedTuple
 
 from reconciler.model.reference import Reference
@@ -65,6 +67,22 @@ class Verdict(NamedTuple):
     @property
     def removes(self) -> bool:
         return self.outcome in REMOVING
+
+
+# Every field of a Decision and of a Verdict, in order.
+DecisionFields = tuple[
+    str, bool, Rung, str, str | None, str | None, float, float | None, tuple[str, ...],
+    str | None, int | None, float | None,
+]  # fmt: skip
+VerdictFields = tuple[
+    str, Fate, tuple[Decision, ...], tuple[Reference, ...], int | None, int | None
+]
+
+# Where a host makes one per image or tag, a Decision or Verdict is made from all its fields by
+# tuple.__new__: a named tuple's own __new__ is a Python function, and calling it costs as much
+# again as making the tuple.
+new_decision: Callable[[DecisionFields], Decision] = partial(tuple.__new__, Decision)
+new_verdict: Callable[[VerdictFields], Verdict] = partial(tuple.__new__, Verdict)
 
 
 @dataclass(frozen=True)
