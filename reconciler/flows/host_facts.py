@@ -27,7 +27,7 @@ from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, ImageSource, Manifest, PullPolicy
 from reconciler.model.units import format_size
-from reconciler.state.holds_store import read_holds
+from reconciler.state.holds_store import holds_recorded, read_holds
 from reconciler.state.lock_dir import daemon_identity, lock_directory
 
 if TYPE_CHECKING:
@@ -57,14 +57,16 @@ def read_host_facts(
     With ``retention:``, ``explain`` or ``learn`` (an apply, which records what it learnt
     with or without retention) also the usage state with what this run learns folded in:
     the events since the last run, the images and containers it sees, where the declared
-    tags point. With a manifest, the daemon's holds too (keyed on its identity: one ``GET /info``).
+    tags point. With a manifest, the daemon's holds too (keyed on its identity: one ``GET /info``,
+    asked only when a hold was ever placed from this state directory).
     Reads the state files, never writes them. The lists ``prefetched`` read already (or their
     errors) are taken from it, in the order the reads are made here.
     """
     inventory = read_inventory(host, manifest, auth, prefetched)
     if manifest is None:
         return HostFacts(inventory)
-    holds = read_holds(lock_directory(state_dir, create=False), daemon_identity(host), warn)
+    lock_dir = lock_directory(state_dir, create=False)
+    holds = read_holds(lock_dir, daemon_identity(host), warn) if holds_recorded(lock_dir) else ()
     cache = host.build_cache() if manifest.build_cache is not None else None
     local = None
     if any(spec.origin is not ImageSource.PULL for spec in manifest.present()):

@@ -3,14 +3,13 @@
 The daemon takes its own time to answer ``/images/json`` on a large host; started on its own
 connection while this process loads the manifest and imports the planner, that wait overlaps
 our own start-up instead of following it. Nothing is decided earlier: the same reads, in the
-same order (the ``/version`` handshake, the containers, the images, ``/info``), only sooner.
+same order (the ``/version`` handshake, the containers, the images), only sooner.
 Each read's answer, or its error, is handed over where the read happens today, so what a user
 sees (and in which order) is unchanged; a manifest that is refused leaves them unseen.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -75,10 +74,8 @@ class Prefetch:
             return
         host = self._host.value
         assert host is not None
-        if self._containers.run(host.list_containers) and self._images.run(host.list_images):
-            # Kept by the engine itself; a failure is asked again where it is needed, and raised there.
-            with contextlib.suppress(Exception):
-                host.identity()
+        if self._containers.run(host.list_containers):
+            self._images.run(host.list_images)
 
     def host(self, connect: Callable[[], DockerEngine]) -> DockerEngine:
         """The connected engine (the thread's reads done), or the connection's error raised here."""

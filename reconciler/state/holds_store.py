@@ -36,6 +36,18 @@ def holds_path(lock_dir: Path, identity: str) -> Path:
     return lock_dir / HOLDS_SUBDIR / f"{digest}.json"
 
 
+def holds_recorded(lock_dir: Path) -> bool:
+    """Whether a holds file of any daemon may be here: when not, no daemon's identity is needed to
+    know it has none. A directory that cannot be looked into may hold some (reading them says why)."""
+    try:
+        with os.scandir(lock_dir / HOLDS_SUBDIR) as entries:
+            return any(entry.name.endswith(".json") for entry in entries)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
 def read_holds(lock_dir: Path, identity: str, warn: Callable[[str], None] | None = None) -> tuple[Hold, ...]:
     """Every hold recorded for the daemon, expired ones included; none when there is no file."""
     path = holds_path(lock_dir, identity)
