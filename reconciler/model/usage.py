@@ -287,11 +287,14 @@ def _resolve_at(inventory: Inventory, text: str, when: float, moved: Mapping[str
 
 def _by_id(inventory: Inventory, text: str) -> str | None:
     """The image ``text`` names when it is an id (or a unique id prefix of 12 or more digits)."""
-    if not text or not all(c in "0123456789abcdef" for c in text.removeprefix("sha256:")):
-        return None
     hexpart = text.removeprefix("sha256:")
+    if len(hexpart) < 12 or not all(c in "0123456789abcdef" for c in hexpart):
+        return None
+    if len(hexpart) == 64:  # a whole id, as image events carry: looked up, not searched for
+        image = inventory.image_by_id.get("sha256:" + hexpart)
+        return image.id if image is not None else None
     matches = [i.id for i in inventory.images if i.id.removeprefix("sha256:").startswith(hexpart)]
-    return matches[0] if len(matches) == 1 and len(hexpart) >= 12 else None
+    return matches[0] if len(matches) == 1 else None
 
 
 def _as_id(text: str) -> str | None:

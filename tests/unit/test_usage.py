@@ -213,3 +213,32 @@ def test_on_an_event_log_only_a_lost_anchor_tells_a_gap_however_many_events_came
     assert event_gap(UsageState(events_until=120.0), _events(1000, 130.0, kept=None), 120.0) is None
     rotated = event_gap(kept, _events(3, 500.0, kept=None), 99.999)
     assert rotated is not None and "event log no longer holds" in rotated and "256" not in rotated
+
+
+class _CountedImages(tuple):  # type: ignore[type-arg]
+    """An inventory's images that count how often they are walked."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).walks += 1
+        return super().__iter__()
+
+
+def test_events_naming_whole_ids_are_resolved_without_walking_the_images_for_each() -> None:
+    images = [image(f"i{n}", f"app:{n}") for n in range(1000)]
+    events = [event("image", "tag", images[n].id, float(n), name=f"app:t{n}") for n in range(256)]
+    _CountedImages.walks = 0
+    facts = facts_from_events(events, Inventory(images=_CountedImages(images), host=HOST))
+    assert len(facts.tags) == 256
+    assert _CountedImages.walks <= 2  # once for the ids (and once for the tags), not once an event
+
+
+def test_an_id_prefix_names_an_image_only_when_unique_and_12_digits_long() -> None:
+    a, b = image("a", "app:1"), image("b", "app:2")
+    short, twelve = a.id[7:18], a.id[7:19]
+    facts = facts_from_events(
+        [event("container", "start", "c" * 64, 5.0, image=twelve), event("container", "start", "d" * 64, 6.0, image=short)],
+        host(a, b),
+    )
+    assert facts.uses == {a.id: 5.0}
