@@ -51,6 +51,7 @@ def read_host_facts(
     learn: bool = False,
     warn: Callable[[str], None] | None = None,
     prefetched: Prefetch | None = None,
+    disk_usage_ahead: DiskUsageAhead | None = None,
 ) -> HostFacts:
     """The facts of ``host`` that planning ``manifest`` at ``now`` needs (``None``: the lists only).
 
@@ -60,7 +61,8 @@ def read_host_facts(
     tags point. With a manifest, the daemon's holds too (keyed on its identity: one ``GET /info``,
     asked only when a hold was ever placed from this state directory).
     Reads the state files, never writes them. The lists ``prefetched`` read already (or their
-    errors) are taken from it, in the order the reads are made here.
+    errors) are taken from it, in the order the reads are made here; so is ``disk_usage_ahead``,
+    the ``/system/df`` :func:`ask_disk_usage` started for this manifest.
     """
     inventory = read_inventory(host, manifest, auth, prefetched)
     if manifest is None:
@@ -78,9 +80,7 @@ def read_host_facts(
     # The usage state: only retention:, --explain and apply read and learn it.
     from reconciler.state.usage_store import read_usage
 
-    ahead = None
-    if manifest.retention is not None and manifest.retention.disk is None:
-        ahead = DiskUsageAhead(host, state_dir)  # sizes the removals; asked while the rest is read and decided
+    ahead = disk_usage_ahead or ask_disk_usage(manifest, host, state_dir)
     stored = read_usage(state_dir, host.address)
     learning = learn_usage(host, inventory, stored, manifest.declared.tags, now)
     disk = None
@@ -101,6 +101,15 @@ def read_host_facts(
         local=local,
         disk_usage_ahead=ahead,
     )
+
+
+def ask_disk_usage(manifest: Manifest, host: DockerHost | None, state_dir: Path | None) -> DiskUsageAhead | None:
+    """The ``/system/df`` a retention plan's removals are sized with, asked now on a session of its
+    own, so the daemon answers it while the rest is read and decided; None for any other manifest
+    (a disk budget reads it among the facts) or without a connected ``host``."""
+    if host is None or manifest.retention is None or manifest.retention.disk is not None:
+        return None
+    return DiskUsageAhead(host, state_dir)
 
 
 class DiskUsageAhead:

@@ -12,7 +12,7 @@ from reconciler.daemon.address import connect
 from reconciler.daemon.docker_engine import DockerEngine
 from reconciler.daemon.registry_auth import load_registry_auth
 from reconciler.errors import ExitCode, LargeRemovalRefused
-from reconciler.flows.host_facts import read_host_facts
+from reconciler.flows.host_facts import ask_disk_usage, read_host_facts
 from reconciler.flows.outcomes import PlanOutcome, Verdicts
 from reconciler.flows.prefetch import Prefetch
 from reconciler.flows.sizing import size_plan
@@ -49,14 +49,17 @@ def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> 
     def connected() -> DockerEngine:
         return connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
 
+    ahead = None
     if options.prefetch is not None:
-        # The manifest's own index is made while the daemon answers the reads, not after them.
+        # While the daemon answers the early reads: the manifest's own index, and a retention plan's
+        # /system/df on a session of its own.
         _ = manifest.declared
+        ahead = ask_disk_usage(manifest, options.prefetch.connected_engine(), options.state_dir)
     host = options.prefetch.host(connected) if options.prefetch is not None else connected()
     now = epoch_now()
     facts = read_host_facts(
         host, manifest, load_registry_auth(os.environ), options.state_dir, now, explain=options.explain,
-        warn=options.warn, prefetched=options.prefetch,
+        warn=options.warn, prefetched=options.prefetch, disk_usage_ahead=ahead,
     )
     decided = decide(manifest, facts, now, max_removals=options.max_removals, explain=options.explain)
     plan, sized_inventory = size_plan(host, facts, decided.plan, options.state_dir)

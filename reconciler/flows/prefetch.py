@@ -63,6 +63,7 @@ class Prefetch:
         self._host: _Read[DockerEngine] = _Read()
         self._containers: _Read[tuple[ContainerRecord, ...]] = _Read()
         self._images: _Read[tuple[ImageRecord, ...]] = _Read()
+        self._connected = threading.Event()  # the connection is made (or failed); the lists may follow
         self._thread = threading.Thread(target=self._read, name="reconcile-prefetch", daemon=True)
 
     def start(self) -> Prefetch:
@@ -70,12 +71,22 @@ class Prefetch:
         return self
 
     def _read(self) -> None:
-        if not self._host.run(self._connect):
+        try:
+            connected = self._host.run(self._connect)
+        finally:
+            self._connected.set()
+        if not connected:
             return
         host = self._host.value
         assert host is not None
         if self._containers.run(host.list_containers):
             self._images.run(host.list_images)
+
+    def connected_engine(self) -> DockerEngine | None:
+        """The engine as soon as it is connected, while the lists are still read, for a read of its
+        own on another session; None when the connection failed (:meth:`host` raises why)."""
+        self._connected.wait()
+        return self._host.value
 
     def host(self, connect: Callable[[], DockerEngine]) -> DockerEngine:
         """The connected engine (the thread's reads done), or the connection's error raised here."""

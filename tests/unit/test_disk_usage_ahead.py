@@ -1,5 +1,6 @@
-"""A retention plan asks ``/system/df`` (its removals are sized with it) while it reads the events and
-decides, on a session of its own, instead of after deciding; its errors stay where they were."""
+"""A retention plan asks ``/system/df`` (its removals are sized with it) on a session of its own
+while the image list, the events and the decision go on, instead of after deciding; its errors stay
+where they were."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from reconciler.errors import DaemonUnavailable
 from reconciler.flows import plan_host as plan_host_module
 from reconciler.flows.outcomes import PlanOutcome
 from reconciler.flows.plan_host import PlanOptions, plan_host
+from reconciler.flows.prefetch import Prefetch
 from reconciler.loading.loader import load_manifest_text
-from reconciler.model.inventory import EventWindow
+from reconciler.model.inventory import EventWindow, ImageRecord
 
 from ..fake_daemon import FakeDockerHost
 
@@ -84,3 +86,28 @@ def test_a_plan_that_removes_nothing_is_not_failed_by_the_disk_usage_it_does_not
     host.fail_calls["disk_usage"] = DaemonUnavailable("the daemon went away")
     outcome = plan(host, tmp_path, monkeypatch)
     assert outcome.plan.steps == ()
+
+
+class DiskBeforeImages(WatchedDisk):
+    """The image list answers only once ``/system/df`` was asked (or after 5 s)."""
+
+    asked_before_images: bool | None = None
+
+    def list_images(self) -> tuple[ImageRecord, ...]:
+        self.asked_before_images = self.disk_asked.wait(5)
+        return super().list_images()
+
+
+def test_with_the_early_reads_the_disk_usage_is_asked_while_the_image_list_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = DiskBeforeImages()
+    old = host.add_image(["reg.local/app:old"], size=700, created=NOW - 90 * DAY)
+    early = Prefetch(lambda: host).start()  # type: ignore[arg-type, return-value]  # the fake stands in for the engine
+    monkeypatch.setattr(plan_host_module, "connect", lambda address, **how: pytest.fail("connected again"))
+    manifest = load_manifest_text(RETENTION, "images.yaml", environ={})
+    options = PlanOptions(state_dir=tmp_path, allow_large_removal=True, prefetch=early)
+    outcome = plan_host(manifest, host.address, options)
+    assert host.asked_before_images is True
+    assert host.calls["disk_usage"] == 1 and host.calls["list_images"] == 1
+    assert [(s.action.value, s.image_id, s.bytes) for s in outcome.plan.steps] == [("remove", old, 700)]
