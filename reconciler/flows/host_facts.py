@@ -27,6 +27,7 @@ from reconciler.model.host_facts import DiskUsage, HostFacts
 from reconciler.model.inventory import ContainerRecord, Inventory
 from reconciler.model.manifest import DiskBudget, ImageSource, Manifest, PullPolicy
 from reconciler.model.units import format_size
+from reconciler.state.disk_usage_cache import has_kept_disk_usage, keep_disk_usage, kept_disk_usage
 from reconciler.state.holds_store import holds_recorded, read_holds
 from reconciler.state.lock_dir import daemon_identity, lock_directory
 
@@ -106,8 +107,11 @@ def read_host_facts(
 def ask_disk_usage(manifest: Manifest, host: DockerHost | None, state_dir: Path | None) -> DiskUsageAhead | None:
     """The ``/system/df`` a retention plan's removals are sized with, asked now on a session of its
     own, so the daemon answers it while the rest is read and decided; None for any other manifest
-    (a disk budget reads it among the facts) or without a connected ``host``."""
+    (a disk budget reads it among the facts), without a connected ``host``, or when an answer of this
+    host is kept (most plans of a host whose images did not change take it instead)."""
     if host is None or manifest.retention is None or manifest.retention.disk is not None:
+        return None
+    if state_dir is not None and has_kept_disk_usage(state_dir, host.address):
         return None
     return DiskUsageAhead(host, state_dir)
 
@@ -242,8 +246,14 @@ def with_shared_sizes(
     ahead: Callable[[], DiskUsageReport] | None = None,
 ) -> Inventory:
     """``inventory`` with each image's shared bytes from one ``/system/df`` (``ahead``'s answer, when
-    it was asked already), so unique sizes are known."""
-    usage = ahead() if ahead is not None else cached_disk_usage(host, state_dir)
+    it was asked already), so unique sizes are known. With ``state_dir``, the answer an earlier run
+    read while the host listed the same images is taken instead (``state/disk_usage_cache``)."""
+    listed = [image.id for image in inventory.images]
+    usage = kept_disk_usage(state_dir, host.address, listed) if state_dir is not None else None
+    if usage is None:
+        usage = ahead() if ahead is not None else cached_disk_usage(host, state_dir)
+        if state_dir is not None:
+            keep_disk_usage(state_dir, host.address, listed, usage)
     return inventory.with_shared_sizes(usage.shared_sizes, usage.layers_size)
 
 

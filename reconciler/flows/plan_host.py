@@ -45,7 +45,7 @@ class PlanOptions:
 
 def plan_host(manifest: Manifest, address: str | None, options: PlanOptions) -> PlanOutcome:
     """The plan for ``manifest`` on the daemon at ``address``; changes nothing, not even our state
-    (the layer cache aside: it only learns what never changes)."""
+    (the layer and disk usage caches aside: they only learn what never changes)."""
     def connected() -> DockerEngine:
         return connect(address, deadline=options.deadline, tls=options.tls, context=options.context)
 
