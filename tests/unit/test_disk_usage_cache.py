@@ -4,36 +4,19 @@ it was last read: the same images have the same shared bytes and layer total."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.daemon.host import DiskUsageReport
-from reconciler.flows import plan_host as plan_host_module
-from reconciler.flows.plan_host import PlanOptions, plan_host
-from reconciler.loading.loader import load_manifest_text
 from reconciler.state.disk_usage_cache import CACHE_FILE, keep_disk_usage, kept_disk_usage
+from tests.unit.test_disk_usage_ahead import DAY, NOW, plan
 
 from ..fake_daemon import FakeDockerHost
 
-DAY = 86_400
-NOW = int(time.time())
-RETENTION = """
-version: 1
-images: []
-retention:
-  min_age: 0s
-  rules:
-    - {name: old, select: {repositories: ["reg.local/**"]}, older_than: 30d}
-"""
-
 
 def sized_removals(host: FakeDockerHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    monkeypatch.setattr(plan_host_module, "connect", lambda address, **how: host)
-    manifest = load_manifest_text(RETENTION, "images.yaml", environ={})
-    outcome = plan_host(manifest, host.address, PlanOptions(state_dir=tmp_path, allow_large_removal=True))
-    return [(str(step.image_id), step.bytes) for step in outcome.plan.steps]
+    return [(str(step.image_id), step.bytes) for step in plan(host, tmp_path, monkeypatch).plan.steps]
 
 
 def host_with_shared_layers() -> tuple[FakeDockerHost, str]:

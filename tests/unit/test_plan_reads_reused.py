@@ -16,17 +16,9 @@ from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Action, Plan
 from reconciler.model.report import Outcome
 from reconciler.planning.images import plan_changes
+from tests.unit.test_executor import PRUNE_APP
 
 from ..fake_daemon import FakeDockerHost
-
-PRUNE_APP = """
-version: 1
-images:
-  - name: reg.local/app
-    tags: ["2"]
-prune:
-  unlisted_tags: true
-"""
 
 WITH_ALIAS = """
 version: 1
