@@ -118,7 +118,7 @@ class Reference:
     @derived
     def name(self) -> str:
         """The full repository name, such as ``docker.io/library/nginx``."""
-        return f"{self.domain}/{self.path}" if self.domain else self.path
+        return _full_name(self.domain, self.path)
 
     @derived
     def familiar_name(self) -> str:
@@ -197,7 +197,7 @@ def _parse_text(text: str) -> Reference:
     if tagged is None:
         return _checked(*_parse_fields(text))
     domain, path, tag, _ = tagged
-    return _checked_tagged(f"{domain}/{path}", domain, path, tag)
+    return _checked_tagged(_full_name(domain, path), domain, path, tag)
 
 
 def _tagged_name_fields(text: str) -> tuple[str, str, str, None] | None:
@@ -245,7 +245,7 @@ def _checked_tagged(name: str, domain: str, path: str, tag: str) -> Reference:
     made with it: the daemon lists thousands of tags, and a plan asks each for its canonical form."""
     ref = object.__new__(Reference)
     ref.__dict__.update(
-        domain=domain, path=path, tag=tag, digest=None, name=name, _canonical=f"{name}:{tag}"
+        domain=domain, path=path, tag=tag, digest=None, name=name, _canonical=_compose_pinned(name, tag, None)
     )
     return ref
 
@@ -442,6 +442,10 @@ def _compose(name: str, tag: str | None, digest: str | None) -> str:
     return (
         name + (f":{tag}" if tag is not None else "") + (f"@{digest}" if digest is not None else "")
     )
+
+
+def _full_name(domain: str, path: str) -> str:
+    return f"{domain}/{path}" if domain else path
 
 
 def _compose_pinned(name: str, tag: str | None, digest: str | None) -> str:
