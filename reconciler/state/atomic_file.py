@@ -1,10 +1,26 @@
-"""Replace a file all at once: readers see the old content or the new, never a mix."""
+"""Replace a file all at once: readers see the old content or the new, never a mix; and read back
+a JSON document so written, of one format."""
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
+
+
+def read_document(path: Path, expected: int) -> dict[str, Any] | None:
+    """The JSON object in ``path`` when its ``format`` is ``expected``; None when the file is missing,
+    unreadable, not JSON, or another format (a cache then reads everything again)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != expected:
+        return None
+    return document
 
 
 def write_atomically(path: str | os.PathLike[str], text: str | bytes, mode: int | None = None) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.daemon.host import DiskUsageReport
-from reconciler.state.atomic_file import write_atomically
+from reconciler.state.atomic_file import read_document, write_atomically
 
 CACHE_FILE = "disk-usage.json"
 FORMAT = 1
@@ -69,14 +69,8 @@ def keep_disk_usage(state_dir: Path, address: str, image_ids: Iterable[str], usa
 
 
 def _hosts(state_dir: Path) -> dict[str, Any]:
-    try:
-        with open(state_dir / CACHE_FILE, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        return {}
-    hosts = document.get("hosts")
+    document = read_document(state_dir / CACHE_FILE, FORMAT)
+    hosts = document.get("hosts") if document is not None else None
     return hosts if isinstance(hosts, dict) else {}
 
 

@@ -16,7 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from reconciler.model.inventory import KnownLayers
-from reconciler.state.atomic_file import write_atomically
+from reconciler.state.atomic_file import read_document, write_atomically
 
 __all__ = ["KnownLayers", "cache_path", "read_layer_cache", "write_layer_cache"]
 
@@ -31,12 +31,8 @@ def cache_path(state_dir: Path) -> Path:
 
 def read_layer_cache(state_dir: Path) -> dict[str, KnownLayers]:
     """What earlier runs learnt, by image id; empty when the file is missing or not one of ours."""
-    try:
-        with open(cache_path(state_dir), encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    document = read_document(cache_path(state_dir), FORMAT)
+    if document is None:
         return {}
     images = document.get("images")
     if not isinstance(images, dict):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.model.build_inputs import BuildInputs, LocalRecords
-from reconciler.state.atomic_file import write_atomically
+from reconciler.state.atomic_file import read_document, write_atomically
 
 RECORD_FILE = "local_images.json"
 FORMAT = 1
@@ -29,12 +29,8 @@ def records_path(state_dir: Path) -> Path:
 
 
 def read_local_records(state_dir: Path) -> LocalRecords:
-    try:
-        with open(records_path(state_dir), encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return LocalRecords()
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    document = read_document(records_path(state_dir), FORMAT)
+    if document is None:
         return LocalRecords()
     loads = document.get("loads")
     builds = document.get("builds")
