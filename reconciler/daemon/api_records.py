@@ -17,30 +17,49 @@ _NONE_REFS = {"<none>:<none>", "<none>@<none>"}
 
 
 def image_from_api(raw: Mapping[str, Any]) -> ImageRecord:
-    """One entry of ``GET /images/json`` as an ImageRecord (untagged forms normalised)."""
-    shared = raw.get("SharedSize")
-    # Podman 4.3 lists an image pulled by digest with that digest reference in RepoTags too.
-    listed = parse_refs(raw.get("RepoTags"))
-    labels = raw.get("Labels")
-    return _listed_record(
-        id=str(raw["Id"]),
-        tags=tuple(ref for ref in listed if ref.tag is not None),
-        digests=_digests(parse_refs(raw.get("RepoDigests")), listed),
-        created=int(raw.get("Created") or 0),
-        size=int(raw.get("Size") or 0),
-        shared_size=int(shared) if isinstance(shared, int) and shared >= 0 else None,
-        parent_id=str(raw.get("ParentId") or ""),
-        labels=_labels(labels) if labels else (),
-    )
-
-
-def _listed_record(**fields: Any) -> ImageRecord:
-    """``ImageRecord(**fields)`` for a listed image, made in one step: the frozen dataclass's
-    ``__init__`` sets each of its eight fields through ``object.__setattr__``, a sixth of a record's
-    cost on a host of 11,000 images. ``fields`` names every field."""
+    """One entry of ``GET /images/json`` as an ImageRecord (untagged forms normalised). Its tags,
+    digests and labels are made when first read (:class:`~reconciler.model.inventory.ImageRecord`):
+    until then a plan reads the texts of its tags, which on a large host are mostly declared."""
+    get = raw.get
+    shared = get("SharedSize")
+    repo_tags = get("RepoTags")
+    # ImageRecord(...) made in one step: the frozen dataclass's __init__ sets each field through
+    # object.__setattr__, a sixth of a record's cost on a host of 11,000 images.
     record = object.__new__(ImageRecord)
-    record.__dict__.update(fields)
+    record.__dict__.update(
+        id=str(raw["Id"]),
+        created=int(get("Created") or 0),
+        size=int(get("Size") or 0),
+        shared_size=shared if type(shared) is int and shared >= 0 else None,
+        parent_id=str(get("ParentId") or ""),
+        tag_texts=_tag_texts(repo_tags) if repo_tags else (),
+        _unparsed=(_parsed_fields, repo_tags, get("RepoDigests"), get("Labels")),
+    )
     return record
+
+
+def _tag_texts(values: Any) -> tuple[str, ...]:
+    """The texts of RepoTags that may be tags: not ``<none>:<none>``, nor the digest references
+    Podman 4.3 lists there for an image pulled by digest."""
+    if type(values) is not list:
+        return ()
+    try:
+        joined = " ".join(values)  # one look at all the texts for the rare ones
+    except TypeError:  # not all strings
+        joined = "@"
+    if "@" in joined or "<none>" in joined:
+        return tuple(text for text in values if type(text) is str and "@" not in text and text not in _NONE_REFS)
+    return tuple(values)
+
+
+def _parsed_fields(repo_tags: Any, repo_digests: Any, labels: Any) -> dict[str, Any]:
+    """A listed image's tags, digests and labels, from its RepoTags, RepoDigests and Labels."""
+    listed = parse_refs(repo_tags if type(repo_tags) is list else None)
+    return {
+        "tags": tuple(ref for ref in listed if ref.tag is not None),
+        "digests": _digests(parse_refs(repo_digests if type(repo_digests) is list else None), listed),
+        "labels": _labels(labels) if labels else (),
+    }
 
 
 def _digests(repo_digests: tuple[Reference, ...], listed: tuple[Reference, ...]) -> tuple[Reference, ...]:

@@ -1,8 +1,8 @@
 """What the daemon has: images and containers, as plain frozen data.
 
-Built by :mod:`reconciler.daemon.reading` from a handful of list calls; read by
-the planner. Every reference in here is parsed and normalised, so it compares
-equal to the same reference written in a manifest.
+Built by :mod:`reconciler.daemon.api_records` from a handful of list calls; read by
+the planner. Every reference in here is parsed and normalised (a listed image's tags and
+digests when first read), so it compares equal to the same reference written in a manifest.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Generic, TypeVar, overload
 
+from reconciler.model.derived import derived
 from reconciler.model.reference import Reference
 
 
@@ -20,16 +22,62 @@ def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
+_Value = TypeVar("_Value")
+
+
+class _ParsedOnUse(Generic[_Value]):
+    """A field of :class:`ImageRecord` that a record read from an image list makes on first use:
+    its tags, digests and labels. A plan on a large host mostly reads no more of an image than its
+    id and the texts of its tags (:attr:`ImageRecord.tag_texts`); parsing the rest for every image
+    was half the cost of reading the list. Such a record keeps, in ``_unparsed``, a function and the
+    daemon's values it makes those fields of, all at once; any other record is given them by
+    ``__init__``, as plain fields. Two threads that race here make the same values alike."""
+
+    def __init__(self, default: _Value) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type[object], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[object]) -> _Value: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[object]) -> _Value: ...
+
+    def __get__(self, instance: object | None, owner: type[object]) -> _Value:
+        if instance is None:
+            return self.default  # the field's default, as dataclasses asks for it
+        fields = instance.__dict__
+        try:
+            return fields[self.name]  # type: ignore[no-any-return]
+        except KeyError:
+            parse, *listed = fields["_unparsed"]
+            fields.update(parse(*listed))
+            return fields[self.name]  # type: ignore[no-any-return]
+
+    def __set__(self, instance: object, value: _Value) -> None:
+        instance.__dict__[self.name] = value
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: str  # "sha256:<64 hex>"
-    tags: tuple[Reference, ...] = ()  # name:tag references
-    digests: tuple[Reference, ...] = ()  # name@digest references (RepoDigests)
+    tags: _ParsedOnUse[tuple[Reference, ...]] = _ParsedOnUse(())  # name:tag references
+    digests: _ParsedOnUse[tuple[Reference, ...]] = _ParsedOnUse(())  # name@digest references (RepoDigests)
     created: int = 0  # build time, seconds since the epoch
     size: int = 0  # total size, shared layers included
     shared_size: int | None = None  # bytes of layers other images use too; None if not read
     parent_id: str = ""  # the image this one was built on locally (classic builder); "" if none
-    labels: tuple[tuple[str, str], ...] = ()  # the image's labels (``Labels`` of the image list), sorted by key
+    # The image's labels (``Labels`` of the image list), sorted by key.
+    labels: _ParsedOnUse[tuple[tuple[str, str], ...]] = _ParsedOnUse(())
+
+    @derived
+    def tag_texts(self) -> tuple[str, ...]:
+        """The tags as the daemon listed them (a record read from an image list keeps its texts;
+        any other, their full forms: a familiar one may read as another registry's). A text among
+        a reference's ``listed_forms`` is that reference: so a plan knows a declared tag unparsed."""
+        return tuple(tag.canonical() for tag in self.tags)
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -122,9 +170,26 @@ class Inventory:
     listed_at: float | None = field(default=None, compare=False)
     layers_size: int | None = field(default=None, compare=False)
 
+    def image_with_tag(self, ref: Reference) -> ImageRecord | None:
+        """The image the tag ``ref`` points at, or None. Found by the text the daemon lists it as
+        when that is one of its ``listed_forms``; any other text is parsed, all of them once, on
+        the first tag not found so."""
+        by_text = self.image_by_tag_text
+        for text in ref.listed_forms:
+            image = by_text.get(text)
+            if image is not None:
+                return image
+        return self.image_by_tag.get(ref.canonical())
+
+    @cached_property
+    def image_by_tag_text(self) -> dict[str, ImageRecord]:
+        """Each tag's text as listed (:attr:`ImageRecord.tag_texts`) -> image."""
+        return {text: image for image in self.images for text in image.tag_texts}
+
     @cached_property
     def image_by_tag(self) -> dict[str, ImageRecord]:
-        """Canonical ``name:tag`` -> image."""
+        """Canonical ``name:tag`` -> image: every tag parsed (:meth:`image_with_tag` parses none
+        of the declared ones)."""
         return {ref.canonical(): image for image in self.images for ref in image.tags}
 
     @cached_property

@@ -218,6 +218,9 @@ class DeclaredReferences:
 
     tags: frozenset[str]  # declared tags and aliases
     pins: frozenset[str]  # declared digest pins (name@digest)
+    # The texts a daemon lists those tags as (Reference.listed_forms): a listed tag whose text is
+    # here is a declared tag without being parsed. Empty: every listed tag is parsed.
+    tag_texts: frozenset[str] = frozenset()
 
     @property
     def all(self) -> frozenset[str]:
@@ -243,9 +246,12 @@ class Manifest:
     def declared(self) -> DeclaredReferences:
         """The tags, aliases and digest pins of every present entry."""
         tags: set[str] = set()
+        texts: set[str] = set()
         pins: set[str] = set()
         for spec in self.present():
-            tags.update(ref.canonical() for ref in (*spec.tag_references(), *spec.aliases))
+            for ref in (*spec.tag_references(), *spec.aliases):
+                tags.add(ref.canonical())
+                texts.update(ref.listed_forms)
             if spec.digest:
                 pins.add(spec.repository.with_digest(spec.digest).canonical())
-        return DeclaredReferences(frozenset(tags), frozenset(pins))
+        return DeclaredReferences(frozenset(tags), frozenset(pins), frozenset(texts))

@@ -141,6 +141,15 @@ class Reference:
         return self._familiar
 
     @derived
+    def listed_forms(self) -> tuple[str, ...]:
+        """The texts a daemon lists this reference as, each of which parses back to it: the full
+        form (Podman's ``docker.io/library/nginx:latest``) and the familiar one (Docker's
+        ``nginx:latest``) where it differs, unless it reads as another registry (``a.b/c``)."""
+        if self.domain == DEFAULT_DOMAIN and _familiar_reads_back(self):
+            return (self._canonical, self._familiar)
+        return (self._canonical,)
+
+    @derived
     def _canonical(self) -> str:
         return _compose_pinned(self.name, self.tag, self.digest)
 
@@ -475,15 +484,27 @@ def reference_key(text: str) -> str:
 def familiar_key(ref: Reference) -> str:
     """``reference_key(ref.familiar())`` without parsing it again where it reads back as ``ref``:
     everywhere but a Docker Hub path whose first component looks like a registry (``a.b/c``)."""
-    if ref.domain != DEFAULT_DOMAIN or not _looks_like_domain(ref.familiar_name.partition("/")[0]):
+    if _familiar_reads_back(ref):
         return ref.canonical()
     return reference_key(ref.familiar())
 
 
+def _familiar_reads_back(ref: Reference) -> bool:
+    """Whether ``ref.familiar()`` parses as ``ref``: everywhere but a Docker Hub path whose first
+    component looks like a registry (``docker.io/a.b/c`` is familiar ``a.b/c``, registry ``a.b``)."""
+    return ref.domain != DEFAULT_DOMAIN or not _looks_like_domain(ref.familiar_name.partition("/")[0])
+
+
 def tag_key(text: str) -> str | None:
     """The canonical ``name:tag`` of ``text``; None for a digest reference or what is no reference."""
+    ref = tag_reference(text)
+    return ref.canonical() if ref is not None else None
+
+
+def tag_reference(text: str) -> Reference | None:
+    """``text`` parsed when it names a tag; None for a digest reference or what is no reference."""
     try:
         ref = parse_reference(text)
     except InvalidReference:
         return None
-    return ref.canonical() if ref.digest is None else None
+    return ref if ref.digest is None else None

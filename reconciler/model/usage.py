@@ -314,4 +314,4 @@ def _image(inventory: Inventory, text: str) -> ImageRecord | None:
         return None
     if ref.digest is not None:
         return inventory.image_by_digest.get(ref.canonical())
-    return inventory.image_by_tag.get(ref.canonical())
+    return inventory.image_with_tag(ref)

@@ -81,7 +81,7 @@ def _ensure_present(spec: ImageSpec, inventory: Inventory, local: LocalFacts | N
             steps = list(_ensure_tag(spec, ref, inventory))
         yield from steps
         if index == 0:
-            primary_image = inventory.image_by_tag.get(ref.canonical())
+            primary_image = inventory.image_with_tag(ref)
             primary_settled = not steps
     if not spec.tags and spec.digest:
         pinned = spec.repository.with_digest(spec.digest)
@@ -102,9 +102,9 @@ def _ensure_made_here(spec: ImageSpec, inventory: Inventory, local: LocalFacts |
     make = ensure_built if spec.origin is ImageSource.BUILD else ensure_loaded
     steps = list(make(spec, first, inventory, local if local is not None else NO_LOCAL_FACTS))
     yield from steps
-    primary = None if steps else inventory.image_by_tag.get(first.canonical())
+    primary = None if steps else inventory.image_with_tag(first)
     for ref in (*others, *spec.aliases):
-        here = inventory.image_by_tag.get(ref.canonical())
+        here = inventory.image_with_tag(ref)
         if primary is not None and here is not None and here.id == primary.id:
             continue
         kind = "alias" if ref in spec.aliases else "tag"
@@ -130,7 +130,7 @@ def _unreachable_source(source: str, maker: Step) -> str:
 
 
 def _ensure_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) -> Iterator[Step]:
-    local = inventory.image_by_tag.get(ref.canonical())
+    local = inventory.image_with_tag(ref)
     if local is None:
         yield _pull_step(spec, ref, "the tag is not on the host")
         return
@@ -149,7 +149,7 @@ def _ensure_pinned_tag(spec: ImageSpec, ref: Reference, inventory: Inventory) ->
     assert spec.digest is not None
     pinned = spec.repository.with_digest(spec.digest)
     pinned_image = inventory.image_by_digest.get(pinned.canonical())
-    local = inventory.image_by_tag.get(ref.canonical())
+    local = inventory.image_with_tag(ref)
     if local is not None and pinned_image is not None and local.id == pinned_image.id:
         return
     if pinned_image is None:
@@ -166,7 +166,7 @@ def _ensure_aliases(spec: ImageSpec, primary: ImageRecord | None, inventory: Inv
         return
     source = _primary_reference(spec)
     for alias in spec.aliases:
-        local = inventory.image_by_tag.get(alias.canonical())
+        local = inventory.image_with_tag(alias)
         if primary is not None and local is not None and local.id == primary.id:
             continue
         if local is None:
@@ -223,7 +223,7 @@ def _tags_moved_away(steps: Iterable[Step], inventory: Inventory) -> dict[str, s
         ref = parse_reference(step.ref)
         if ref.digest:
             continue
-        old = inventory.image_by_tag.get(ref.canonical())
+        old = inventory.image_with_tag(ref)
         if step.action is Action.PULL and ref.canonical() not in inventory.remote_digests:
             continue  # a re-pull whose registry digest is unknown may well leave the tag in place
         if old is not None and (step.action is not Action.TAG or old.id != step.image_id):
@@ -243,9 +243,12 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: DeclaredRefe
     drops: dict[str, set[str]] = {}
     claimed, dropping = claims.tags, absent | pruned
     for image in inventory.images:
-        for tag in image.tags:
-            if tag.canonical() not in claimed and tag.name in dropping:
-                drops.setdefault(image.id, set()).add(tag.canonical())
+        # An image whose tags are all declared, as their texts show, keeps them: on a large host
+        # the common case, and one that parses none of them.
+        if dropping and not claims.tag_texts.issuperset(image.tag_texts):
+            for tag in image.tags:
+                if tag.canonical() not in claimed and tag.name in dropping:
+                    drops.setdefault(image.id, set()).add(tag.canonical())
         # A repository's digest references go with its last tag; only those of repositories the
         # image carries no tag of need a step of their own.
         if absent and image.digests and (tagged := {tag.name for tag in image.tags}):
@@ -311,6 +314,8 @@ def _drop_steps(
 def _absent_untagged_steps(manifest: Manifest, inventory: Inventory, claims: DeclaredReferences) -> list[Step]:
     """Images of an absent repository that carry no tag, only digest references (pulled by digest)."""
     absent = {spec.repository.name for spec in manifest.absent()}
+    if not absent:
+        return []
     steps: list[Step] = []
     for image in inventory.images:
         if image.tags or _holds_pin(image, claims):
@@ -337,9 +342,12 @@ def _dangling_steps(
     steps: list[Step] = []
     parents = {image.parent_id for image in inventory.images if image.parent_id}
     no_change: set[str] = set()
+    declared_texts = claims.tag_texts
     for image in inventory.images:
-        if image.tags and image.id not in drops and image.id not in moved_away:
-            continue  # the common case on a large host: it keeps every tag it has
+        if image.id not in drops and image.id not in moved_away and (
+            not declared_texts.isdisjoint(image.tag_texts) or image.tags
+        ):
+            continue  # the common case on a large host: it keeps every tag it has (a declared one, say)
         dropped = drops.get(image.id, no_change)
         left = {t.canonical() for t in image.tags} - moved_away.get(image.id, no_change) - dropped
         # An image others are built on is no dangling image to `docker image prune` either.

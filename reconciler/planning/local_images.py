@@ -23,7 +23,7 @@ def ensure_built(
     spec: ImageSpec, ref: Reference, inventory: Inventory, local: LocalFacts
 ) -> Iterator[Step]:
     assert spec.build is not None
-    image = inventory.image_by_tag.get(ref.canonical())
+    image = inventory.image_with_tag(ref)
     inputs = local.inputs.get(ref.canonical())
     if inputs is None:
         yield Step(
@@ -58,7 +58,7 @@ def ensure_loaded(
     spec: ImageSpec, ref: Reference, inventory: Inventory, local: LocalFacts
 ) -> Iterator[Step]:
     assert spec.archive is not None
-    image = inventory.image_by_tag.get(ref.canonical())
+    image = inventory.image_with_tag(ref)
     digest = local.archives.get(spec.archive)
     if digest is None:
         yield Step(

@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.model.inventory import Inventory
 from reconciler.model.plan import Action, Plan
-from reconciler.model.reference import tag_key
+from reconciler.model.reference import tag_key, tag_reference
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,12 @@ def stale_containers(declared_tags: Iterable[str], inventory: Inventory, plan: P
             moving[key] = inventory.remote_digests[key]
     found = []
     for container in inventory.containers:
-        key = tag_key(container.image_name) if container.image_name else None
-        if key is None or key not in declared:
+        ref = tag_reference(container.image_name) if container.image_name else None
+        key = ref.canonical() if ref is not None else None
+        if ref is None or key not in declared:
             continue
         familiar = container.image_name
-        current = inventory.image_by_tag.get(key)
+        current = inventory.image_with_tag(ref)
         if current is not None and current.id != container.image_id:
             found.append(StaleContainer(container.name, container.id, familiar, container.image_id, current.id))
         elif current is not None and key in moving:
