@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
 from reconciler.model.derived import derived
 from reconciler.model.reference import Reference
@@ -48,16 +48,16 @@ class _ParsedOnUse(Generic[_Value]):
     def __get__(self, instance: object | None, owner: type[object]) -> _Value:
         if instance is None:
             return self.default  # the field's default, as dataclasses asks for it
+        # Only asked while the instance's __dict__ lacks the field: this is a non-data descriptor.
         fields = instance.__dict__
-        try:
-            return fields[self.name]  # type: ignore[no-any-return]
-        except KeyError:
-            parse, *listed = fields["_unparsed"]
-            fields.update(parse(*listed))
-            return fields[self.name]  # type: ignore[no-any-return]
+        parse, *listed = fields["_unparsed"]
+        fields.update(parse(*listed))
+        return fields[self.name]  # type: ignore[no-any-return]
 
-    def __set__(self, instance: object, value: _Value) -> None:
-        instance.__dict__[self.name] = value
+    if TYPE_CHECKING:  # the type __init__ takes; at run time no __set__, so a value in the instance's
+        # __dict__ is found without calling __get__ (retention reads tags a million times)
+        def __set__(self, instance: object, value: _Value) -> None: ...
+
 
 
 @dataclass(frozen=True)
