@@ -209,6 +209,14 @@ def _parse_text(text: str) -> Reference:
     return _checked_tagged(_full_name(domain, path), domain, path, tag)
 
 
+def listed_tag_repository(text: str) -> str | None:
+    """The full repository name :func:`parse_reference` gives ``text`` when it is a tag in the shape
+    Docker lists tags in (``registry/path:tag``, ``path:tag``), without making the reference; None
+    for any other text, of which only the parser can tell."""
+    tagged = _tagged_name_fields(text)
+    return None if tagged is None else _full_name(tagged[0], tagged[1])
+
+
 def _tagged_name_fields(text: str) -> tuple[str, str, str, None] | None:
     """The fields of text in the shape a daemon lists its tags in (``registry/path:tag``, or
     ``path:tag`` on Docker Hub), its name checked once per repository; None for any other shape,

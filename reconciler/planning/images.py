@@ -28,7 +28,7 @@ from reconciler.model.manifest import (
     PullPolicy,
 )
 from reconciler.model.plan import Action, Plan, Step
-from reconciler.model.reference import Reference, parse_reference
+from reconciler.model.reference import Reference, listed_tag_repository, parse_reference
 
 if TYPE_CHECKING:
     from reconciler.model.build_inputs import LocalFacts
@@ -243,9 +243,7 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: DeclaredRefe
     drops: dict[str, set[str]] = {}
     claimed, dropping = claims.tags, absent | pruned
     for image in inventory.images:
-        # An image whose tags are all declared, as their texts show, keeps them: on a large host
-        # the common case, and one that parses none of them.
-        if dropping and not claims.tag_texts.issuperset(image.tag_texts):
+        if dropping and _may_drop_a_tag(image, claims.tag_texts, dropping):
             for tag in image.tags:
                 if tag.canonical() not in claimed and tag.name in dropping:
                     drops.setdefault(image.id, set()).add(tag.canonical())
@@ -256,6 +254,25 @@ def _tags_to_drop(manifest: Manifest, inventory: Inventory, claims: DeclaredRefe
                 if ref.name in absent and ref.name not in tagged and ref.canonical() not in claims.pins:
                     drops.setdefault(image.id, set()).add(ref.canonical())
     return drops
+
+
+def _may_drop_a_tag(image: ImageRecord, declared_texts: Set[str], dropping: Set[str]) -> bool:
+    """Whether a tag of ``image`` may be undeclared in a repository of ``dropping``, as the texts the
+    daemon lists its tags in tell: on a large host most images have none, and stay unparsed."""
+    for text in image.tag_texts:
+        if text not in declared_texts:
+            repository = listed_tag_repository(text)
+            if repository is None or repository in dropping:
+                return True
+    return False
+
+
+def _keeps_a_tag(image: ImageRecord, declared_texts: Set[str]) -> bool:
+    """Whether ``image`` has a tag: a text that is declared or reads as a tag says so unparsed."""
+    for text in image.tag_texts:
+        if text in declared_texts or listed_tag_repository(text) is not None:
+            return True
+    return bool(image.tags)
 
 
 def _stays(image: ImageRecord, dropped: set[str], moved: set[str]) -> bool:
@@ -344,10 +361,8 @@ def _dangling_steps(
     no_change: set[str] = set()
     declared_texts = claims.tag_texts
     for image in inventory.images:
-        if image.id not in drops and image.id not in moved_away and (
-            not declared_texts.isdisjoint(image.tag_texts) or image.tags
-        ):
-            continue  # the common case on a large host: it keeps every tag it has (a declared one, say)
+        if image.id not in drops and image.id not in moved_away and _keeps_a_tag(image, declared_texts):
+            continue  # the common case on a large host: it keeps every tag it has
         dropped = drops.get(image.id, no_change)
         left = {t.canonical() for t in image.tags} - moved_away.get(image.id, no_change) - dropped
         # An image others are built on is no dangling image to `docker image prune` either.

@@ -117,3 +117,10 @@ def test_every_listed_form_of_a_reference_reads_back_as_it() -> None:
     # Docker Hub's a.b/c shows as "a.b/c", which reads as the registry a.b: only the full form is its.
     assert parse_reference("docker.io/a.b/c:3").listed_forms == ("docker.io/a.b/c:3",)
     assert set(parse_reference("nginx:1").listed_forms) == {"docker.io/library/nginx:1", "nginx:1"}
+
+
+def test_an_image_listed_with_only_texts_that_are_no_tags_is_dangling() -> None:
+    # No daemon lists such texts; should one, the image has no tag, as the parser reads them.
+    record = image_from_api({"Id": image_id("odd"), "RepoTags": ["not a tag", "Upper:1"]})
+    plan = plan_changes(manifest(dangling=True), inventory(record))
+    assert [(step.action.value, step.ref) for step in plan.steps] == [("remove", record.id)]
