@@ -68,5 +68,6 @@ def load_manifest_file(
 
     manifest = manifest_from_bytes(data, filename, environ, digest)
     if keepable and all(s.build is None and s.archive is None for s in manifest.images):
+        _ = manifest.declared  # kept with it: every plan asks, and a large manifest's costs more than its load
         loaded.put(manifest)
     return manifest
