@@ -63,6 +63,16 @@ def test_the_same_bytes_are_loaded_once_and_the_kept_manifest_equals_a_fresh_loa
     assert len(_entries(tmp_path / "state")) == 1
 
 
+def test_a_kept_manifest_comes_with_its_declared_set_made(tmp_path: Path, loads: Loads) -> None:
+    path = tmp_path / "images.yaml"
+    path.write_text(MANIFEST)
+    load_manifest_file(path, ManifestCache(tmp_path / "state"))
+    again = load_manifest_file(path, ManifestCache(tmp_path / "state"))
+    assert "declared" in again.__dict__  # made by the run that kept it, not by each plan
+    assert again.declared == loader.load_manifest(path).declared
+    assert again.declared.tag_texts >= {"example.test/app:1", "example.test/other:1"}
+
+
 def test_a_changed_file_is_loaded_again(tmp_path: Path, loads: Loads) -> None:
     path = tmp_path / "images.yaml"
     path.write_text(MANIFEST)
