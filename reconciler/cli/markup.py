@@ -17,6 +17,8 @@ _ESCAPE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
 
 def escape(text: str) -> str:
     """``text`` as markup that shows it unchanged (rich.markup.escape)."""
+    if "[" not in text and not text.endswith("\\"):
+        return text  # most text: nothing to escape (a plan writes a few for each of thousands of steps)
     escaped = _ESCAPE.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", text)
     if escaped.endswith("\\") and not escaped.endswith("\\\\"):
         return escaped + "\\"

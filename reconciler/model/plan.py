@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from reconciler.model.derived import derived
 from reconciler.model.manifest import BuildRecipe
 
 
@@ -99,8 +100,9 @@ class Plan:
     manifest_digest: str = ""
     host: str = ""
 
-    @property
+    @derived
     def runnable(self) -> tuple[Step, ...]:
+        # Made once: the summary, the guard and the sizing each ask, over thousands of steps.
         return tuple(step for step in self.steps if step.blocked is None)
 
     @property
@@ -118,7 +120,14 @@ class Plan:
         return bool(self.runnable)
 
     def count(self, action: Action) -> int:
-        return sum(1 for step in self.runnable if step.action is action)
+        return self._counts.get(action, 0)
+
+    @derived
+    def _counts(self) -> dict[Action, int]:
+        counts: dict[Action, int] = {}
+        for step in self.runnable:
+            counts[step.action] = counts.get(step.action, 0) + 1
+        return counts
 
     @property
     def bytes_to_free(self) -> int:
