@@ -59,7 +59,6 @@ class _ParsedOnUse(Generic[_Value]):
         def __set__(self, instance: object, value: _Value) -> None: ...
 
 
-
 @dataclass(frozen=True)
 class ImageRecord:
     id: str  # "sha256:<64 hex>"
