@@ -370,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         print(f"bench: filling {args.images} images", file=sys.stderr)
         fill(sandbox, bench_images(args.images, args.tags_per_image))
+        # Scale images another run kept (--keep) make every scenario run on a larger host: say so.
+        left_over = len(scale_references(sandbox))
+        if left_over:
+            print(f"bench: {left_over} scale images from an earlier run are on the host", file=sys.stderr)
         try:
             rows += plan_scenarios(sandbox, venv, workdir, args)
             if not args.skip_pulls and registry:
@@ -382,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.scale:
                     remove_scale_images(sandbox)
     cores = os.cpu_count()
-    print(f"\n{started:%Y-%m-%d %H:%M} UTC, {cores} cores; ratio: to the scenario's first row\n")
+    host = f"; {left_over} scale images on the host besides" if left_over else ""
+    print(f"\n{started:%Y-%m-%d %H:%M} UTC, {cores} cores{host}; ratio: to the scenario's first row\n")
     print(table(rows))
     return 0
 
