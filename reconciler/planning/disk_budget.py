@@ -10,17 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.model.host_facts import DiskUsage
-from reconciler.model.inventory import ImageRecord
 from reconciler.model.manifest import DiskBudget
 from reconciler.model.units import format_size
 
 
-def counted_bytes(image: ImageRecord) -> int:
+def counted_bytes(size: int, unique: int | None) -> int:
     """What an image's removal counts against the budget: its unique size, else its full size.
 
     The full size bounds the unique size from above, so it can only make the budget evict less."""
-    unique = image.unique_size
-    return image.size if unique is None else unique
+    return size if unique is None else unique
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from reconciler.model.inventory import ContainerRecord, ImageRecord
 from reconciler.model.manifest import DiskBudget, RetentionSpec, Rule
 from reconciler.model.reference import Reference
 from reconciler.model.units import format_age, format_duration
-from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons
+from reconciler.planning.disk_budget import BudgetCheck, EvictionReasons, counted_bytes
 from reconciler.planning.globs import ProtectPatterns, glob_regex, name_matches
 from reconciler.planning.labels import describe_selector, labels_match
 from reconciler.planning.retention_verdicts import (
@@ -232,9 +232,7 @@ def evict(
     for image in candidates:
         verdict = verdicts[image.id]
         if verdict.outcome in REMOVING:
-            # counted_bytes, from the unique size the verdict read
-            unique = verdict.freed_bytes
-            freed += image.size if unique is None else unique
+            freed += counted_bytes(image.size, verdict.freed_bytes)  # the unique size the verdict read
         else:
             remaining.append(image)
     images_size, used = disk.images_size - freed, disk.filesystem_used - freed
@@ -267,6 +265,6 @@ def evict(
         # After the decisions: the untag list, freed_bytes, the place in the eviction order.
         decisions = (*verdicts[image.id].decisions, decision)
         evicted[image.id] = new_verdict((image.id, _EVICT, decisions, (), unique, len(evicted) + 1))
-        counted = image.size if unique is None else unique  # counted_bytes, from the size read
+        counted = counted_bytes(image.size, unique)
         images_size, used, going = images_size - counted, used - counted, going + counted
     return evicted, BudgetCheck(budget, disk, freed, going, len(evicted))
