@@ -48,8 +48,7 @@ def stale_containers(declared_tags: Iterable[str], inventory: Inventory, plan: P
     found = []
     for container in inventory.containers:
         ref = tag_reference(container.image_name) if container.image_name else None
-        key = ref.canonical() if ref is not None else None
-        if ref is None or key not in declared:
+        if ref is None or (key := ref.canonical()) not in declared:
             continue
         familiar = container.image_name
         current = inventory.image_with_tag(ref)
